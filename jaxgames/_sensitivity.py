@@ -1,0 +1,97 @@
+"""Sensitivities of equilibria to parameters, by implicit differentiation.
+
+Every solve in jaxgames carries an implicit-function-theorem JVP, so ``jax.jacfwd``/``jax.grad``
+of a model function are derivatives of the *equilibrium*, not of the iterations. These helpers
+select parameter leaves by name and return labelled results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _float_outputs(out: Any) -> dict[str, Array]:
+    items = out._asdict().items() if hasattr(out, "_asdict") else dict(out).items()
+    return {k: v for k, v in items if jnp.issubdtype(v.dtype if hasattr(v, "dtype") else jnp.asarray(v).dtype, jnp.inexact)}
+
+
+def _names(params: Any, wrt: Sequence[str] | None) -> tuple[str, ...]:
+    fields = params._fields
+    if wrt is None:
+        return tuple(fields)
+    unknown = [w for w in wrt if w not in fields]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; the parameters are {list(fields)}")
+    return tuple(wrt)
+
+
+def jacobian(
+    fn: Callable[[Any], Any],
+    params: Any,
+    wrt: Sequence[str] | None = None,
+    *,
+    outputs: Sequence[str] | None = None,
+) -> dict[str, dict[str, Array]]:
+    """``{output: {parameter: d output / d parameter}}`` at one parameter point.
+
+    Args:
+        fn: a model function ``params -> NamedTuple`` (e.g. ``bakshi_kleindorfer.noncooperative``).
+        params: a NamedTuple of parameters (scalar leaves).
+        wrt: parameter names to differentiate with respect to (default: all).
+        outputs: output names to keep (default: every floating-point output; boolean and integer
+            diagnostics have no derivative).
+    """
+    names = _names(params, wrt)
+
+    def f(selected):
+        out = _float_outputs(fn(params._replace(**selected)))
+        if outputs is not None:
+            missing = [o for o in outputs if o not in out]
+            if missing:
+                raise ValueError(f"unknown or non-float output(s) {missing}")
+            out = {k: out[k] for k in outputs}
+        return out
+
+    selected = {k: jnp.asarray(getattr(params, k), jnp.result_type(float)) for k in names}
+    return jax.jacfwd(f)(selected)
+
+
+class SensitivityMatrix(NamedTuple):
+    """``matrix[i, j] = d outputs[i] / d params[j]`` (or the elasticity, if requested)."""
+
+    matrix: Array
+    outputs: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+def sensitivity_matrix(
+    fn: Callable[[Any], Any],
+    params: Any,
+    wrt: Sequence[str] | None = None,
+    *,
+    outputs: Sequence[str] | None = None,
+    elasticity: bool = False,
+) -> SensitivityMatrix:
+    """Full sensitivity matrix ``dx*/dtheta`` of an equilibrium (implicit function theorem).
+
+    With ``elasticity=True`` returns ``(theta_j / x_i) dx_i/dtheta_j`` instead.
+    """
+    names = _names(params, wrt)
+    jac = jacobian(fn, params, names, outputs=outputs)
+    # Keep the caller's order, or the model's field order (jacfwd returns dicts sorted by key).
+    outs = tuple(outputs) if outputs is not None else tuple(
+        k for k in _float_outputs(jax.eval_shape(fn, params)) if k in jac
+    )
+    mat = jnp.stack([jnp.stack([jac[o][p] for p in names]) for o in outs])
+    if elasticity:
+        values = _float_outputs(fn(params))
+        x = jnp.stack([values[o] for o in outs])
+        theta = jnp.stack([jnp.asarray(getattr(params, p), mat.dtype) for p in names])
+        mat = mat * theta[None, :] / x[:, None]
+    return SensitivityMatrix(mat, outs, names)

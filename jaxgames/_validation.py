@@ -1,0 +1,72 @@
+"""Parameter domains: eager errors for concrete inputs, flags for traced ones.
+
+A model declares each parameter's allowed interval once. Called with concrete values (plain
+Python/NumPy/JAX arrays outside a transformation) it raises a ``ValueError`` that names the
+parameter, the offending value and the allowed range -- before anything is compiled. Under
+``jit``/``vmap`` the values are tracers and cannot raise, so the model instead stores
+``inputs_valid`` and marks the point ``Status.INVALID_INPUT``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A real interval; ``lo``/``hi`` may be infinite; open ends are excluded."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __str__(self) -> str:
+        left = "(" if self.lo_open or math.isinf(self.lo) else "["
+        right = ")" if self.hi_open or math.isinf(self.hi) else "]"
+        fmt = lambda v: "inf" if v == math.inf else "-inf" if v == -math.inf else f"{v:g}"  # noqa: E731
+        return f"{left}{fmt(self.lo)}, {fmt(self.hi)}{right}"
+
+    def contains(self, v, xp=jnp):
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above & below & xp.isfinite(v)  # NaN fails the comparisons; inf is no value
+
+
+def _is_traced(v: Any) -> bool:
+    return isinstance(v, jax.core.Tracer)
+
+
+def check_domain(params: Any, domains: Mapping[str, Interval], model: str) -> None:
+    """Raise ``ValueError`` if any concrete leaf of the NamedTuple ``params`` is out of range.
+
+    Traced leaves are skipped (see :func:`inputs_valid`).
+    """
+    for name, interval in domains.items():
+        v = getattr(params, name)
+        if _is_traced(v):
+            continue
+        arr = np.asarray(v)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{model}: parameter {name} must be real-valued, got dtype {arr.dtype}")
+        ok = np.asarray(interval.contains(arr.astype(float), xp=np), dtype=bool)
+        if not ok.all():
+            bad = arr.reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]]
+            raise ValueError(
+                f"{model}: parameter {name}={bad!r} is outside its allowed range {interval}"
+            )
+
+
+def inputs_valid(params: Any, domains: Mapping[str, Interval]) -> jax.Array:
+    """Boolean array (broadcast over the leaves): every parameter lies in its domain."""
+    ok = jnp.array(True)
+    for name, interval in domains.items():
+        ok = ok & interval.contains(jnp.asarray(getattr(params, name)))
+    return ok

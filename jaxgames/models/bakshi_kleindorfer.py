@@ -1,0 +1,625 @@
+r"""Security investment for supply-chain resilience: Bakshi & Kleindorfer (2009), POM 18(6).
+
+A retailer ``r`` and a supplier of private type ``tau`` in {s (safe), u (unsafe)},
+``P(tau = s) = p``, invest ``y >= 0`` in security. Disruption probabilities are exponential
+(source eq. 1): ``P_ss(y) = theta_ss e^{-alpha_ss y}``, ``P_su(y) = theta_su e^{-alpha_su y}``,
+``P_r(y) = theta_r e^{-alpha_r y}``, and the supply chain is disrupted with probability
+``P_Jtau = 1 - (1 - P_stau)(1 - P_r)``, causing a loss ``D_J``.
+
+* :func:`first_best` -- eqs. (3)-(5): a welfare maximiser minimises
+  ``W_tau = y_stau + y_rtau + P_Jtau D_J`` for each type; ``W = p W_s + (1 - p) W_u``.
+* :func:`noncooperative` -- eqs. (6)-(8): the Bayesian game in which the supplier bears a share
+  ``f`` of the loss: ``t_stau = y_stau + f P_Jtau D_J``,
+  ``t_r = y_r + (1 - f)[p P_Js + (1 - p) P_Ju] D_J``. Its equilibrium is the complementarity
+  form of FOCs (9)-(10), ``0 <= y  perp  dt/dy >= 0``.
+* :func:`bargaining` -- section 3.3 and Proposition 4: the HSN-SCD contract maximising the
+  generalised Nash product ``p log(t_ss - C_ss) + (1 - p) log(t_su - C_su) + log(t_r - C_r)``
+  subject to the incentive-compatibility (IC s, IC u), individual-rationality and feasibility
+  constraints. Interior solution: First Best investments and equal surplus, (A12)-(A15).
+* :func:`robust_bargaining` -- Proposition 5: the same with ``f_ss = f_su = 0``.
+
+Every equilibrium is computed by the jaxgames engine (semismooth Newton on the FOCs, derived by
+autodiff from the cost functions above). The source's interior closed forms (section 3.1,
+section 3.2.1, (A13)-(A15)) are exported as ``*_closed_form`` for tests and benchmarks only.
+
+Decisions where the source is silent (documented in the README as well):
+
+* **Domain.** ``f, theta_*, p`` in [0, 1], ``alpha_*`` > 0, ``D_J`` >= 0. Outside, a concrete
+  input raises; a traced one is flagged ``status = INVALID_INPUT``. Inside the domain but outside
+  assumption set (2) (``alpha_su <= alpha_ss``, ``theta_su > theta_ss``,
+  ``alpha_su theta_su > alpha_ss theta_ss``, ``theta_su + theta_r < 1``, ``0 < f < 1``) the
+  games are still solved and ``assumptions_hold`` is False.
+* **Reduced bargaining problem.** Given investments ``y``, the transfers ``gamma`` map one-to-one
+  to the costs ``C_ss, C_su``; ``C_r = W(y) - p C_ss - (1 - p) C_su`` follows (transfers are
+  internal). The shares ``f`` enter only the IC constraints, which read
+  ``C_su - C_ss >= f_su dP(y_su, y_ru) D_J`` (IC s) and ``C_su - C_ss <= f_ss dP(y_ss, y_rs) D_J``
+  (IC u), with ``dP(y1, y2) = P_Ju(y1, y2) - P_Js(y1, y2)``. So the GNP is maximised over
+  ``(y, C_ss, C_su)`` with the IC constraints at their most permissive ``f`` in [0, 1]; a
+  contract ``(f, gamma)`` is then constructed from the feasible ``f`` intervals (midpoints).
+* **Reported bargaining outcome.** If a feasible contract realises the interior solution
+  (First Best + equal surplus), that is the outcome (Proposition 4); otherwise the numerical
+  GNP optimum is (the boundary case ``f_ss = 1`` with under-investment), flagged
+  ``interior = False``. The numerical GNP optimum is always returned too (``gnp_*``), as an
+  independent check of (A13)-(A15).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgames._games import bayesian_nash, nash_bargaining, nash_equilibrium
+from jaxgames._solver import Newton, Status
+from jaxgames._validation import Interval, check_domain, inputs_valid
+
+Array = jax.Array
+
+MODEL = "bakshi_kleindorfer"
+
+
+class Params(NamedTuple):
+    """Parameters of the model (source notation). Every leaf may be an array (a batch)."""
+
+    f: Array | float  # supplier's share of the loss in the non-cooperative game
+    theta_ss: Array | float  # base disruption probability, safe supplier
+    theta_su: Array | float  # base disruption probability, unsafe supplier
+    theta_r: Array | float  # base disruption probability, retailer
+    alpha_ss: Array | float  # investment effectiveness (1/$), safe supplier
+    alpha_su: Array | float  # investment effectiveness (1/$), unsafe supplier
+    alpha_r: Array | float  # investment effectiveness (1/$), retailer
+    D_J: Array | float  # supply-chain loss from a disruption ($)
+    p: Array | float  # prior probability that the supplier is safe
+
+
+#: Allowed values of each parameter (input validation, not the assumption set (2)).
+DOMAIN = {
+    "f": Interval(0.0, 1.0),
+    "theta_ss": Interval(0.0, 1.0),
+    "theta_su": Interval(0.0, 1.0),
+    "theta_r": Interval(0.0, 1.0),
+    "alpha_ss": Interval(0.0, np.inf, lo_open=True),
+    "alpha_su": Interval(0.0, np.inf, lo_open=True),
+    "alpha_r": Interval(0.0, np.inf, lo_open=True),
+    "D_J": Interval(0.0, np.inf),
+    "p": Interval(0.0, 1.0),
+}
+
+#: Units and descriptions of parameters and outputs (used to label datasets).
+UNITS = {
+    "f": "1", "theta_ss": "1", "theta_su": "1", "theta_r": "1",
+    "alpha_ss": "1/$", "alpha_su": "1/$", "alpha_r": "1/$", "D_J": "$", "p": "1",
+}
+
+
+def _fig3(f, theta_ss, theta_su, theta_r, alpha_ss, alpha_su, alpha_r, D_J):
+    return Params(f, theta_ss, theta_su, theta_r, alpha_ss, alpha_su, alpha_r, D_J, 0.3)
+
+
+#: The five examples of the source's Figure 3 (inputs block).
+FIGURE3: tuple[Params, ...] = (
+    _fig3(0.2, 0.027, 0.04, 0.03, 0.00003, 0.000024, 0.00004, 10_000_000.0),
+    _fig3(0.8, 0.027, 0.04, 0.03, 0.00003, 0.000024, 0.00004, 10_000_000.0),
+    _fig3(0.2, 0.005, 0.01, 0.002, 0.00003, 0.000024, 0.00004, 100_000_000.0),
+    _fig3(0.8, 0.005, 0.01, 0.002, 0.00003, 0.000024, 0.00004, 100_000_000.0),
+    _fig3(0.9, 0.0001, 0.001, 0.005, 0.0003, 0.00015, 0.00003, 1_000_000_000.0),
+)
+
+#: Solver settings used by the model functions. The step cap (10 e-folds of a disruption
+#: probability per iteration) keeps a far first step from overflowing the exponentials.
+SOLVER = Newton(max_steps=60, max_step=10.0)
+
+
+# ----------------------------------------------------------------------------- primitives
+
+
+def disruption_probability(y, theta, alpha, xp=jnp):
+    """Marginal disruption probability ``theta e^{-alpha y}`` (source section 3, eq. 1)."""
+    return theta * xp.exp(-alpha * y)
+
+
+def joint_probability(y_s, y_r, theta_s, alpha_s, theta_r, alpha_r, xp=jnp):
+    """``P_J = 1 - (1 - P_s)(1 - P_r)`` (eq. 1): the chain is disrupted if either site is."""
+    return 1.0 - (1.0 - disruption_probability(y_s, theta_s, alpha_s, xp)) * (
+        1.0 - disruption_probability(y_r, theta_r, alpha_r, xp)
+    )
+
+
+def _supplier(params: Params, tau: int):
+    return (params.theta_ss, params.alpha_ss) if tau == 0 else (params.theta_su, params.alpha_su)
+
+
+def welfare_cost(y_s, y_r, params: Params, tau: int):
+    """``W_tau = y_stau + y_rtau + P_Jtau D_J`` (eqs. 3-4)."""
+    theta, alpha = _supplier(params, tau)
+    pj = joint_probability(y_s, y_r, theta, alpha, params.theta_r, params.alpha_r)
+    return y_s + y_r + pj * params.D_J
+
+
+def assumptions_hold(params: Params, xp=jnp):
+    """Assumption set (2) of the source plus ``f`` in (0, 1) and ``p`` in [0, 1]."""
+    pr = params
+    return (
+        (pr.alpha_su <= pr.alpha_ss)
+        & (pr.theta_su > pr.theta_ss)
+        & (pr.alpha_su * pr.theta_su > pr.alpha_ss * pr.theta_ss)
+        & (pr.theta_su + pr.theta_r < 1.0)
+        & (pr.f > 0.0)
+        & (pr.f < 1.0)
+        & (pr.p >= 0.0)
+        & (pr.p <= 1.0)
+    )
+
+
+def validate(params: Params) -> None:
+    """Raise ``ValueError`` naming the parameter if a concrete input is outside its domain."""
+    if not isinstance(params, Params):
+        raise TypeError(f"{MODEL}: expected a Params, got {type(params).__name__}")
+    check_domain(params, DOMAIN, MODEL)
+
+
+def _dtype(params: Params):
+    return jnp.result_type(*[jnp.asarray(v) for v in params], float)
+
+
+def _prepare(params: Params) -> tuple[Params, Array]:
+    validate(params)
+    dtype = _dtype(params)
+    params = Params(*[jnp.asarray(v, dtype) for v in params])
+    shapes = {jnp.shape(v) for v in params}
+    if shapes != {()}:
+        raise ValueError(
+            f"{MODEL}: the solvers take one parameter point (scalar leaves); vmap over a batch. "
+            f"Got leaf shapes {sorted(shapes)}"
+        )
+    return params, inputs_valid(params, DOMAIN)
+
+
+def _flag(status, valid):
+    return jnp.where(valid, status, jnp.int32(Status.INVALID_INPUT))
+
+
+def _warm_start(theta, alpha, share):
+    """Investment that sets one player's FOC to zero if the partner's site were perfectly safe.
+
+    ``1 = alpha theta e^{-alpha y} share`` gives ``y = log(alpha theta share) / alpha``; clipped
+    at 0. It is only a starting point for Newton, typically within a few percent.
+    """
+    z = alpha * theta * share
+    return jnp.where(z > 1.0, jnp.log(jnp.where(z > 1.0, z, 1.0)) / alpha, 0.0)
+
+
+# ----------------------------------------------------------------------------- First Best
+
+
+class FirstBest(NamedTuple):
+    """First Best (welfare-maximising) investments and costs, eqs. (3)-(5)."""
+
+    y_ss: Array
+    y_su: Array
+    y_rs: Array
+    y_ru: Array
+    W_s: Array
+    W_u: Array
+    W: Array
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def first_best(params: Params, *, solver: Newton = SOLVER, x0: Array | None = None) -> FirstBest:
+    """Welfare-maximising investments: ``min W_tau`` over ``y_stau, y_rtau >= 0`` (eqs. 3-5).
+
+    Solved as one two-"player" team problem (the planner for each type) by the engine; the
+    closed form of section 3.1 is :func:`first_best_closed_form`.
+    """
+    params, valid = _prepare(params)
+    pr = params
+
+    def costs(x, a):
+        return jnp.stack([welfare_cost(x[0], x[2], a, 0), welfare_cost(x[1], x[3], a, 1)])
+
+    if x0 is None:
+        x0 = jnp.stack([
+            _warm_start(pr.theta_ss, pr.alpha_ss, pr.D_J),
+            _warm_start(pr.theta_su, pr.alpha_su, pr.D_J),
+            _warm_start(pr.theta_r, pr.alpha_r, pr.D_J),
+            _warm_start(pr.theta_r, pr.alpha_r, pr.D_J),
+        ])
+    scale = 1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r])
+    eq = nash_equilibrium(
+        costs, [[0, 2], [1, 3]], x0, params, lower=0.0, x_scale=scale, solver=solver
+    )
+    y = eq.x
+    w_s = welfare_cost(y[0], y[2], pr, 0)
+    w_u = welfare_cost(y[1], y[3], pr, 1)
+    status = _flag(eq.status, valid)
+    return FirstBest(
+        y[0], y[1], y[2], y[3], w_s, w_u, pr.p * w_s + (1 - pr.p) * w_u,
+        status == Status.SUCCESS, eq.residual, eq.iterations, status, assumptions_hold(pr),
+    )
+
+
+# ----------------------------------------------------------------------------- non-cooperative
+
+
+class Noncooperative(NamedTuple):
+    """Pure-strategy Bayesian Nash equilibrium of the non-cooperative game, eqs. (6)-(10)."""
+
+    y_ss: Array
+    y_su: Array
+    y_r: Array
+    P_ss: Array
+    P_su: Array
+    P_r: Array
+    t_ss: Array
+    t_su: Array
+    t_r: Array
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def _nc_costs(actions, types_, params: Params):
+    """Ex-post costs (supplier, retailer) for supplier type ``types_[0]`` (eqs. 6-8)."""
+    (y_s,), (y_r,) = actions
+    theta, alpha = _supplier(params, types_[0])
+    loss = joint_probability(y_s, y_r, theta, alpha, params.theta_r, params.alpha_r) * params.D_J
+    return jnp.stack([y_s + params.f * loss, y_r + (1.0 - params.f) * loss])
+
+
+def _type_prior(params: Params):
+    return [jnp.stack([params.p, 1.0 - params.p]), jnp.ones((1,), jnp.result_type(params.p))]
+
+
+def noncooperative(
+    params: Params, *, solver: Newton = SOLVER, x0: Array | None = None
+) -> Noncooperative:
+    """Bayesian Nash equilibrium ``(y_ss, y_su, y_r)`` of the non-cooperative game.
+
+    Unknowns ``y >= 0``; equilibrium = complementarity form of FOCs (9)-(10), derived by
+    autodiff of the interim expected costs (6)-(8). Boundary equilibria (a player investing 0,
+    e.g. when ``theta alpha f D_J (1 - P_r) < 1``) are solutions of the complementarity problem,
+    not special cases. ``x0`` overrides the warm start (e.g. ``jnp.zeros(3)``).
+    """
+    params, valid = _prepare(params)
+    pr = params
+    if x0 is None:
+        x0 = jnp.stack([
+            _warm_start(pr.theta_ss, pr.alpha_ss, pr.f * pr.D_J),
+            _warm_start(pr.theta_su, pr.alpha_su, pr.f * pr.D_J),
+            _warm_start(pr.theta_r, pr.alpha_r, (1.0 - pr.f) * pr.D_J),
+        ])
+    scale = 1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r])
+    eq = bayesian_nash(
+        _nc_costs, (2, 1), (1, 1), _type_prior, x0, params, lower=0.0,
+        x_scale=scale, solver=solver,
+    )
+    return _noncooperative_result(pr, eq.x, eq.residual, eq.iterations, _flag(eq.status, valid))
+
+
+def _noncooperative_result(pr: Params, y, residual, iterations, status, xp=jnp):
+    y_ss, y_su, y_r = y[0], y[1], y[2]
+    p_ss = disruption_probability(y_ss, pr.theta_ss, pr.alpha_ss, xp)
+    p_su = disruption_probability(y_su, pr.theta_su, pr.alpha_su, xp)
+    p_r = disruption_probability(y_r, pr.theta_r, pr.alpha_r, xp)
+    pj_s = 1.0 - (1.0 - p_ss) * (1.0 - p_r)
+    pj_u = 1.0 - (1.0 - p_su) * (1.0 - p_r)
+    t_ss = y_ss + pr.f * pj_s * pr.D_J
+    t_su = y_su + pr.f * pj_u * pr.D_J
+    t_r = y_r + (1.0 - pr.f) * (pr.p * pj_s + (1.0 - pr.p) * pj_u) * pr.D_J
+    return Noncooperative(
+        y_ss, y_su, y_r, p_ss, p_su, p_r, t_ss, t_su, t_r,
+        status == Status.SUCCESS, residual, iterations, status, assumptions_hold(pr, xp),
+    )
+
+
+# ----------------------------------------------------------------------------- bargaining
+
+
+class Bargaining(NamedTuple):
+    """HSN-SCD bargaining outcome (Proposition 4) with a feasible contract and the GNP check."""
+
+    y_ss: Array
+    y_su: Array
+    y_rs: Array
+    y_ru: Array
+    C_ss: Array
+    C_su: Array
+    C_r: Array
+    surplus_ss: Array  # t_ss - C_ss
+    surplus_su: Array
+    surplus_r: Array
+    f_ss: Array  # one feasible contract realising (y, C); NaN-free, check contract_exists
+    f_su: Array
+    gamma_ss: Array
+    gamma_su: Array
+    contract_exists: Array  # a contract with f in [0, 1] meets IC s, IC u and IR
+    interior: Array  # the interior solution (First Best + equal surplus, A12-A15) is feasible
+    gnp_y_ss: Array  # numerical maximiser of the generalised Nash product
+    gnp_y_su: Array
+    gnp_y_rs: Array
+    gnp_y_ru: Array
+    gnp_C_ss: Array
+    gnp_C_su: Array
+    gnp_C_r: Array
+    gnp_ic_u_binding: Array  # multiplier of IC u (with f_ss = 1) positive: the boundary case
+    gnp_converged: Array
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def _delta_p(y_s, y_r, pr: Params):
+    """``P_Ju(y_s, y_r) - P_Js(y_s, y_r) = (P_su(y_s) - P_ss(y_s)) (1 - P_r(y_r))``."""
+    d = disruption_probability(y_s, pr.theta_su, pr.alpha_su) - disruption_probability(
+        y_s, pr.theta_ss, pr.alpha_ss
+    )
+    return d * (1.0 - disruption_probability(y_r, pr.theta_r, pr.alpha_r))
+
+
+def _share_interval(coef, rhs):
+    """Feasible ``f`` in [0, 1] for the linear constraint ``coef * f >= rhs``: ``(lo, hi)``."""
+    safe = jnp.where(coef == 0, 1.0, coef)
+    root = rhs / safe
+    lo = jnp.where(coef > 0, jnp.maximum(0.0, root), 0.0)
+    hi = jnp.where(coef < 0, jnp.minimum(1.0, root), 1.0)
+    empty_flat = (coef == 0) & (rhs > 0)
+    return lo, jnp.where(empty_flat, -1.0, hi)
+
+
+def _contract(pr: Params, y, c_ss, c_su, t, tol):
+    """Construct one contract ``(f_ss, f_su, gamma_ss, gamma_su)`` realising costs ``C``.
+
+    IC u: ``C_ss + f_ss dP(y_ss, y_rs) D_J >= C_su``; IC s: ``C_su - f_su dP(y_su, y_ru) D_J
+    >= C_ss``. Each gives an interval of feasible shares in [0, 1]; we take its midpoint (strict
+    IC wherever possible, Proposition 4 case 1). ``tol`` absorbs round-off in the comparisons.
+    """
+    y_ss, y_su, y_rs, y_ru = y
+    d_s = _delta_p(y_ss, y_rs, pr) * pr.D_J
+    d_u = _delta_p(y_su, y_ru, pr) * pr.D_J
+    lo_ss, hi_ss = _share_interval(d_s, c_su - c_ss - tol)
+    lo_su, hi_su = _share_interval(-d_u, c_ss - c_su - tol)
+    exists = (lo_ss <= hi_ss) & (lo_su <= hi_su)
+    f_ss = jnp.clip(0.5 * (lo_ss + hi_ss), 0.0, 1.0)
+    f_su = jnp.clip(0.5 * (lo_su + hi_su), 0.0, 1.0)
+    pj_s = joint_probability(y_ss, y_rs, pr.theta_ss, pr.alpha_ss, pr.theta_r, pr.alpha_r)
+    pj_u = joint_probability(y_su, y_ru, pr.theta_su, pr.alpha_su, pr.theta_r, pr.alpha_r)
+    gamma_ss = c_ss - y_ss - f_ss * pj_s * pr.D_J
+    gamma_su = c_su - y_su - f_su * pj_u * pr.D_J
+    t_ss, t_su, t_r, c_r = t
+    ir = (t_ss - c_ss >= -tol) & (t_su - c_su >= -tol) & (t_r - c_r >= -tol)
+    return f_ss, f_su, gamma_ss, gamma_su, exists & ir
+
+
+def _total_welfare(y, pr: Params):
+    return pr.p * welfare_cost(y[0], y[2], pr, 0) + (1 - pr.p) * welfare_cost(y[1], y[3], pr, 1)
+
+
+def equal_surplus_costs(t_ss, t_su, t_r, W, p):
+    """(A13)-(A15): costs with equal surplus ``t - C`` for all players summing to ``W``."""
+    c_ss = (W - (1 - p) * (t_su - t_ss) - (t_r - t_ss)) / 2
+    return c_ss, c_ss + (t_su - t_ss), c_ss + (t_r - t_ss)
+
+
+def _gnp_solve(pr: Params, nc: Noncooperative, y0, c0, solver: Newton):
+    """Maximise the generalised Nash product over ``(y, C_ss, C_su)`` (reduced problem).
+
+    Costs are normalised by ``S = p t_ss + (1 - p) t_su + t_r`` (this leaves the maximiser
+    unchanged and makes the multipliers O(1)).
+    """
+    scale = pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r
+    args = (pr, jnp.stack([nc.t_ss, nc.t_su, nc.t_r]) / scale, scale)
+
+    def costs(x, a):
+        p_, _, s = a
+        y, c_ss, c_su = x[:4], x[4], x[5]
+        c_r = _total_welfare(y, p_) / s - p_.p * c_ss - (1 - p_.p) * c_su
+        return jnp.stack([c_ss, c_su, c_r])
+
+    def constraints(x, a):
+        p_, _, s = a
+        c_ss, c_su = x[4], x[5]
+        d_s = _delta_p(x[0], x[2], p_) * p_.D_J / s
+        d_u = _delta_p(x[1], x[3], p_) * p_.D_J / s
+        # IC s with its most permissive f_su in [0, 1]; IC u with its most permissive f_ss.
+        return jnp.stack([c_su - c_ss - jnp.minimum(0.0, d_u), c_ss + jnp.maximum(0.0, d_s) - c_su])
+
+    x0 = jnp.concatenate([y0, c0 / scale])
+    lower = jnp.array([0.0, 0.0, 0.0, 0.0, -jnp.inf, -jnp.inf], y0.dtype)
+    x_scale = jnp.concatenate([1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r]),
+                               jnp.ones(2, y0.dtype)])
+    eq = nash_bargaining(
+        costs, lambda a: a[1], lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
+        x0, args, lower, constraints=constraints, n_constraints=2, x_scale=x_scale, solver=solver,
+    )
+    y = eq.x[:4]
+    c = eq.x[4:] * scale
+    c_r = _total_welfare(y, pr) - pr.p * c[0] - (1 - pr.p) * c[1]
+    return eq, y, c[0], c[1], c_r
+
+
+def bargaining(
+    params: Params, *, solver: Newton = SOLVER, contract_tol: float | None = None
+) -> Bargaining:
+    """HSN-SCD bargaining contract (section 3.3, Proposition 4), solved by the engine.
+
+    The disagreement point is :func:`noncooperative`; First Best investments come from
+    :func:`first_best`; the interior costs are (A13)-(A15). A feasible contract realising them is
+    constructed (or its absence reported). The generalised Nash product is also maximised
+    numerically under IC/IR/feasibility; where no interior contract exists its optimum (the
+    boundary case ``f_ss = 1``, possibly with under-investment) is the reported outcome.
+
+    ``contract_tol`` (in $) absorbs round-off in the IC/IR comparisons; default
+    ``1e-9 * D_J`` in float64 (``1e-4 * D_J`` in float32).
+    """
+    params, valid = _prepare(params)
+    pr = params
+    nc = noncooperative(pr, solver=solver)
+    fb = first_best(pr, solver=solver)
+    if contract_tol is None:
+        double = jnp.finfo(_dtype(pr)).eps < 1e-10
+        tol = (1e-9 if double else 1e-4) * pr.D_J
+    else:
+        tol = contract_tol
+    t = (nc.t_ss, nc.t_su, nc.t_r)
+    y_fb = jnp.stack([fb.y_ss, fb.y_su, fb.y_rs, fb.y_ru])
+    c_ss, c_su, c_r = equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, pr.p)
+    *_, interior = _contract(pr, y_fb, c_ss, c_su, (*t, c_r), tol)
+
+    gnp, gy, g_ss, g_su, g_r = _gnp_solve(pr, nc, y_fb, jnp.stack([c_ss, c_su]), solver)
+    y = jnp.where(interior, y_fb, gy)
+    c_ss = jnp.where(interior, c_ss, g_ss)
+    c_su = jnp.where(interior, c_su, g_su)
+    c_r = jnp.where(interior, c_r, g_r)
+    f_ss, f_su, gamma_ss, gamma_su, exists = _contract(pr, y, c_ss, c_su, (*t, c_r), tol)
+
+    gnp_status = _flag(gnp.status, valid)
+    status = nc.status
+    status = jnp.where(status == Status.SUCCESS, fb.status, status)
+    status = jnp.where(status == Status.SUCCESS, gnp_status, status)
+    return Bargaining(
+        y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
+        nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
+        f_ss, f_su, gamma_ss, gamma_su, exists, interior,
+        gy[0], gy[1], gy[2], gy[3], g_ss, g_su, g_r, gnp.multipliers[1] > 0,
+        gnp_status == Status.SUCCESS,
+        status == Status.SUCCESS,
+        jnp.maximum(jnp.maximum(nc.residual, fb.residual), gnp.residual),
+        nc.iterations + fb.iterations + gnp.iterations,
+        status, assumptions_hold(pr),
+    )
+
+
+class RobustBargaining(NamedTuple):
+    """Robust HSN-SCD contract (Proposition 5): ``f_ss = f_su = 0``."""
+
+    y_ss: Array
+    y_su: Array
+    y_rs: Array
+    y_ru: Array
+    C_ss: Array
+    C_su: Array
+    C_r: Array
+    surplus_ss: Array
+    surplus_su: Array
+    surplus_r: Array
+    gamma_ss: Array  # upfront transfer of each supplier type (its whole cost net of investment)
+    gamma_su: Array
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBargaining:
+    """Robust HSN-SCD contract (Proposition 5), solved as a Nash bargaining problem.
+
+    With ``f_ss = f_su = 0`` the IC constraints force ``C_ss = C_su = C_s``; the retailer bears
+    all losses, so ``C_r = W(y) - C_s``. The engine maximises
+    ``p log(t_ss - C_s) + (1 - p) log(t_su - C_s) + log(t_r - C_r)`` over ``(y, C_s)``, which
+    yields First Best investments and a one-dimensional condition on ``C_s``.
+    """
+    params, valid = _prepare(params)
+    pr = params
+    nc = noncooperative(pr, solver=solver)
+    fb = first_best(pr, solver=solver)
+    scale = pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r
+    args = (pr, jnp.stack([nc.t_ss, nc.t_su, nc.t_r]) / scale, scale)
+
+    def costs(x, a):
+        p_, _, s = a
+        c_s = x[4]
+        return jnp.stack([c_s, c_s, _total_welfare(x[:4], p_) / s - c_s])
+
+    y_fb = jnp.stack([fb.y_ss, fb.y_su, fb.y_rs, fb.y_ru])
+    # Start from the equal-surplus costs of Proposition 4 averaged over types.
+    c_ss, c_su, _ = equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, pr.p)
+    c0 = (pr.p * c_ss + (1 - pr.p) * c_su) / scale
+    x0 = jnp.concatenate([y_fb, c0[None]])
+    lower = jnp.array([0.0, 0.0, 0.0, 0.0, -jnp.inf], x0.dtype)
+    x_scale = jnp.concatenate([1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r]),
+                               jnp.ones(1, x0.dtype)])
+    eq = nash_bargaining(
+        costs, lambda a: a[1], lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
+        x0, args, lower, x_scale=x_scale, solver=solver,
+    )
+    y = eq.x[:4]
+    c_s = eq.x[4] * scale
+    c_r = _total_welfare(y, pr) - c_s
+    status = _flag(jnp.where(nc.status == Status.SUCCESS, eq.status, nc.status), valid)
+    return RobustBargaining(
+        y[0], y[1], y[2], y[3], c_s, c_s, c_r,
+        nc.t_ss - c_s, nc.t_su - c_s, nc.t_r - c_r,
+        c_s - y[0], c_s - y[1],
+        status == Status.SUCCESS, jnp.maximum(nc.residual, eq.residual),
+        nc.iterations + eq.iterations, status, assumptions_hold(pr),
+    )
+
+
+# ----------------------------------------------------------------------------- closed forms
+
+
+def first_best_closed_form(params: Params, xp: types.ModuleType = jnp) -> FirstBest:
+    """Interior First Best, source section 3.1 (test oracle and benchmark baseline).
+
+    ``xp`` is ``jax.numpy`` or ``numpy``. Valid only where the solution is interior (all
+    ``y > 0``); no diagnostics are computed (``converged`` is True, ``status`` 0).
+    """
+    pr = params
+    out = []
+    for theta, alpha in ((pr.theta_ss, pr.alpha_ss), (pr.theta_su, pr.alpha_su)):
+        b = alpha + alpha * pr.alpha_r * pr.D_J - pr.alpha_r
+        p_r = (b - xp.sqrt(b * b - 4 * alpha**2 * pr.alpha_r * pr.D_J)) / (
+            2 * alpha * pr.alpha_r * pr.D_J
+        )
+        y_r = xp.log(pr.theta_r / p_r) / pr.alpha_r
+        p_s = 1.0 / ((1.0 - p_r) * alpha * pr.D_J)
+        y_s = xp.log(theta / p_s) / alpha
+        w = y_s + y_r + (1.0 - (1.0 - p_s) * (1.0 - p_r)) * pr.D_J
+        out.append((y_s, y_r, w))
+    (y_ss, y_rs, w_s), (y_su, y_ru, w_u) = out
+    one = xp.ones_like(w_s)
+    return FirstBest(
+        y_ss, y_su, y_rs, y_ru, w_s, w_u, pr.p * w_s + (1 - pr.p) * w_u,
+        one > 0, 0 * one, (0 * one).astype(xp.int32), (0 * one).astype(xp.int32),
+        assumptions_hold(pr, xp),
+    )
+
+
+def noncooperative_closed_form(params: Params, xp: types.ModuleType = jnp) -> Noncooperative:
+    """Interior equilibrium of the non-cooperative game, source section 3.2.1.
+
+    ``eta = (1 - f) alpha_r / f [p / alpha_ss + (1 - p) / alpha_su]``,
+    ``kappa = alpha_r (1 - f) D_J``; ``P_r`` is the smaller root of
+    ``x^2 - (1 + kappa - eta)/kappa x + 1/kappa = 0``. Valid only for interior equilibria.
+    """
+    pr = params
+    eta = (1 - pr.f) * pr.alpha_r / pr.f * (pr.p / pr.alpha_ss + (1 - pr.p) / pr.alpha_su)
+    kappa = pr.alpha_r * (1 - pr.f) * pr.D_J
+    b = (1 + kappa - eta) / (2 * kappa)
+    p_r = b - xp.sqrt(b * b - 1 / kappa)
+    y_r = xp.log(pr.theta_r / p_r) / pr.alpha_r
+    y_ss = xp.log(pr.theta_ss * pr.alpha_ss * (1 - p_r) * pr.f * pr.D_J) / pr.alpha_ss
+    y_su = xp.log(pr.theta_su * pr.alpha_su * (1 - p_r) * pr.f * pr.D_J) / pr.alpha_su
+    zero = 0 * y_r
+    return _noncooperative_result(
+        pr, (y_ss, y_su, y_r), zero, zero.astype(xp.int32), zero.astype(xp.int32), xp
+    )
+
+
+def bargaining_closed_form(params: Params, xp: types.ModuleType = jnp):
+    """Interior bargaining costs (A13)-(A15) from the closed forms: ``(C_ss, C_su, C_r)``."""
+    nc = noncooperative_closed_form(params, xp)
+    fb = first_best_closed_form(params, xp)
+    return equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, params.p)
