@@ -16,9 +16,17 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
+#: Diagnostic outputs that are floats but not functions of the parameters.
+_DIAGNOSTICS = frozenset({"residual"})
+
+
 def _float_outputs(out: Any) -> dict[str, Array]:
     items = out._asdict().items() if hasattr(out, "_asdict") else dict(out).items()
-    return {k: v for k, v in items if jnp.issubdtype(v.dtype if hasattr(v, "dtype") else jnp.asarray(v).dtype, jnp.inexact)}
+    return {
+        k: v for k, v in items
+        if k not in _DIAGNOSTICS and jnp.issubdtype(getattr(v, "dtype", None) or
+                                                    jnp.asarray(v).dtype, jnp.inexact)
+    }
 
 
 def _names(params: Any, wrt: Sequence[str] | None) -> tuple[str, ...]:
