@@ -60,7 +60,7 @@ def check_domain(params: Any, domains: Mapping[str, Interval], model: str) -> No
         if not ok.all():
             bad = arr.reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]]
             raise ValueError(
-                f"{model}: parameter {name}={bad!r} is outside its allowed range {interval}"
+                f"{model}: parameter {name}={bad.item()!r} is outside its allowed range {interval}"
             )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from jaxgames.cli import main
+
+sys.exit(main())
