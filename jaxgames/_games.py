@@ -331,8 +331,9 @@ def nash_bargaining(
     Maximises the generalised Nash product ``sum_i w_i log(d_i - c_i(x))`` over the agreement
     ``x`` subject to ``lower <= x <= upper`` and ``constraints(x) >= 0``, where ``c_i`` are the
     players' costs under the agreement and ``d_i`` their disagreement (threat-point) costs.
-    Individual rationality ``c_i < d_i`` is the domain of the logarithm; the line search keeps
-    iterates inside it. Solved as the KKT system
+    Individual rationality ``c_i < d_i`` is the domain of the logarithm; outside it the
+    first-order map is NaN, so the line search keeps iterates inside and ``x0`` must be inside
+    (strictly individually rational). Solved as the KKT system
 
         lower <= x <= upper  perp  -grad GNP(x) - J_g(x)^T lam,     0 <= lam  perp  g(x) >= 0.
 
@@ -350,7 +351,13 @@ def nash_bargaining(
         return -jnp.sum(jnp.where(w > 0, w * jnp.log(safe), 0.0))
 
     def team_cost(x, a):
-        return neg_gnp(x, a)[None]
+        # The gradient -w / (d - c) stays finite where a surplus is negative, so Newton could
+        # converge to a stationary point outside individual rationality. Outside the domain
+        # of the logarithm the cost is NaN, which the line search rejects: iterates started
+        # inside stay inside, and no solution can lie outside.
+        surplus = disagreement(a) - costs(x, a)
+        inside = jnp.all(jnp.where(weights(a) > 0, surplus > 0, True))
+        return jnp.where(inside, neg_gnp(x, a), jnp.nan)[None]
 
     n = x0.shape[0]
     return nash_equilibrium(

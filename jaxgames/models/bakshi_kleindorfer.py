@@ -411,41 +411,79 @@ def equal_surplus_costs(t_ss, t_su, t_r, W, p):
     return c_ss, c_ss + (t_su - t_ss), c_ss + (t_r - t_ss)
 
 
-def _gnp_solve(pr: Params, nc: Noncooperative, y0, c0, solver: Newton):
-    """Maximise the generalised Nash product over ``(y, C_ss, C_su)`` (reduced problem).
+def _gains_tolerance(pr: Params, scale):
+    """Total gains from cooperation below this count as none (round-off of the $ costs)."""
+    eps = jnp.finfo(_dtype(pr)).eps
+    return 1000.0 * eps * scale
 
-    Costs are normalised by ``S = p t_ss + (1 - p) t_su + t_r`` (this leaves the maximiser
-    unchanged and makes the multipliers O(1)).
+
+def _solve_surplus_problem(pr, y_fb, w_fb, u0, gain, disagreement, shared_costs, constraints,
+                           n_constraints, solver):
+    """Nash-product maximisation over ``(y, u)`` in units of the total gain ``G``.
+
+    Costs are written as offsets from a reference point at which every surplus is known
+    (``disagreement``, dimensionless), divided by ``G``: then every surplus is O(1), the
+    multipliers are O(1), and the investment rows are scaled by ``1 / (alpha G)`` so that they
+    read ``dW/dy`` (dimensionless). Without this the problem is ill-conditioned whenever the
+    gains are small against the costs (the round-off of ``1/surplus`` terms exceeds the
+    tolerance and the line search stagnates).
     """
-    scale = pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r
-    args = (pr, jnp.stack([nc.t_ss, nc.t_su, nc.t_r]) / scale, scale)
+    alphas = jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r])
+    args = (pr, w_fb, gain, disagreement)
 
     def costs(x, a):
-        p_, _, s = a
-        y, c_ss, c_su = x[:4], x[4], x[5]
-        c_r = _total_welfare(y, p_) / s - p_.p * c_ss - (1 - p_.p) * c_su
-        return jnp.stack([c_ss, c_su, c_r])
+        p_, w_ref, g, _ = a
+        return shared_costs(x[4:], (_total_welfare(x[:4], p_) - w_ref) / g, p_)
+
+    n_u = u0.shape[0]
+    x0 = jnp.concatenate([y_fb, u0])
+    lower = jnp.concatenate([jnp.zeros(4, x0.dtype), jnp.full((n_u,), -jnp.inf, x0.dtype)])
+    x_scale = jnp.concatenate([1.0 / alphas, jnp.ones(n_u, x0.dtype)])
+    f_scale = jnp.concatenate([1.0 / (alphas * gain), jnp.ones(n_u, x0.dtype)])
+    return nash_bargaining(
+        costs, lambda a: a[3],
+        lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
+        x0, args, lower, constraints=constraints, n_constraints=n_constraints,
+        x_scale=x_scale, f_scale=f_scale, solver=solver,
+    )
+
+
+def _gnp_solve(pr: Params, nc: Noncooperative, fb: FirstBest, solver: Newton):
+    """Maximise the generalised Nash product over ``(y, C_ss, C_su)`` (reduced problem).
+
+    Variables: investments ``y`` and ``u_tau = (C_stau - C*_stau) / G`` where ``C*`` are the
+    equal-surplus costs (A13)-(A15) and ``G = p t_ss + (1 - p) t_su + t_r - W`` the total gain
+    (at ``u = 0``, ``y = y_FB`` every surplus is ``G / 2``). Returns the solution and the gain.
+    """
+    t_ss, t_su, t_r = nc.t_ss, nc.t_su, nc.t_r
+    y_fb = jnp.stack([fb.y_ss, fb.y_su, fb.y_rs, fb.y_ru])
+    gain = pr.p * t_ss + (1 - pr.p) * t_su + t_r - fb.W
+    no_gain = gain <= _gains_tolerance(pr, pr.p * t_ss + (1 - pr.p) * t_su + t_r)
+    g = jnp.where(no_gain, 1.0, gain)
+    half = jnp.full((3,), 0.5, y_fb.dtype)
+
+    def shared_costs(u, dw, p_):
+        # Surplus_i / G = 1/2 - cost_i: C_r - C*_r = (W(y) - W*) - p G u_ss - (1 - p) G u_su.
+        return jnp.stack([u[0], u[1], dw - p_.p * u[0] - (1 - p_.p) * u[1]])
 
     def constraints(x, a):
-        p_, _, s = a
-        c_ss, c_su = x[4], x[5]
-        d_s = _delta_p(x[0], x[2], p_) * p_.D_J / s
-        d_u = _delta_p(x[1], x[3], p_) * p_.D_J / s
+        p_, _, gg, _ = a
+        gap = (t_su - t_ss) / gg + x[5] - x[4]  # (C_su - C_ss) / G
+        d_s = _delta_p(x[0], x[2], p_) * p_.D_J / gg
+        d_u = _delta_p(x[1], x[3], p_) * p_.D_J / gg
         # IC s with its most permissive f_su in [0, 1]; IC u with its most permissive f_ss.
-        return jnp.stack([c_su - c_ss - jnp.minimum(0.0, d_u), c_ss + jnp.maximum(0.0, d_s) - c_su])
+        return jnp.stack([gap - jnp.minimum(0.0, d_u), jnp.maximum(0.0, d_s) - gap])
 
-    x0 = jnp.concatenate([y0, c0 / scale])
-    lower = jnp.array([0.0, 0.0, 0.0, 0.0, -jnp.inf, -jnp.inf], y0.dtype)
-    x_scale = jnp.concatenate([1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r]),
-                               jnp.ones(2, y0.dtype)])
-    eq = nash_bargaining(
-        costs, lambda a: a[1], lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
-        x0, args, lower, constraints=constraints, n_constraints=2, x_scale=x_scale, solver=solver,
-    )
-    y = eq.x[:4]
-    c = eq.x[4:] * scale
-    c_r = _total_welfare(y, pr) - pr.p * c[0] - (1 - pr.p) * c[1]
-    return eq, y, c[0], c[1], c_r
+    eq = _solve_surplus_problem(pr, y_fb, fb.W, jnp.zeros(2, y_fb.dtype), g, half,
+                                shared_costs, constraints, 2, solver)
+    c_ss0, c_su0, _ = equal_surplus_costs(t_ss, t_su, t_r, fb.W, pr.p)
+    y = jnp.where(no_gain, y_fb, eq.x[:4])
+    c_ss = jnp.where(no_gain, t_ss, c_ss0 + g * eq.x[4])
+    c_su = jnp.where(no_gain, t_su, c_su0 + g * eq.x[5])
+    c_r = _total_welfare(y, pr) - pr.p * c_ss - (1 - pr.p) * c_su
+    status = jnp.where(no_gain, jnp.int32(Status.SUCCESS), eq.status)
+    binding = jnp.where(no_gain, False, eq.multipliers[1] > 0)
+    return eq._replace(status=status), y, c_ss, c_su, c_r, binding
 
 
 def bargaining(
@@ -457,7 +495,9 @@ def bargaining(
     :func:`first_best`; the interior costs are (A13)-(A15). A feasible contract realising them is
     constructed (or its absence reported). The generalised Nash product is also maximised
     numerically under IC/IR/feasibility; where no interior contract exists its optimum (the
-    boundary case ``f_ss = 1``, possibly with under-investment) is the reported outcome.
+    boundary case ``f_ss = 1``, possibly with under-investment) is the reported outcome. With
+    no gains from cooperation (``W`` equal to the non-cooperative total cost) the outcome is the
+    disagreement point.
 
     ``contract_tol`` (in $) absorbs round-off in the IC/IR comparisons; default
     ``1e-9 * D_J`` in float64 (``1e-4 * D_J`` in float32).
@@ -476,7 +516,7 @@ def bargaining(
     c_ss, c_su, c_r = equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, pr.p)
     *_, interior = _contract(pr, y_fb, c_ss, c_su, (*t, c_r), tol)
 
-    gnp, gy, g_ss, g_su, g_r = _gnp_solve(pr, nc, y_fb, jnp.stack([c_ss, c_su]), solver)
+    gnp, gy, g_ss, g_su, g_r, ic_u_binding = _gnp_solve(pr, nc, fb, solver)
     y = jnp.where(interior, y_fb, gy)
     c_ss = jnp.where(interior, c_ss, g_ss)
     c_su = jnp.where(interior, c_su, g_su)
@@ -491,7 +531,7 @@ def bargaining(
         y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
         nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
         f_ss, f_su, gamma_ss, gamma_su, exists, interior,
-        gy[0], gy[1], gy[2], gy[3], g_ss, g_su, g_r, gnp.multipliers[1] > 0,
+        gy[0], gy[1], gy[2], gy[3], g_ss, g_su, g_r, ic_u_binding,
         gnp_status == Status.SUCCESS,
         status == Status.SUCCESS,
         jnp.maximum(jnp.maximum(nc.residual, fb.residual), gnp.residual),
@@ -515,6 +555,7 @@ class RobustBargaining(NamedTuple):
     surplus_r: Array
     gamma_ss: Array  # upfront transfer of each supplier type (its whole cost net of investment)
     gamma_su: Array
+    contract_exists: Array  # an IR-feasible robust contract exists (else: disagreement)
     converged: Array
     residual: Array
     iterations: Array
@@ -529,41 +570,42 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     all losses, so ``C_r = W(y) - C_s``. The engine maximises
     ``p log(t_ss - C_s) + (1 - p) log(t_su - C_s) + log(t_r - C_r)`` over ``(y, C_s)``, which
     yields First Best investments and a one-dimensional condition on ``C_s``.
+
+    Individual rationality needs ``W - t_r < C_s < min(t_ss, t_su)``: the source takes this
+    interval to be non-empty. Where it is empty (gain ``min(t_ss, t_su) + t_r - W <= 0``) no
+    robust contract exists; we report ``contract_exists = False`` and the disagreement point.
     """
     params, valid = _prepare(params)
     pr = params
     nc = noncooperative(pr, solver=solver)
     fb = first_best(pr, solver=solver)
-    scale = pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r
-    args = (pr, jnp.stack([nc.t_ss, nc.t_su, nc.t_r]) / scale, scale)
-
-    def costs(x, a):
-        p_, _, s = a
-        c_s = x[4]
-        return jnp.stack([c_s, c_s, _total_welfare(x[:4], p_) / s - c_s])
-
     y_fb = jnp.stack([fb.y_ss, fb.y_su, fb.y_rs, fb.y_ru])
-    # Start from the equal-surplus costs of Proposition 4 averaged over types.
-    c_ss, c_su, _ = equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, pr.p)
-    c0 = (pr.p * c_ss + (1 - pr.p) * c_su) / scale
-    x0 = jnp.concatenate([y_fb, c0[None]])
-    lower = jnp.array([0.0, 0.0, 0.0, 0.0, -jnp.inf], x0.dtype)
-    x_scale = jnp.concatenate([1.0 / jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r]),
-                               jnp.ones(1, x0.dtype)])
-    eq = nash_bargaining(
-        costs, lambda a: a[1], lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
-        x0, args, lower, x_scale=x_scale, solver=solver,
-    )
-    y = eq.x[:4]
-    c_s = eq.x[4] * scale
-    c_r = _total_welfare(y, pr) - c_s
-    status = _flag(jnp.where(nc.status == Status.SUCCESS, eq.status, nc.status), valid)
+    t_min = jnp.minimum(nc.t_ss, nc.t_su)
+    gain = t_min + nc.t_r - fb.W
+    exists = gain > _gains_tolerance(pr, pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r)
+    g = jnp.where(exists, gain, 1.0)
+    # Reference cost: the middle of the IR interval, where the scarcest surpluses are G/2.
+    c_ref = 0.5 * (fb.W - nc.t_r + t_min)
+    disagreement = jnp.stack([(nc.t_ss - c_ref) / g, (nc.t_su - c_ref) / g, jnp.full_like(g, 0.5)])
+
+    def shared_costs(u, dw, p_):
+        return jnp.stack([u[0], u[0], dw - u[0]])
+
+    eq = _solve_surplus_problem(pr, y_fb, fb.W, jnp.zeros(1, y_fb.dtype), g, disagreement,
+                                shared_costs, None, 0, solver)
+    y = jnp.where(exists, eq.x[:4], jnp.stack([nc.y_ss, nc.y_su, nc.y_r, nc.y_r]))
+    c_ss = jnp.where(exists, c_ref + g * eq.x[4], nc.t_ss)
+    c_su = jnp.where(exists, c_ref + g * eq.x[4], nc.t_su)
+    c_r = jnp.where(exists, _total_welfare(y, pr) - c_ss, nc.t_r)
+    eq_status = jnp.where(exists, eq.status, jnp.int32(Status.SUCCESS))
+    status = _flag(jnp.where(nc.status == Status.SUCCESS, eq_status, nc.status), valid)
+    status = jnp.where(status == Status.SUCCESS, fb.status, status)
     return RobustBargaining(
-        y[0], y[1], y[2], y[3], c_s, c_s, c_r,
-        nc.t_ss - c_s, nc.t_su - c_s, nc.t_r - c_r,
-        c_s - y[0], c_s - y[1],
-        status == Status.SUCCESS, jnp.maximum(nc.residual, eq.residual),
-        nc.iterations + eq.iterations, status, assumptions_hold(pr),
+        y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
+        nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
+        c_ss - y[0], c_su - y[1], exists,
+        status == Status.SUCCESS, jnp.maximum(nc.residual, jnp.where(exists, eq.residual, 0.0)),
+        nc.iterations + fb.iterations + eq.iterations, status, assumptions_hold(pr),
     )
 
 
