@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxgames._linalg import jacobian_columns
 from jaxgames._solver import Newton, Solution, Status, solve_mcp
 
 Array = jax.Array
@@ -59,6 +61,16 @@ def _owners(players: Sequence[Sequence[int]], n: int) -> tuple[int, ...]:
     if -1 in owner:
         raise ValueError(f"variables {[j for j, o in enumerate(owner) if o == -1]} have no owner")
     return tuple(owner)
+
+
+def _extend(bound, default, n: int, fill, m: int, dtype):
+    """Bounds of ``x`` followed by ``m`` multiplier bounds; NumPy when concrete, so that the
+    solver can specialise the complementarity formula per component at trace time."""
+    if isinstance(bound, jax.core.Tracer):
+        head = jnp.broadcast_to(jnp.asarray(bound, dtype), (n,))
+        return jnp.concatenate([head, jnp.full((m,), fill, dtype)])
+    head = np.broadcast_to(np.asarray(default if bound is None else bound, dtype=float), (n,))
+    return np.concatenate([head, np.full((m,), fill)])
 
 
 def nash_equilibrium(
@@ -98,12 +110,13 @@ def nash_equilibrium(
     """
     x0 = jnp.asarray(x0)
     n = x0.shape[0]
-    owner = jnp.asarray(_owners(players, n))
+    owner = _owners(players, n)
 
     def foc(z, a):
         x, mu = z[:n], z[n:]
-        jac = jax.jacfwd(costs)(x, a)  # (N, n)
-        grad_own = jac[owner, jnp.arange(n)]
+        # d costs[owner[j]] / d x_j, one jvp per variable (see _linalg.jacobian_columns).
+        _, jac = jacobian_columns(lambda v: costs(v, a), x)  # (N, n)
+        grad_own = jnp.stack([jac[o, j] for j, o in enumerate(owner)])
         if shared_constraints is None:
             return grad_own
         g, g_vjp = jax.vjp(lambda v: shared_constraints(v, a), x)
@@ -118,14 +131,8 @@ def nash_equilibrium(
     dtype = x0.dtype
     m = n_shared
     z0 = jnp.concatenate([x0, jnp.zeros((m,), dtype)])
-    lo = jnp.concatenate(
-        [jnp.broadcast_to(jnp.asarray(-jnp.inf if lower is None else lower, dtype), (n,)),
-         jnp.zeros((m,), dtype)]
-    )
-    up = jnp.concatenate(
-        [jnp.broadcast_to(jnp.asarray(jnp.inf if upper is None else upper, dtype), (n,)),
-         jnp.full((m,), jnp.inf, dtype)]
-    )
+    lo = _extend(lower, -np.inf, n, 0.0, m, dtype)
+    up = _extend(upper, np.inf, n, np.inf, m, dtype)
     xs = jnp.concatenate(
         [jnp.broadcast_to(jnp.asarray(1.0 if x_scale is None else x_scale, dtype), (n,)),
          jnp.broadcast_to(jnp.asarray(multiplier_scale, dtype), (m,))]
@@ -357,7 +364,10 @@ def nash_bargaining(
         # inside stay inside, and no solution can lie outside.
         surplus = disagreement(a) - costs(x, a)
         inside = jnp.all(jnp.where(weights(a) > 0, surplus > 0, True))
-        return jnp.where(inside, neg_gnp(x, a), jnp.nan)[None]
+        # guard * sum(x) adds 0 inside and NaN outside, to the value and to every derivative
+        # (a where() on the value alone would give a zero gradient outside: a false KKT point).
+        guard = jnp.where(inside, 0.0, jnp.nan)
+        return (neg_gnp(x, a) + guard * jnp.sum(x))[None]
 
     n = x0.shape[0]
     return nash_equilibrium(

@@ -437,7 +437,7 @@ def _solve_surplus_problem(pr, y_fb, w_fb, u0, gain, disagreement, shared_costs,
 
     n_u = u0.shape[0]
     x0 = jnp.concatenate([y_fb, u0])
-    lower = jnp.concatenate([jnp.zeros(4, x0.dtype), jnp.full((n_u,), -jnp.inf, x0.dtype)])
+    lower = np.concatenate([np.zeros(4), np.full((n_u,), -np.inf)])  # static: see solve_mcp
     x_scale = jnp.concatenate([1.0 / alphas, jnp.ones(n_u, x0.dtype)])
     f_scale = jnp.concatenate([1.0 / (alphas * gain), jnp.ones(n_u, x0.dtype)])
     return nash_bargaining(
