@@ -67,8 +67,12 @@ def small_solve(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     n = a.shape[-1]
     if not _unrolled(n):
         x = jnp.linalg.solve(a, b)
-        return x, jnp.all(jnp.isfinite(x))
-    tiny = jnp.finfo(a.dtype).tiny
+        # LAPACK does not report near-singularity; check the reciprocal condition number.
+        cond_ok = jnp.linalg.cond(a) < 1.0 / (n * jnp.finfo(a.dtype).eps)
+        return x, jnp.all(jnp.isfinite(x)) & cond_ok
+    # A pivot below n * eps * max|a| is treated as zero: nearly singular systems are reported
+    # (ok=False) rather than solved into garbage.
+    threshold = n * jnp.finfo(a.dtype).eps * vmax(jnp.abs(a).reshape(-1))
     m = [[a[i, j] for j in range(n)] for i in range(n)]
     r = [b[i] for i in range(n)]
     ok = jnp.array(True)
@@ -82,7 +86,7 @@ def small_solve(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
                                     jnp.where(swap, m[k][j], m[i][j]))
             r[k], r[i] = jnp.where(swap, r[i], r[k]), jnp.where(swap, r[k], r[i])
         pivot = m[k][k]
-        ok = ok & (jnp.abs(pivot) > tiny) & jnp.isfinite(pivot)
+        ok = ok & (jnp.abs(pivot) > threshold) & jnp.isfinite(pivot)
         inv = 1.0 / jnp.where(ok, pivot, 1.0)
         for i in range(k + 1, n):
             factor = m[i][k] * inv

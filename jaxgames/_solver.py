@@ -89,6 +89,11 @@ class Newton:
             code lets XLA fuse the whole solve into a few kernels (no per-iteration loop
             overhead), which is what makes large vmapped batches fast. Fast steps count
             towards ``max_steps``.
+        xtol: a second convergence test, on the Newton step: the point is accepted when the
+            full Newton step is below ``xtol * (1 + max|x / x_scale|)`` (the step estimates the
+            distance to the root) and the residual is below ``sqrt(atol)``. It certifies
+            solutions whose residual has a round-off floor above ``atol`` (steep first-order
+            conditions, e.g. near a pole of a log-barrier). ``None`` means ``1000 * eps``.
     """
 
     atol: float | None = None
@@ -97,9 +102,13 @@ class Newton:
     armijo: float = 1e-4
     max_backtracks: int = 30
     fast_steps: int = 0
+    xtol: float | None = None
 
     def tolerance(self, dtype) -> float:
         return self.atol if self.atol is not None else 1000.0 * float(jnp.finfo(dtype).eps)
+
+    def step_tolerance(self, dtype) -> float:
+        return self.xtol if self.xtol is not None else 1000.0 * float(jnp.finfo(dtype).eps)
 
 
 def _fb(a: Array, b: Array) -> Array:
@@ -211,13 +220,7 @@ def solve_mcp(
         x0 = x0.astype(jnp.result_type(float))
     n, dtype = x0.shape[0], x0.dtype
     pattern = _bound_pattern(lower, upper, n)
-    # Arrays that fn closes over may be tracers of an enclosing transformation; a custom_jvp
-    # must not see them as constants of a nondiff argument. Hoist them into the arguments so
-    # they are differentiated (and batched) like args.
-    converted, consts = jax.closure_convert(lambda x, a: fn(x, a), x0, args)
-    if consts:
-        fn = _with_consts(converted)
-        args = (args, tuple(consts))
+    fn, args = _hoist_constants(fn, x0, args)
     lower = _as_vector(lower, n, dtype, -jnp.inf)
     upper = _as_vector(upper, n, dtype, jnp.inf)
     x_scale = _as_vector(x_scale, n, dtype, 1.0)
@@ -225,22 +228,31 @@ def solve_mcp(
     return _solve(fn, solver, pattern, x0, (args, lower, upper, x_scale, f_scale))
 
 
-class _with_consts:
-    """``fn(x, (args, consts))`` for a closure-converted ``fn(x, args, *consts)``; hashable by
-    the converted function so that equal problems share a trace."""
+def _hoist_constants(fn, x0, args):
+    """Make every array ``fn`` closes over an explicit argument.
 
-    def __init__(self, converted):
-        self.converted = converted
+    Closed-over arrays may be tracers of an enclosing ``jit``/``vmap``/``jvp`` (a model
+    building an index array or a parameter-dependent table inside a jitted function); a
+    ``custom_jvp`` must not capture them as constants of its non-differentiable function
+    argument. ``jax.closure_convert`` lifts only floating-point values, so we trace ``fn`` to a
+    jaxpr and pass all of its constants, of any dtype, along with ``args`` (integer ones get
+    zero tangents).
+    """
+    flat_args, tree = jax.tree_util.tree_flatten(args)
 
-    def __call__(self, x, packed):
-        args, consts = packed
-        return self.converted(x, args, *consts)
+    def flat_fn(x, *flat):
+        return fn(x, jax.tree_util.tree_unflatten(tree, flat))
 
-    def __hash__(self):
-        return hash(self.converted)
+    closed = jax.make_jaxpr(flat_fn)(x0, *flat_args)
+    if not closed.consts:
+        return fn, args
+    jaxpr = closed.jaxpr
 
-    def __eq__(self, other):
-        return isinstance(other, _with_consts) and other.converted is self.converted
+    def converted(x, packed):
+        a, consts = packed
+        return jax.core.eval_jaxpr(jaxpr, list(consts), x, *jax.tree_util.tree_leaves(a))[0]
+
+    return converted, (args, tuple(closed.consts))
 
 
 def _scaled_residual(fn, pattern, xi, args, lower, upper, x_scale, f_scale):
@@ -253,6 +265,8 @@ def _scaled_residual(fn, pattern, xi, args, lower, upper, x_scale, f_scale):
 def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     args, lower, upper, x_scale, f_scale = inputs
     tol = solver.tolerance(x0.dtype)
+    xtol = solver.step_tolerance(x0.dtype)
+    loose = tol**0.5
 
     def phi(xi):
         return _scaled_residual(fn, pattern, xi, args, lower, upper, x_scale, f_scale)
@@ -280,8 +294,8 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     it0 = jnp.int32(0)
     # Fast phase: unrolled full Newton steps, each kept only if it decreases the merit
     # function by the Armijo factor at t = 1 (Newton slope is -2 * merit).
-    for _ in range(min(solver.fast_steps, solver.max_steps)):
-        active = finite0 & (norm(r0) > tol)
+    for step in range(min(solver.fast_steps, solver.max_steps)):
+        active = finite0 & ((norm(r0) > tol) | (step == 0))
         d, ok = newton_direction(r0, jac0)
         trial = xi0 + jnp.where(ok, d, 0.0)
         r1, jac1 = phi_and_jac(trial)
@@ -293,20 +307,29 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         jac0 = jnp.where(accept, jac1, jac0)
         it0 = it0 + active.astype(jnp.int32)
     status0 = jnp.where(finite0, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.NONFINITE))
-    status0 = jnp.where(norm(r0) <= tol, jnp.int32(Status.SUCCESS), status0)
+    if solver.fast_steps > 0:
+        status0 = jnp.where(norm(r0) <= tol, jnp.int32(Status.SUCCESS), status0)
+    # else: at least one Newton step, even from a point already within the tolerance: the
+    # step costs little and makes the answer as accurate as the arithmetic allows (a warm
+    # start within 1000 eps in float32 can still be 1e-3 off in relative terms).
 
     def cond(state):
         _, _, it, status = state
         return (status == Status.MAX_STEPS) & (it < solver.max_steps)
 
     def body(state):
-        xi, r, it, _ = state
+        xi, r, it, status_in = state
+        # Under vmap the loop runs until the last lane finishes; finished lanes must not keep
+        # the batched line search backtracking (their Armijo test fails on round-off).
+        active = status_in == Status.MAX_STEPS
         _, jac = phi_and_jac(xi)
         grad = matvec(jac.T, r)  # gradient of the merit function
         d, ok = newton_direction(r, jac)
         # Fall back to steepest descent when the Newton system is singular or the Newton
         # direction is not a descent direction for the merit function.
         use_newton = ok & (vsum(grad * jnp.where(ok, d, 0.0)) < 0)
+        at_root = (use_newton & (vmax(jnp.abs(d)) <= xtol * (1.0 + vmax(jnp.abs(xi))))
+                   & (norm(r) <= loose))
         g = -grad
         if solver.max_step is not None:
             big = vmax(jnp.abs(g))
@@ -317,7 +340,7 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
 
         def ls_cond(ls):
             t, _, m_new, k = ls
-            return (m_new > m0 + solver.armijo * t * slope) & (k < solver.max_backtracks)
+            return active & (m_new > m0 + solver.armijo * t * slope) & (k < solver.max_backtracks)
 
         def ls_body(ls):
             t, _, _, k = ls
@@ -334,13 +357,16 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         xi_new = jnp.where(accepted, xi + t * d, xi)
         r_new = jnp.where(accepted, r_new, r)
         status = jnp.where(accepted, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.STAGNATED))
-        status = jnp.where(norm(r_new) <= tol, jnp.int32(Status.SUCCESS), status)
+        status = jnp.where((norm(r_new) <= tol) | at_root, jnp.int32(Status.SUCCESS), status)
         return xi_new, r_new, it + 1, status
 
     xi, r, it, status = jax.lax.while_loop(cond, body, (xi0, r0, it0, status0))
     finite = vall(jnp.isfinite(xi)) & vall(jnp.isfinite(r))
     status = jnp.where(finite, status, jnp.int32(Status.NONFINITE))
-    return Solution(xi * x_scale, norm(r), it, status)
+    # Fischer-Burmeister solutions sit within the tolerance of the box, possibly just outside
+    # (-1e-9 for an investment of 0, say); report a point of the box.
+    x = jnp.clip(xi * x_scale, lower, upper)
+    return Solution(x, norm(r), it, status)
 
 
 def _solve_impl(fn, solver, pattern, x0, inputs):

@@ -122,10 +122,13 @@ def disruption_probability(y, theta, alpha, xp=jnp):
 
 
 def joint_probability(y_s, y_r, theta_s, alpha_s, theta_r, alpha_r, xp=jnp):
-    """``P_J = 1 - (1 - P_s)(1 - P_r)`` (eq. 1): the chain is disrupted if either site is."""
-    return 1.0 - (1.0 - disruption_probability(y_s, theta_s, alpha_s, xp)) * (
-        1.0 - disruption_probability(y_r, theta_r, alpha_r, xp)
-    )
+    """``P_J = 1 - (1 - P_s)(1 - P_r)`` (eq. 1): the chain is disrupted if either site is.
+
+    Evaluated as ``P_s + P_r - P_s P_r``, which has no cancellation for small probabilities.
+    """
+    p_s = disruption_probability(y_s, theta_s, alpha_s, xp)
+    p_r = disruption_probability(y_r, theta_r, alpha_r, xp)
+    return p_s + p_r - p_s * p_r
 
 
 def _supplier(params: Params, tau: int):
@@ -310,8 +313,8 @@ def _noncooperative_result(pr: Params, y, residual, iterations, status, xp=jnp):
     p_ss = disruption_probability(y_ss, pr.theta_ss, pr.alpha_ss, xp)
     p_su = disruption_probability(y_su, pr.theta_su, pr.alpha_su, xp)
     p_r = disruption_probability(y_r, pr.theta_r, pr.alpha_r, xp)
-    pj_s = 1.0 - (1.0 - p_ss) * (1.0 - p_r)
-    pj_u = 1.0 - (1.0 - p_su) * (1.0 - p_r)
+    pj_s = p_ss + p_r - p_ss * p_r
+    pj_u = p_su + p_r - p_su * p_r
     t_ss = y_ss + pr.f * pj_s * pr.D_J
     t_su = y_su + pr.f * pj_u * pr.D_J
     t_r = y_r + (1.0 - pr.f) * (pr.p * pj_s + (1.0 - pr.p) * pj_u) * pr.D_J
@@ -387,11 +390,15 @@ def _contract(pr: Params, y, c_ss, c_su, t, tol):
     y_ss, y_su, y_rs, y_ru = y
     d_s = _delta_p(y_ss, y_rs, pr) * pr.D_J
     d_u = _delta_p(y_su, y_ru, pr) * pr.D_J
+    # The tolerance decides only whether a contract exists; the shares come from the exact
+    # intervals (so a binding IC u gives exactly f_ss = 1, not 1 minus the tolerance).
     lo_ss, hi_ss = _share_interval(d_s, c_su - c_ss - tol)
     lo_su, hi_su = _share_interval(-d_u, c_ss - c_su - tol)
     exists = (lo_ss <= hi_ss) & (lo_su <= hi_su)
-    f_ss = jnp.clip(0.5 * (lo_ss + hi_ss), 0.0, 1.0)
-    f_su = jnp.clip(0.5 * (lo_su + hi_su), 0.0, 1.0)
+    lo_ss, hi_ss = _share_interval(d_s, c_su - c_ss)
+    lo_su, hi_su = _share_interval(-d_u, c_ss - c_su)
+    f_ss = jnp.clip(0.5 * (jnp.minimum(lo_ss, 1.0) + jnp.maximum(hi_ss, 0.0)), 0.0, 1.0)
+    f_su = jnp.clip(0.5 * (jnp.minimum(lo_su, 1.0) + jnp.maximum(hi_su, 0.0)), 0.0, 1.0)
     pj_s = joint_probability(y_ss, y_rs, pr.theta_ss, pr.alpha_ss, pr.theta_r, pr.alpha_r)
     pj_u = joint_probability(y_su, y_ru, pr.theta_su, pr.alpha_su, pr.theta_r, pr.alpha_r)
     gamma_ss = c_ss - y_ss - f_ss * pj_s * pr.D_J
@@ -403,6 +410,27 @@ def _contract(pr: Params, y, c_ss, c_su, t, tol):
 
 def _total_welfare(y, pr: Params):
     return pr.p * welfare_cost(y[0], y[2], pr, 0) + (1 - pr.p) * welfare_cost(y[1], y[3], pr, 1)
+
+
+def _welfare_change(y, y_ref, pr: Params):
+    """``W(y) - W(y_ref)`` computed from the investment changes, without cancellation.
+
+    With ``dP = P(y_ref) expm1(-alpha dy)`` for each site, ``P_J(y) - P_J(y_ref) =
+    dP_s (1 - P_r) + dP_r (1 - P_s) - dP_s dP_r`` at the reference probabilities. Forming
+    ``W(y) - W(y_ref)`` by subtraction instead loses ``eps * W`` -- more than the whole gain
+    from cooperation when that gain is small, which stalls the bargaining solve.
+    """
+    total = 0.0
+    for tau, (i_s, i_r) in enumerate(((0, 2), (1, 3))):
+        theta, alpha = _supplier(pr, tau)
+        p_s = disruption_probability(y_ref[i_s], theta, alpha)
+        p_r = disruption_probability(y_ref[i_r], pr.theta_r, pr.alpha_r)
+        d_s = p_s * jnp.expm1(-alpha * (y[i_s] - y_ref[i_s]))
+        d_r = p_r * jnp.expm1(-pr.alpha_r * (y[i_r] - y_ref[i_r]))
+        d_pj = d_s * (1.0 - p_r) + d_r * (1.0 - p_s) - d_s * d_r
+        change = (y[i_s] - y_ref[i_s]) + (y[i_r] - y_ref[i_r]) + d_pj * pr.D_J
+        total = total + (pr.p if tau == 0 else 1.0 - pr.p) * change
+    return total
 
 
 def equal_surplus_costs(t_ss, t_su, t_r, W, p):
@@ -417,7 +445,7 @@ def _gains_tolerance(pr: Params, scale):
     return 1000.0 * eps * scale
 
 
-def _solve_surplus_problem(pr, y_fb, w_fb, u0, gain, disagreement, shared_costs, constraints,
+def _solve_surplus_problem(pr, y_fb, u0, gain, disagreement, shared_costs, constraints,
                            n_constraints, solver):
     """Nash-product maximisation over ``(y, u)`` in units of the total gain ``G``.
 
@@ -429,11 +457,11 @@ def _solve_surplus_problem(pr, y_fb, w_fb, u0, gain, disagreement, shared_costs,
     tolerance and the line search stagnates).
     """
     alphas = jnp.stack([pr.alpha_ss, pr.alpha_su, pr.alpha_r, pr.alpha_r])
-    args = (pr, w_fb, gain, disagreement)
+    args = (pr, y_fb, gain, disagreement)
 
     def costs(x, a):
-        p_, w_ref, g, _ = a
-        return shared_costs(x[4:], (_total_welfare(x[:4], p_) - w_ref) / g, p_)
+        p_, y_ref, g, _ = a
+        return shared_costs(x[4:], _welfare_change(x[:4], y_ref, p_) / g, p_)
 
     n_u = u0.shape[0]
     x0 = jnp.concatenate([y_fb, u0])
@@ -474,7 +502,7 @@ def _gnp_solve(pr: Params, nc: Noncooperative, fb: FirstBest, solver: Newton):
         # IC s with its most permissive f_su in [0, 1]; IC u with its most permissive f_ss.
         return jnp.stack([gap - jnp.minimum(0.0, d_u), jnp.maximum(0.0, d_s) - gap])
 
-    eq = _solve_surplus_problem(pr, y_fb, fb.W, jnp.zeros(2, y_fb.dtype), g, half,
+    eq = _solve_surplus_problem(pr, y_fb, jnp.zeros(2, y_fb.dtype), g, half,
                                 shared_costs, constraints, 2, solver)
     c_ss0, c_su0, _ = equal_surplus_costs(t_ss, t_su, t_r, fb.W, pr.p)
     y = jnp.where(no_gain, y_fb, eq.x[:4])
@@ -499,8 +527,9 @@ def bargaining(
     no gains from cooperation (``W`` equal to the non-cooperative total cost) the outcome is the
     disagreement point.
 
-    ``contract_tol`` (in $) absorbs round-off in the IC/IR comparisons; default
-    ``1e-9 * D_J`` in float64 (``1e-4 * D_J`` in float32).
+    ``contract_tol`` (in $) absorbs round-off in the IC/IR comparisons that decide
+    ``contract_exists`` and ``interior``; default ``1e-9`` (float64; ``1e-4`` in float32) times
+    the total disagreement cost ``p t_ss + (1 - p) t_su + t_r``.
     """
     params, valid = _prepare(params)
     pr = params
@@ -508,7 +537,7 @@ def bargaining(
     fb = first_best(pr, solver=solver)
     if contract_tol is None:
         double = jnp.finfo(_dtype(pr)).eps < 1e-10
-        tol = (1e-9 if double else 1e-4) * pr.D_J
+        tol = (1e-9 if double else 1e-4) * (pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r)
     else:
         tol = contract_tol
     t = (nc.t_ss, nc.t_su, nc.t_r)
@@ -567,13 +596,18 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     """Robust HSN-SCD contract (Proposition 5), solved as a Nash bargaining problem.
 
     With ``f_ss = f_su = 0`` the IC constraints force ``C_ss = C_su = C_s``; the retailer bears
-    all losses, so ``C_r = W(y) - C_s``. The engine maximises
-    ``p log(t_ss - C_s) + (1 - p) log(t_su - C_s) + log(t_r - C_r)`` over ``(y, C_s)``, which
-    yields First Best investments and a one-dimensional condition on ``C_s``.
+    all losses, so ``C_r = W(y) - C_s``. The Nash product
+    ``p log(t_ss - C_s) + (1 - p) log(t_su - C_s) + log(t_r - W(y) + C_s)`` depends on the
+    investments only through ``W(y)``, so it separates exactly: ``y`` minimises ``W`` (First
+    Best, from :func:`first_best`, Proposition 5(i)) whatever ``C_s`` is, and the engine
+    maximises over ``C_s`` alone. (Keeping ``y`` in the bargaining problem would leave a type
+    with prior weight 0 -- ``p`` = 0 or 1 -- with undetermined investments: a singular system.)
 
     Individual rationality needs ``W - t_r < C_s < min(t_ss, t_su)``: the source takes this
     interval to be non-empty. Where it is empty (gain ``min(t_ss, t_su) + t_r - W <= 0``) no
     robust contract exists; we report ``contract_exists = False`` and the disagreement point.
+    A supplier type with weight 0 still has its IR constraint; the Nash product is concave in
+    ``C_s``, so that cap is imposed by clipping.
     """
     params, valid = _prepare(params)
     pr = params
@@ -584,19 +618,21 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     gain = t_min + nc.t_r - fb.W
     exists = gain > _gains_tolerance(pr, pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r)
     g = jnp.where(exists, gain, 1.0)
-    # Reference cost: the middle of the IR interval, where the scarcest surpluses are G/2.
+    # Unknown u = (C_s - c_ref) / G with c_ref the middle of the IR interval, where the
+    # scarcest surpluses are G / 2: every surplus is O(1) however small G is.
     c_ref = 0.5 * (fb.W - nc.t_r + t_min)
-    disagreement = jnp.stack([(nc.t_ss - c_ref) / g, (nc.t_su - c_ref) / g, jnp.full_like(g, 0.5)])
-
-    def shared_costs(u, dw, p_):
-        return jnp.stack([u[0], u[0], dw - u[0]])
-
-    eq = _solve_surplus_problem(pr, y_fb, fb.W, jnp.zeros(1, y_fb.dtype), g, disagreement,
-                                shared_costs, None, 0, solver)
-    y = jnp.where(exists, eq.x[:4], jnp.stack([nc.y_ss, nc.y_su, nc.y_r, nc.y_r]))
-    c_ss = jnp.where(exists, c_ref + g * eq.x[4], nc.t_ss)
-    c_su = jnp.where(exists, c_ref + g * eq.x[4], nc.t_su)
-    c_r = jnp.where(exists, _total_welfare(y, pr) - c_ss, nc.t_r)
+    args = (pr, jnp.stack([(nc.t_ss - c_ref) / g, (nc.t_su - c_ref) / g, jnp.full_like(g, 0.5)]))
+    eq = nash_bargaining(
+        lambda u, a: jnp.stack([u[0], u[0], -u[0]]),
+        lambda a: a[1],
+        lambda a: jnp.stack([a[0].p, 1 - a[0].p, jnp.ones_like(a[0].p)]),
+        jnp.zeros(1, y_fb.dtype), args, solver=solver,
+    )
+    y = jnp.where(exists, y_fb, jnp.stack([nc.y_ss, nc.y_su, nc.y_r, nc.y_r]))
+    c_s = jnp.minimum(c_ref + g * eq.x[0], t_min)
+    c_ss = jnp.where(exists, c_s, nc.t_ss)
+    c_su = jnp.where(exists, c_s, nc.t_su)
+    c_r = jnp.where(exists, fb.W - c_s, nc.t_r)
     eq_status = jnp.where(exists, eq.status, jnp.int32(Status.SUCCESS))
     status = _flag(jnp.where(nc.status == Status.SUCCESS, eq_status, nc.status), valid)
     status = jnp.where(status == Status.SUCCESS, fb.status, status)
