@@ -340,8 +340,11 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         slope = vsum(grad * d)
 
         def ls_cond(ls):
-            t, _, m_new, k = ls
-            return active & (m_new > m0 + solver.armijo * t * slope) & (k < solver.max_backtracks)
+            t, r_trial, m_new, k = ls
+            # Stop backtracking once the trial point meets the tolerance: near a solution the
+            # Armijo test can fail on round-off alone (notably for the polishing step).
+            return (active & (m_new > m0 + solver.armijo * t * slope)
+                    & (norm(r_trial) > tol) & (k < solver.max_backtracks))
 
         def ls_body(ls):
             t, _, _, k = ls
@@ -354,7 +357,8 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
             ls_cond, ls_body, (jnp.asarray(1.0, xi.dtype), r1, merit(r1), 0)
         )
         # A zero direction (stationary point of the merit function) is no progress.
-        accepted = (m_new <= m0 + solver.armijo * t * slope) & (slope < 0)
+        accepted = (((m_new <= m0 + solver.armijo * t * slope) & (slope < 0))
+                    | ((norm(r_new) <= tol) & (m_new <= m0)))
         xi_new = jnp.where(accepted, xi + t * d, xi)
         r_new = jnp.where(accepted, r_new, r)
         status = jnp.where(accepted, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.STAGNATED))
