@@ -343,8 +343,9 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
             t, r_trial, m_new, k = ls
             # Stop backtracking once the trial point meets the tolerance: near a solution the
             # Armijo test can fail on round-off alone (notably for the polishing step).
+            # (Written as ~(norm <= tol): a NaN trial -- outside the domain -- never meets it.)
             return (active & (m_new > m0 + solver.armijo * t * slope)
-                    & (norm(r_trial) > tol) & (k < solver.max_backtracks))
+                    & ~(norm(r_trial) <= tol) & (k < solver.max_backtracks))
 
         def ls_body(ls):
             t, _, _, k = ls
