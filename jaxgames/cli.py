@@ -19,6 +19,8 @@ def _figure3(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_x64", True)
     from jaxgames import reports
 
+    print("jaxgames figure3: solving the five examples with the engine in float64 "
+          "(compiling first, ~20-30 s on a laptop CPU)...", file=sys.stderr, flush=True)
     rows = reports.figure3_rows()
     print(reports.format_figure3(rows))
     if args.png:
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # one clear line, non-zero exit
         print(f"jaxgames {args.command}: error: {exc}", file=sys.stderr)
         return 1
