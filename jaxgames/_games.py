@@ -282,6 +282,11 @@ def stackelberg(
     every row of ``leader_starts`` (shape ``(k, n_leader)``; candidate generation is the
     caller's: a coarse grid, the corners, known kinks) and the converged candidate with the
     lowest leader cost is returned. ``y0`` starts every follower solve.
+
+    The certificate is first-order (a KKT point of the reduced leader problem): from a single
+    start Newton can end at a local maximum or saddle of the leader's reduced cost and still
+    report SUCCESS. Supply starts that cover the leader's box (and known kinks); the best
+    converged candidate wins.
     """
     leader_starts = jnp.atleast_2d(jnp.asarray(leader_starts))
 
