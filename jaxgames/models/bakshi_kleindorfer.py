@@ -124,14 +124,18 @@ def disruption_probability(y, theta, alpha, xp=jnp):
     return theta * xp.exp(-alpha * y)
 
 
+def _union(p_a, p_b):
+    """``1 - (1 - p_a)(1 - p_b)`` as ``p_a + p_b - p_a p_b`` (no cancellation for small p)."""
+    return p_a + p_b - p_a * p_b
+
+
 def joint_probability(y_s, y_r, theta_s, alpha_s, theta_r, alpha_r, xp=jnp):
     """``P_J = 1 - (1 - P_s)(1 - P_r)`` (eq. 1): the chain is disrupted if either site is.
 
     Evaluated as ``P_s + P_r - P_s P_r``, which has no cancellation for small probabilities.
     """
-    p_s = disruption_probability(y_s, theta_s, alpha_s, xp)
-    p_r = disruption_probability(y_r, theta_r, alpha_r, xp)
-    return p_s + p_r - p_s * p_r
+    return _union(disruption_probability(y_s, theta_s, alpha_s, xp),
+                  disruption_probability(y_r, theta_r, alpha_r, xp))
 
 
 def _supplier(params: Params, tau: int):
@@ -186,6 +190,14 @@ def _prepare(params: Params) -> tuple[Params, Array]:
 
 def _flag(status, valid):
     return jnp.where(valid, status, jnp.int32(Status.INVALID_INPUT))
+
+
+def _first_failure(*statuses):
+    """The first non-SUCCESS status of a chain of solves (SUCCESS if all succeeded)."""
+    out = statuses[0]
+    for st in statuses[1:]:
+        out = jnp.where(out == Status.SUCCESS, st, out)
+    return out
 
 
 def _warm_start(theta, alpha, share):
@@ -326,8 +338,7 @@ def _noncooperative_result(pr: Params, y, residual, iterations, status, xp=jnp):
     p_ss = disruption_probability(y_ss, pr.theta_ss, pr.alpha_ss, xp)
     p_su = disruption_probability(y_su, pr.theta_su, pr.alpha_su, xp)
     p_r = disruption_probability(y_r, pr.theta_r, pr.alpha_r, xp)
-    pj_s = p_ss + p_r - p_ss * p_r
-    pj_u = p_su + p_r - p_su * p_r
+    pj_s, pj_u = _union(p_ss, p_r), _union(p_su, p_r)
     t_ss = y_ss + pr.f * pj_s * pr.D_J
     t_su = y_su + pr.f * pj_u * pr.D_J
     t_r = y_r + (1.0 - pr.f) * (pr.p * pj_s + (1.0 - pr.p) * pj_u) * pr.D_J
@@ -566,9 +577,7 @@ def bargaining(
     f_ss, f_su, gamma_ss, gamma_su, exists = _contract(pr, y, c_ss, c_su, (*t, c_r), tol)
 
     gnp_status = _flag(gnp.status, valid)
-    status = nc.status
-    status = jnp.where(status == Status.SUCCESS, fb.status, status)
-    status = jnp.where(status == Status.SUCCESS, gnp_status, status)
+    status = _first_failure(nc.status, fb.status, gnp_status)
     return Bargaining(
         y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
         nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
@@ -647,8 +656,7 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     c_su = jnp.where(exists, c_s, nc.t_su)
     c_r = jnp.where(exists, fb.W - c_s, nc.t_r)
     eq_status = jnp.where(exists, eq.status, jnp.int32(Status.SUCCESS))
-    status = _flag(jnp.where(nc.status == Status.SUCCESS, eq_status, nc.status), valid)
-    status = jnp.where(status == Status.SUCCESS, fb.status, status)
+    status = _first_failure(_flag(_first_failure(nc.status, eq_status), valid), fb.status)
     return RobustBargaining(
         y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
         nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
@@ -677,7 +685,7 @@ def first_best_closed_form(params: Params, xp: types.ModuleType = jnp) -> FirstB
         y_r = xp.log(pr.theta_r / p_r) / pr.alpha_r
         p_s = 1.0 / ((1.0 - p_r) * alpha * pr.D_J)
         y_s = xp.log(theta / p_s) / alpha
-        w = y_s + y_r + (1.0 - (1.0 - p_s) * (1.0 - p_r)) * pr.D_J
+        w = y_s + y_r + _union(p_s, p_r) * pr.D_J
         out.append((y_s, y_r, w))
     (y_ss, y_rs, w_s), (y_su, y_ru, w_u) = out
     one = xp.ones_like(w_s)
