@@ -723,3 +723,56 @@ def bargaining_closed_form(params: Params, xp: types.ModuleType = jnp):
     nc = noncooperative_closed_form(params, xp)
     fb = first_best_closed_form(params, xp)
     return equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, params.p)
+
+
+# ----------------------------------------------------------------------------- sweep metadata
+
+#: The base point of sweep files: Figure 3, Example 1.
+DEFAULT = FIGURE3[0]
+
+#: Functions ``params -> NamedTuple`` that sweeps may call (``jaxgames.sweep``, sweep files).
+SOLVE_FUNCTIONS = ("first_best", "noncooperative", "bargaining", "robust_bargaining")
+
+#: Units of outputs (probabilities and shares "1", money "$"); diagnostics are unitless.
+OUTPUT_UNITS = {
+    **{k: "$" for k in (
+        "y_ss", "y_su", "y_r", "y_rs", "y_ru", "W_s", "W_u", "W", "t_ss", "t_su", "t_r",
+        "C_ss", "C_su", "C_r", "surplus_ss", "surplus_su", "surplus_r", "gamma_ss", "gamma_su",
+        "gnp_y_ss", "gnp_y_su", "gnp_y_rs", "gnp_y_ru", "gnp_C_ss", "gnp_C_su", "gnp_C_r")},
+    **{k: "1" for k in ("P_ss", "P_su", "P_r", "f_ss", "f_su")},
+}
+
+#: Descriptions of parameters and outputs (dataset ``description`` attrs).
+DESCRIPTIONS = {
+    "f": "supplier's share of the disruption loss (non-cooperative game)",
+    "theta_ss": "base disruption probability, safe supplier",
+    "theta_su": "base disruption probability, unsafe supplier",
+    "theta_r": "base disruption probability, retailer",
+    "alpha_ss": "security investment effectiveness, safe supplier",
+    "alpha_su": "security investment effectiveness, unsafe supplier",
+    "alpha_r": "security investment effectiveness, retailer",
+    "D_J": "supply-chain loss from a disruption",
+    "p": "prior probability that the supplier is safe",
+    "y_ss": "security investment, safe supplier",
+    "y_su": "security investment, unsafe supplier",
+    "y_r": "security investment, retailer",
+    "y_rs": "retailer's investment facing a safe supplier",
+    "y_ru": "retailer's investment facing an unsafe supplier",
+    "W_s": "total expected cost with a safe supplier",
+    "W_u": "total expected cost with an unsafe supplier",
+    "W": "total expected supply-chain cost",
+    "P_ss": "disruption probability, safe supplier",
+    "P_su": "disruption probability, unsafe supplier",
+    "P_r": "disruption probability, retailer",
+    "t_ss": "expected cost, safe supplier",
+    "t_su": "expected cost, unsafe supplier",
+    "t_r": "expected cost, retailer",
+    "C_ss": "contract cost, safe supplier",
+    "C_su": "contract cost, unsafe supplier",
+    "C_r": "contract cost, retailer",
+    "converged": "the solve met its tolerance (status == 0)",
+    "residual": "norm of the complementarity residual at the solution",
+    "iterations": "Newton iterations",
+    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated, 4 invalid input",
+    "assumptions_hold": "the point satisfies the source's assumption set (2) and 0 < f < 1",
+}
