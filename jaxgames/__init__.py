@@ -55,7 +55,10 @@ from jaxgames._validation import Interval as Interval
 __version__ = "0.1.0"
 
 from jaxgames import design as design  # noqa: E402
+from jaxgames import plots as plots  # noqa: E402
+from jaxgames import sensitivity as sensitivity  # noqa: E402
 from jaxgames._sweep import ChunkInfo as ChunkInfo  # noqa: E402
 from jaxgames._sweep import combine as combine  # noqa: E402
 from jaxgames._sweep import open_sweep as open_sweep  # noqa: E402
 from jaxgames._sweep import sweep as sweep  # noqa: E402
+from jaxgames.sweepfile import load_sweep as load_sweep  # noqa: E402

@@ -1,9 +1,16 @@
 """The ``jaxgames`` command line.
 
+    jaxgames sweep FILE [--out PATH] [--resume] [--overwrite] [--chunk-size N]
+                        [--dask ADDRESS] [--no-progress]
+                                    run a sweep file (see jaxgames.sweepfile, sweeps/README.md)
+    jaxgames plot DATASET --kind KIND [--var V] [--x X --y Y] [--sel NAME=VALUE ...]
+                          [--output NAME] --png PATH
+                                    draw a figure of a sweep or sensitivity dataset
     jaxgames figure3 [--png PATH]   reproduce Figure 3 of Bakshi & Kleindorfer (2009)
     jaxgames info                   devices and versions
 
-Exit codes: 0 success; 1 a check failed (e.g. a printed value not reproduced); 2 bad usage.
+Exit codes: 0 success; 1 the run failed or a check failed (e.g. a printed value not
+reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wrong).
 """
 
 from __future__ import annotations
@@ -11,6 +18,32 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (``jaxgames sweep: error: ...``), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _UsageError(Exception):
+    """A problem with the command line or its inputs: exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+# ----------------------------------------------------------------------------- figure3, info
 
 
 def _figure3(args: argparse.Namespace) -> int:
@@ -30,34 +63,315 @@ def _figure3(args: argparse.Namespace) -> int:
     return 0 if all(r.match for r in rows) else 1
 
 
+_INFO_MODULES = (("xarray", "xarray"), ("optax", "optax"), ("matplotlib", "matplotlib"),
+                 ("scipy", "scipy"), ("zarr", "zarr"), ("dask", "dask"),
+                 ("distributed", "distributed"), ("tqdm", "tqdm"), ("h5netcdf", "h5netcdf"),
+                 ("SALib", "SALib"))
+
+
 def _info(args: argparse.Namespace) -> int:
+    import importlib
+
     import jax
     import numpy as np
 
     import jaxgames
 
-    print(f"jaxgames {jaxgames.__version__}")
-    print(f"python   {platform.python_version()} ({platform.machine()})")
-    print(f"jax      {jax.__version__}")
-    print(f"numpy    {np.__version__}")
-    for mod in ("xarray", "optax", "matplotlib", "scipy"):
+    print(f"{'jaxgames':<12} {jaxgames.__version__}")
+    print(f"{'python':<12} {platform.python_version()} ({platform.machine()})")
+    print(f"{'jax':<12} {jax.__version__}")
+    print(f"{'numpy':<12} {np.__version__}")
+    for label, mod in _INFO_MODULES:
         try:
-            m = __import__(mod)
-            print(f"{mod:<8} {m.__version__}")
+            m = importlib.import_module(mod)
+            print(f"{label:<12} {getattr(m, '__version__', '?')}")
         except ImportError:
-            print(f"{mod:<8} not installed")
-    print(f"x64      {jax.config.jax_enable_x64}")
+            print(f"{label:<12} not installed")
+    print(f"{'x64':<12} {jax.config.jax_enable_x64}")
     for d in jax.devices():
-        print(f"device   {d.platform}:{d.id} {d.device_kind}")
+        print(f"{'device':<12} {d.platform}:{d.id} {d.device_kind}")
     return 0
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+def _share(da) -> tuple[int, int]:
+    """(number true, number of elements) of a boolean variable, computed chunk-wise."""
+    return int(da.sum().values), int(da.size)
+
+
+def _summary(spec, ds, seconds: float, output: Path, figures) -> str:
+    rows = []
+    if spec.mode == "tornado":
+        conv = ds["converged"].all("output") if "converged" in ds else None
+        n = 1 + 2 * ds.sizes["parameter"]  # the base point and both ends of each range
+        rows.append(("parameters", f"{ds.sizes['parameter']} (each at its low and high end; "
+                                   f"{len(ds['output'])} outputs)"))
+    else:
+        conv = ds["converged"] if "converged" in ds else None
+        n = int(conv.size) if conv is not None else None
+        shape = " x ".join(f"{ds.sizes[d]} {d}" for d in (conv.dims if conv is not None
+                                                           else ds.sizes))
+        rows.append(("points", f"{n:,}" + (f" ({shape})" if shape else "")))
+    if conv is not None:
+        k, m = _share(conv)
+        what = "parameters with both ends converged" if spec.mode == "tornado" else "points"
+        rows.append(("converged", f"{100 * k / m:.1f}% ({k:,} of {m:,} {what})"))
+    if "assumptions_hold" in ds and spec.mode != "tornado":
+        k, m = _share(ds["assumptions_hold"])
+        rows.append(("assumptions", f"{100 * k / m:.1f}% of points satisfy the model's "
+                                    f"assumptions ({k:,} of {m:,})"))
+    rate = ""
+    if n and seconds > 0:
+        r = n / seconds
+        rate = f" ({r:,.0f} points/s" if r >= 100 else f" ({r:.3g} points/s"
+        rate += ", compilation included)"
+    rows.append(("wall time", f"{seconds:.1f} s{rate}"))
+    rows.append(("output", str(output)))
+    rows.append(("figures", ", ".join(map(str, figures)) if figures else "none"))
+    return "\n".join(f"  {k:<12} {v}" for k, v in rows)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from jaxgames.sweepfile import SweepFileError, load_sweep
+
+    prog = "jaxgames sweep"
+    if args.resume and args.overwrite:
+        raise _UsageError("--resume and --overwrite exclude each other")
+    try:
+        spec = load_sweep(args.file)
+    except SweepFileError as exc:
+        raise _UsageError(str(exc)) from None
+    options = dict(out=args.out, resume=args.resume, overwrite=args.overwrite,
+                   chunk_size=args.chunk_size, dask=args.dask)
+    try:
+        output = spec.check_run_options(**options)
+    except SweepFileError as exc:
+        raise _UsageError(str(exc)) from None
+    solve = " + ".join(spec.solve)
+    size = f"{spec.n_points:,} points, " if spec.mode in ("axes", "design") else ""
+    print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
+          f"{output}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        ds = spec.run(**options, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        hint = (f"; the finished chunks are kept in {output}: run again with --resume"
+                if output.suffix == ".zarr" and spec.mode in ("axes", "design") else "")
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - t0
+    figures = [f.path for f in spec.figures]
+    print(f"{prog}: {args.file} done")
+    print(_summary(spec, ds, seconds, output, figures))
+    return 0
+
+
+# ----------------------------------------------------------------------------- plot
+
+
+_PLOT_FLAGS = {  # flags each kind takes (besides DATASET, --kind, --png)
+    "heatmap": {"var", "x", "y", "sel"},
+    "region_map": {"var", "x", "y", "sel"},
+    "one_way": {"var"},
+    "tornado": {"output"},
+    "sobol": {"output"},
+}
+_PLOT_REQUIRED = {"heatmap": ("var", "x", "y"), "region_map": ("var", "x", "y"),
+                  "one_way": ("var",), "tornado": ("output",), "sobol": ("output",)}
+
+
+def _open_dataset(path: Path):
+    import xarray as xr
+
+    if not path.exists():
+        raise _UsageError(f"{path}: no such dataset")
+    if path.suffix == ".zarr":
+        return xr.open_zarr(path, consolidated=False)
+    if path.suffix == ".nc":
+        return xr.open_dataset(path, engine="h5netcdf")
+    raise _UsageError(f"{path}: expected a .zarr store or a .nc file")
+
+
+def _parse_sel(ds, items: list[str]) -> dict:
+    import numpy as np
+
+    sel = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        name = name.strip()
+        if not eq or not name or not text.strip():
+            raise _UsageError(f"--sel {item!r}: expected NAME=VALUE, e.g. --sel D_J=1e7")
+        if name not in ds.dims:
+            raise _UsageError(f"--sel {item!r}: {name!r} is not a dimension of the dataset; "
+                              f"its dimensions are {', '.join(map(str, ds.dims))}")
+        coord = ds[name]
+        if np.issubdtype(coord.dtype, np.number):
+            try:
+                value = float(text)
+            except ValueError:
+                raise _UsageError(f"--sel {item!r}: {text!r} is not a number") from None
+        else:
+            value = text.strip()
+            if value not in [str(v) for v in coord.values]:
+                raise _UsageError(f"--sel {item!r}: {value!r} is not a value of {name}")
+        sel[name] = value
+    return sel
+
+
+def _draw_or_usage(draw, *args, **kwargs):
+    """A plots helper's ``ValueError`` (data that does not fit the figure) is a usage error."""
+    try:
+        return draw(*args, **kwargs)
+    except ValueError as exc:  # e.g. region_map of a continuous variable
+        raise _UsageError(str(exc)) from None
+
+
+def _plot(args: argparse.Namespace) -> int:
+    kind = args.kind
+    given = {k for k in ("var", "x", "y", "output") if getattr(args, k) is not None}
+    if args.sel:
+        given.add("sel")
+    extra = sorted(given - _PLOT_FLAGS[kind])
+    if extra:
+        raise _UsageError(f"--kind {kind} does not take "
+                          f"{', '.join('--' + e for e in extra)}")
+    missing = [k for k in _PLOT_REQUIRED[kind] if getattr(args, k) is None]
+    if missing:
+        raise _UsageError(f"--kind {kind} needs {', '.join('--' + m for m in missing)}")
+    png = Path(args.png)
+    if png.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise _UsageError(f"--png {args.png}: expected a .png (or .pdf, .svg) path")
+    ds = _open_dataset(Path(args.dataset))
+
+    def need_vars(names):
+        for name in names:
+            if name not in ds.data_vars:
+                raise _UsageError(f"{args.dataset}: no variable {name!r}; its variables are "
+                                  f"{', '.join(map(str, ds.data_vars))}")
+
+    def need_dims(dims, names):
+        for flag, name in zip(("--x", "--y"), names, strict=True):
+            if name not in dims:
+                raise _UsageError(f"{flag} {name}: not a dimension of "
+                                  f"{args.var!r}; its dimensions are {', '.join(dims)}")
+
+    def need_label(dim, name):
+        if dim not in ds.dims:
+            raise _UsageError(f"{args.dataset} is not a {kind} dataset (no {dim!r} dimension)")
+        values = [str(v) for v in ds[dim].values]
+        if name not in values:
+            raise _UsageError(f"--output {name}: not in the dataset; its outputs are "
+                              f"{', '.join(values)}")
+
+    from jaxgames import plots
+
+    if kind in ("heatmap", "region_map"):
+        need_vars([args.var])
+        dims = [str(d) for d in ds[args.var].dims]
+        need_dims(dims, (args.x, args.y))
+        if args.x == args.y:
+            raise _UsageError("--x and --y must differ")
+        sel = _parse_sel(ds, args.sel or [])
+        for name in sel:
+            if name in (args.x, args.y):
+                raise _UsageError(f"--sel {name}: {name} is plotted along --x/--y; it cannot "
+                                  "be fixed too")
+        free = [d for d in dims if d not in (args.x, args.y) and d not in sel]
+        if free:
+            raise _UsageError(f"{args.var!r} has dimensions {', '.join(free)} besides "
+                              f"{args.x} and {args.y}; fix them with --sel, e.g. "
+                              f"--sel {free[0]}={ds[free[0]].values[0]}")
+        draw = plots.heatmap if kind == "heatmap" else plots.region_map
+        fig = _draw_or_usage(draw, ds, args.var, args.x, args.y, **sel)
+    elif kind == "one_way":
+        outputs = [v.strip() for v in args.var.split(",") if v.strip()]
+        need_vars(outputs)
+        if "parameter" not in ds.dims or "step" not in ds.dims:
+            raise _UsageError(f"{args.dataset} is not a one-way dataset (dims parameter, step)")
+        fig = _draw_or_usage(plots.one_way, ds, outputs)
+    elif kind == "tornado":
+        need_label("output", args.output)
+        fig = _draw_or_usage(plots.tornado, ds, args.output)
+    else:
+        need_label("output", args.output)
+        fig = _draw_or_usage(plots.sobol_bars, ds, args.output)
+    path = plots.save(fig, png)
+    print(f"figure written to {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxgames",
         description="Vectorised equilibria of supply-chain and cyber-security games.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a sweep file: solve a model over a grid, design, one-way or tornado study",
+        description="Check the sweep file strictly (any error: exit code 2 and one line "
+        "naming the key), solve the model at every point with a progress bar, write the "
+        "dataset (.zarr streamed and resumable, or .nc at the end) and the file's figures, "
+        "and print a summary (points, converged share, wall time, output). The file format "
+        "is documented in sweeps/README.md and jaxgames.sweepfile. Relative paths in the "
+        "file are relative to the current directory. Exit codes: 0 done, 1 the run failed, "
+        "2 bad sweep file or options.",
+    )
+    sweep.add_argument("file", metavar="FILE", help="the sweep file (TOML)")
+    sweep.add_argument("--out", metavar="PATH",
+                       help="write the dataset to PATH (.zarr or .nc) instead of the file's "
+                       "output")
+    sweep.add_argument("--resume", action="store_true",
+                       help="continue an interrupted .zarr sweep: finished chunks are kept, "
+                       "the others solved")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="replace an existing output (otherwise an existing output is an "
+                       "error)")
+    sweep.add_argument("--chunk-size", metavar="N", type=_positive_int,
+                       help="points per compiled batch (overrides the file's chunk_size; "
+                       "peak memory grows with it)")
+    sweep.add_argument("--dask", metavar="ADDRESS",
+                       help="solve the chunks on a dask.distributed cluster at this scheduler "
+                       "address (e.g. tcp://host:8786); needs a .zarr output")
+    sweep.add_argument("--no-progress", action="store_true",
+                       help="do not show the progress bar")
+    sweep.set_defaults(func=_sweep, subparser=sweep)
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw a figure (heatmap, region map, one-way, tornado, Sobol) of a dataset",
+        description="Open a dataset written by `jaxgames sweep` or the sensitivity functions "
+        "(.zarr or .nc), draw one figure with jaxgames.plots and save it. Exit code 2 if the "
+        "dataset lacks the variable or dimensions asked for.",
+    )
+    plot.add_argument("dataset", metavar="DATASET", help="a .zarr store or .nc file")
+    plot.add_argument("--kind", required=True, choices=tuple(_PLOT_FLAGS),
+                      help="heatmap / region_map: a variable over two sweep dimensions "
+                      "(region_map for integer or boolean ones such as status); one_way: "
+                      "one-way sensitivity curves; tornado: a tornado diagram; sobol: Sobol "
+                      "index bars")
+    plot.add_argument("--var", metavar="V",
+                      help="variable to draw (heatmap, region_map); for one_way the output "
+                      "or comma-separated outputs (same units), e.g. y_r,y_ss")
+    plot.add_argument("--x", metavar="X", help="dimension along the x axis (heatmap, "
+                      "region_map)")
+    plot.add_argument("--y", metavar="Y", help="dimension along the y axis (heatmap, "
+                      "region_map)")
+    plot.add_argument("--sel", metavar="NAME=VALUE", nargs="+", action="extend",
+                      help="fix a further dimension at (the value nearest) VALUE, e.g. "
+                      "--sel D_J=1e7 p=0.3 (heatmap, region_map)")
+    plot.add_argument("--output", metavar="NAME",
+                      help="the output to draw (tornado, sobol)")
+    plot.add_argument("--png", metavar="PATH", required=True,
+                      help="image file to write (.png; .pdf and .svg work too)")
+    plot.set_defaults(func=_plot, subparser=plot)
+
     fig3 = sub.add_parser(
         "figure3",
         help="reproduce Figure 3 of Bakshi & Kleindorfer (2009) next to the printed values",
@@ -65,22 +379,32 @@ def build_parser() -> argparse.ArgumentParser:
         "every computed number next to the printed one. Exit code 1 if any differs.",
     )
     fig3.add_argument("--png", metavar="PATH", help="also save a bar chart of the costs as PNG")
-    fig3.set_defaults(func=_figure3)
-    info = sub.add_parser("info", help="show jaxgames/jax versions and the available devices")
-    info.set_defaults(func=_info)
+    fig3.set_defaults(func=_figure3, subparser=fig3)
+    info = sub.add_parser(
+        "info", help="show jaxgames/jax/dependency versions and the available devices",
+        description="Print the versions of jaxgames, Python, JAX and the (optional) "
+        "dependencies, whether float64 is enabled, and the devices JAX sees.")
+    info.set_defaults(func=_info, subparser=info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand, whose --help lists its flags
+        args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stderr.close()
         return 0
-    except Exception as exc:  # one clear line, non-zero exit
+    except _UsageError as exc:
         print(f"jaxgames {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one clear line, non-zero exit
+        msg = str(exc).strip().splitlines()
+        text = msg[0] if msg else type(exc).__name__
+        print(f"jaxgames {args.command}: error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
 
 

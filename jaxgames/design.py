@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-_KINDS = ("random", "latin_hypercube", "sobol", "points")
+_KINDS = ("random", "latin_hypercube", "sobol", "saltelli", "points")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -31,7 +31,8 @@ class Design:
 
     Attributes:
         points: ``{parameter: 1-D float array}``, all of the same length ``n``.
-        kind: ``"random"``, ``"latin_hypercube"``, ``"sobol"`` or ``"points"`` (explicit).
+        kind: ``"random"``, ``"latin_hypercube"``, ``"sobol"``, ``"saltelli"`` (see
+            :func:`jaxgames.sensitivity.saltelli_design`) or ``"points"`` (explicit).
         seed: the seed the points were drawn with (``None`` for explicit points).
         bounds: the bounds they were drawn from (``{}`` for explicit points).
         dim: name of the sample dimension in the dataset.

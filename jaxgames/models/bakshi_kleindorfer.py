@@ -725,20 +725,80 @@ def bargaining_closed_form(params: Params, xp: types.ModuleType = jnp):
     return equal_surplus_costs(nc.t_ss, nc.t_su, nc.t_r, fb.W, params.p)
 
 
+# ----------------------------------------------------------------------------- comparison
+
+
+class CostComparison(NamedTuple):
+    """Total expected supply-chain cost under each regime and the savings of the contracts."""
+
+    W_nc: Array  # p t_ss + (1 - p) t_su + t_r at the non-cooperative equilibrium
+    W_fb: Array  # First Best total cost W
+    W_hsn: Array  # p C_ss + (1 - p) C_su + C_r of the HSN-SCD bargaining outcome
+    W_robust: Array  # the same for the robust contract (f_ss = f_su = 0)
+    reduction_hsn: Array  # 100 (W_nc - W_hsn) / W_nc, percent
+    reduction_robust: Array  # 100 (W_nc - W_robust) / W_nc, percent
+    reduction_fb: Array  # 100 (W_nc - W_fb) / W_nc: the most any contract can save
+    contract_exists: Array  # an HSN-SCD contract with f in [0, 1] exists
+    interior: Array  # ... and it realises First Best (Proposition 4)
+    robust_contract_exists: Array
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def cost_comparison(params: Params, *, solver: Newton = SOLVER) -> CostComparison:
+    """How much the contracts of section 3.3 save against the non-cooperative equilibrium.
+
+    Combines :func:`noncooperative`, :func:`first_best`, :func:`bargaining` and
+    :func:`robust_bargaining` at one point (the quantities behind the source's discussion of
+    Proposition 3 and Figure 3: ``W_nc - W`` is the value of cooperation). With no gains from
+    cooperation the contracts report the disagreement point, so the reduction is 0. Where
+    ``W_nc`` is 0 (``D_J`` = 0) the reductions are reported as 0.
+    """
+    nc = noncooperative(params, solver=solver)
+    fb = first_best(params, solver=solver)
+    hsn = bargaining(params, solver=solver)
+    rob = robust_bargaining(params, solver=solver)
+    p = jnp.asarray(params.p, nc.t_r.dtype)
+    w_nc = p * nc.t_ss + (1 - p) * nc.t_su + nc.t_r
+    w_hsn = p * hsn.C_ss + (1 - p) * hsn.C_su + hsn.C_r
+    w_rob = p * rob.C_ss + (1 - p) * rob.C_su + rob.C_r
+    safe = jnp.where(w_nc > 0, w_nc, 1.0)
+
+    def pct(w):
+        return jnp.where(w_nc > 0, 100.0 * (w_nc - w) / safe, 0.0)
+
+    status = _first_failure(nc.status, fb.status, hsn.status, rob.status)
+    return CostComparison(
+        w_nc, fb.W, w_hsn, w_rob, pct(w_hsn), pct(w_rob), pct(fb.W),
+        hsn.contract_exists, hsn.interior, rob.contract_exists,
+        status == Status.SUCCESS,
+        jnp.maximum(jnp.maximum(nc.residual, fb.residual), jnp.maximum(hsn.residual,
+                                                                       rob.residual)),
+        nc.iterations + fb.iterations + hsn.iterations + rob.iterations,
+        status, nc.assumptions_hold,
+    )
+
+
 # ----------------------------------------------------------------------------- sweep metadata
 
 #: The base point of sweep files: Figure 3, Example 1.
 DEFAULT = FIGURE3[0]
 
 #: Functions ``params -> NamedTuple`` that sweeps may call (``jaxgames.sweep``, sweep files).
-SOLVE_FUNCTIONS = ("first_best", "noncooperative", "bargaining", "robust_bargaining")
+SOLVE_FUNCTIONS = ("first_best", "noncooperative", "bargaining", "robust_bargaining",
+                   "cost_comparison")
 
 #: Units of outputs (probabilities and shares "1", money "$"); diagnostics are unitless.
 OUTPUT_UNITS = {
     **{k: "$" for k in (
         "y_ss", "y_su", "y_r", "y_rs", "y_ru", "W_s", "W_u", "W", "t_ss", "t_su", "t_r",
         "C_ss", "C_su", "C_r", "surplus_ss", "surplus_su", "surplus_r", "gamma_ss", "gamma_su",
-        "gnp_y_ss", "gnp_y_su", "gnp_y_rs", "gnp_y_ru", "gnp_C_ss", "gnp_C_su", "gnp_C_r")},
+        "gnp_y_ss", "gnp_y_su", "gnp_y_rs", "gnp_y_ru", "gnp_C_ss", "gnp_C_su", "gnp_C_r",
+        "W_nc", "W_fb", "W_hsn", "W_robust")},
+    **{k: "%" for k in ("reduction_hsn", "reduction_robust", "reduction_fb")},
     **{k: "1" for k in ("P_ss", "P_su", "P_r", "f_ss", "f_su")},
 }
 
@@ -770,6 +830,16 @@ DESCRIPTIONS = {
     "C_ss": "contract cost, safe supplier",
     "C_su": "contract cost, unsafe supplier",
     "C_r": "contract cost, retailer",
+    "W_nc": "total expected cost, non-cooperative equilibrium",
+    "W_fb": "total expected cost, First Best",
+    "W_hsn": "total expected cost, HSN-SCD bargaining contract",
+    "W_robust": "total expected cost, robust contract",
+    "reduction_hsn": "cost reduction of the HSN-SCD contract vs non-cooperative",
+    "reduction_robust": "cost reduction of the robust contract vs non-cooperative",
+    "reduction_fb": "cost reduction of First Best vs non-cooperative",
+    "contract_exists": "a feasible HSN-SCD contract exists",
+    "interior": "the HSN-SCD contract realises First Best (Proposition 4)",
+    "robust_contract_exists": "an individually rational robust contract exists",
     "converged": "the solve met its tolerance (status == 0)",
     "residual": "norm of the complementarity residual at the solution",
     "iterations": "Newton iterations",

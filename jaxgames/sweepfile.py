@@ -1,0 +1,937 @@
+r"""Sweep files: a parameter study described in TOML, checked strictly before anything runs.
+
+A sweep file names a model, the function(s) to solve, a base point, *one* way to vary the
+parameters (a grid, a sample design, a one-way study or a tornado study), where to write the
+dataset and, optionally, figures to draw from it::
+
+    jaxgames sweep sweeps/FILE.toml                    # the command line
+    jaxgames.sweepfile.load_sweep(path).run()          # the same from Python
+
+:func:`load_sweep` reads the file with :mod:`tomllib` and checks *everything* -- unknown keys at
+any level, names of models, solve functions, parameters and outputs, types, finiteness, the
+parameter domains of the model -- and raises :class:`SweepFileError` (a ``ValueError``) whose
+message names the file and the dotted key, e.g.
+``sweeps/x.toml: axes.f: value 1.5 is outside the allowed range [0, 1] of parameter f``.
+Nothing is compiled or solved while loading (output names are read from the solve functions'
+NamedTuple return annotations). :meth:`SweepSpec.run` then runs the sweep.
+
+Schema
+------
+Types: *number* = a TOML integer or float (not a boolean), finite; *int* = a TOML integer (not a
+float, not a boolean); *name* = a string; lists are TOML arrays. ``[table]`` means a TOML table
+(``[base]`` on its own line, or inline ``{ ... }``). Keys not listed here are errors.
+
+Top level:
+
+=================  ========  ==============================================================
+key                required  meaning
+=================  ========  ==============================================================
+``model``          yes       a model of :data:`jaxgames.models.REGISTRY`, e.g.
+                             ``"bakshi_kleindorfer"``
+``solve``          yes       a name of the model's ``SOLVE_FUNCTIONS`` (``"noncooperative"``),
+                             or a non-empty list of them (``["noncooperative",
+                             "first_best"]``): then every output is prefixed with its
+                             function (``noncooperative_y_r``, ``first_best_W``) and
+                             unprefixed ``converged``, ``status`` (the first failure) and
+                             ``assumptions_hold`` summarise them (:func:`jaxgames.combine`)
+``output``         yes       path of the dataset: ``*.zarr`` (a Zarr store written chunk by
+                             chunk while the sweep runs, resumable) or ``*.nc`` (netCDF,
+                             written once at the end)
+``dtype``          no        ``"float64"`` (default) or ``"float32"``
+``chunk_size``     no        int >= 1, points per compiled batch (default: the engine's)
+``description``    no        free text
+``derivatives``    no        list of outputs to differentiate (implicit derivatives), adding
+                             variables ``d{output}_d{parameter}``; only real-valued model
+                             outputs (those with units, not diagnostics or flags)
+``wrt``            no        list of parameters to differentiate with respect to (default:
+                             all); needs ``derivatives``
+``elasticities``   no        boolean; also add ``elasticity_{output}_{parameter}``; needs
+                             ``derivatives``
+``[base]``         no        ``parameter = number``: overrides of the model's ``DEFAULT`` point
+``[axes]``         one of    a full-factorial grid (below)
+``[design]``       these     a sample design (below)
+``[oneway]``       four      a one-way sensitivity study (below)
+``[tornado]``                a tornado study (below)
+``[[figure]]``     no        any number of figures drawn after the sweep (below)
+=================  ========  ==============================================================
+
+``[axes]`` -- ``parameter = { ... }``, one entry per dimension, in file order; each is exactly
+one of
+
+* ``{ linspace = [lo, hi, n] }`` -- ``n`` (int >= 1) evenly spaced values, ends included;
+* ``{ geomspace = [lo, hi, n] }`` -- ``n`` values evenly spaced in ``log``; ``lo`` and ``hi``
+  non-zero and of one sign;
+* ``{ values = [v1, v2, ...] }`` -- explicit values, non-empty, distinct.
+
+``[design]`` -- a sample of points along one ``sample`` dimension (:mod:`jaxgames.design`):
+
+* ``kind`` (required): ``"random"``, ``"latin_hypercube"`` or ``"sobol"``;
+* ``n`` (required): int >= 1, the number of points; a power of 2 for ``"sobol"``;
+* ``seed``: int >= 0 (default 0), recorded in the dataset;
+* ``scramble``: boolean, ``"sobol"`` only (default true);
+* ``bounds`` (required): ``parameter = [lo, hi]`` or ``[lo, hi, "log"]`` (uniform in ``log``;
+  ``lo > 0``) or ``[lo, hi, "linear"]``, with ``lo < hi``.
+
+``[oneway]`` -- :func:`jaxgames.sensitivity.one_way`: each parameter moved alone, the others
+at the base point; dims ``(parameter, step)``:
+
+* ``n``: int >= 2, steps per parameter (default: that of ``one_way``);
+* either ``ranges = { parameter = [lo, hi], ... }`` (``[lo, hi, "log"]``: steps evenly
+  spaced in ``log``, ``lo > 0``),
+* or ``relative = [lo, hi]`` (factors of the base value, ``lo < hi``) with optional
+  ``params = [...]`` (default: every parameter; none may have base value 0).
+
+``[tornado]`` -- :func:`jaxgames.sensitivity.tornado`: each parameter set to its low and high
+end, the others at the base point; dims ``(output, parameter)``:
+
+* ``outputs`` (required): list of real-valued outputs;
+* either ``ranges = { parameter = [lo, hi], ... }`` or ``relative = [lo, hi]`` with optional
+  ``params``, as for ``[oneway]``.
+
+One-way and tornado studies are computed in memory and written at the end (``.zarr`` or
+``.nc``); streaming, ``--resume`` and ``--dask`` apply to ``[axes]`` and ``[design]`` sweeps.
+
+``[[figure]]`` -- each one figure, drawn with :mod:`jaxgames.plots` after the sweep and saved:
+
+* ``kind`` (required): ``"heatmap"``, ``"region_map"``, ``"line"`` (these three need
+  ``[axes]``), ``"one_way"`` (needs ``[oneway]``) or ``"tornado"`` (needs ``[tornado]``);
+* ``path`` (required): the image file, ``.png``, ``.pdf`` or ``.svg``;
+* ``title``: a string, replacing the plot's own title;
+* ``heatmap`` (:func:`jaxgames.plots.heatmap`): ``var``, ``x``, ``y`` (required; ``x`` and
+  ``y`` two different axes), ``sel``, ``contours`` (boolean, default true: labelled contour
+  lines), ``levels`` (int: number of contour levels, or a list of increasing levels);
+* ``region_map`` (:func:`jaxgames.plots.region_map`): ``var`` (an integer or boolean
+  variable: ``status``, ``converged``, ``assumptions_hold``, ``contract_exists``, ...), ``x``,
+  ``y`` (required), ``sel``, ``labels`` (``{ "0" = "solved", "4" = "invalid input" }`` or
+  ``{ "true" = "...", "false" = "..." }``);
+* ``line``: ``var`` (a name or a list of names), ``x`` (required), ``sel``;
+* ``one_way`` (:func:`jaxgames.plots.one_way`): ``outputs`` (required; a name or a list of
+  real-valued outputs with the same units), ``x`` (``"relative"``, the default, or ``"value"``);
+* ``tornado`` (:func:`jaxgames.plots.tornado`): ``output`` (required, one of
+  ``tornado.outputs``), ``top`` (int >= 1: draw only the largest swings).
+
+``sel = { parameter = value }`` fixes the axes that are not plotted (every such axis must be
+fixed); ``value`` must be one of that axis's values. ``var`` names a variable of the dataset:
+an output of the solve function(s) (``y_r``, ``converged``, ...; with several solve functions
+``noncooperative_y_r``, ...) or a derivative/elasticity variable requested above
+(``dy_r_dp``, ``elasticity_y_r_p``).
+
+Paths (``output``, figure ``path``) that are relative are taken relative to the current
+working directory -- the directory you run ``jaxgames sweep`` from -- not to the sweep file.
+``jaxgames sweep FILE --out PATH`` overrides ``output``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SweepFileError", "SweepSpec", "FigureSpec", "load_sweep"]
+
+MODES = ("axes", "design", "oneway", "tornado")
+DTYPES = ("float64", "float32")
+FIGURE_KINDS = ("heatmap", "region_map", "line", "one_way", "tornado")
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+DESIGN_KINDS = ("random", "latin_hypercube", "sobol")
+
+_TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "derivatives",
+             "wrt", "elasticities", "base", *MODES, "figure")
+#: Diagnostics every solve function returns; with several solve functions these summarise all.
+_SUMMARY_OUTPUTS = ("converged", "status", "assumptions_hold")
+_FIGURE_KEYS = {
+    "heatmap": ("var", "x", "y", "sel", "contours", "levels"),
+    "region_map": ("var", "x", "y", "sel", "labels"),
+    "line": ("var", "x", "sel"),
+    "one_way": ("outputs", "x"),
+    "tornado": ("output", "top"),
+}
+_FIGURE_REQUIRED = {
+    "heatmap": ("var", "x", "y"),
+    "region_map": ("var", "x", "y"),
+    "line": ("var", "x"),
+    "one_way": ("outputs",),
+    "tornado": ("output",),
+}
+_FIGURE_MODE = {"heatmap": "axes", "region_map": "axes", "line": "axes",
+                "one_way": "oneway", "tornado": "tornado"}
+
+
+class SweepFileError(ValueError):
+    """A sweep file that cannot be run; the message names the file and the dotted key."""
+
+    def __init__(self, path: str | Path, key: str | None, message: str):
+        self.path = str(path)
+        self.key = key
+        self.reason = message
+        super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One ``[[figure]]`` entry; keys its kind does not use are ``None``/empty.
+
+    ``var`` is a name (a tuple of names for a ``line`` figure or the ``outputs`` of a
+    ``one_way`` figure); ``x`` is an axis, or ``"relative"``/``"value"`` for ``one_way``.
+    """
+
+    kind: str
+    path: Path
+    title: str | None = None
+    var: str | tuple[str, ...] | None = None
+    x: str | None = None
+    y: str | None = None
+    sel: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    contours: bool = True
+    levels: int | tuple[float, ...] | None = None
+    labels: Mapping[Any, str] | None = None
+    top: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepSpec:
+    """A checked sweep file. Build it with :func:`load_sweep`; run it with :meth:`run`.
+
+    Attributes:
+        path: the sweep file.
+        model: the model's name; ``module`` is its module.
+        solve: the solve function names (one, or several combined).
+        output: the dataset path (``.zarr`` or ``.nc``), relative to the working directory.
+        base: the base point, the model's ``Params``.
+        mode: ``"axes"``, ``"design"``, ``"oneway"`` or ``"tornado"``.
+        axes: ``{parameter: 1-D float array}`` for ``"axes"``, else ``None``.
+        design: a :class:`jaxgames.design.Design` for ``"design"``, else ``None``.
+        study: keyword arguments of ``sensitivity.one_way``/``tornado`` (``n``, ``ranges``,
+            ``relative``, ``params``, ``outputs``) for those modes, else ``None``.
+        dtype, chunk_size, description, derivatives, wrt, elasticities: as in the file.
+        figures: the ``[[figure]]`` entries.
+    """
+
+    path: Path
+    model: str
+    solve: tuple[str, ...]
+    output: Path
+    base: Any
+    mode: str
+    axes: Mapping[str, np.ndarray] | None = None
+    design: Any = None
+    study: Mapping[str, Any] | None = None
+    dtype: str = "float64"
+    chunk_size: int | None = None
+    description: str = ""
+    derivatives: tuple[str, ...] = ()
+    wrt: tuple[str, ...] | None = None
+    elasticities: bool = False
+    figures: tuple[FigureSpec, ...] = ()
+
+    @property
+    def module(self):
+        from jaxgames.models import get_model
+
+        return get_model(self.model)
+
+    @property
+    def n_points(self) -> int:
+        """Parameter points of a grid or design (one-way/tornado: the study decides)."""
+        if self.axes is not None:
+            return math.prod(len(v) for v in self.axes.values())
+        if self.design is not None:
+            return self.design.size
+        raise AttributeError(f"n_points is not known in advance for a {self.mode} study")
+
+    def solve_function(self) -> Callable:
+        """The function ``params -> outputs`` that is swept (several solve names combined)."""
+        fns = {name: getattr(self.module, name) for name in self.solve}
+        if len(fns) == 1:
+            return next(iter(fns.values()))
+        from jaxgames._sweep import combine
+
+        return combine(fns)
+
+    def run(self, *, out: str | Path | None = None, resume: bool = False,
+            overwrite: bool = False, chunk_size: int | None = None, dask: Any = None,
+            progress: bool = True):
+        """Run the sweep, write the dataset and the figures, return the dataset.
+
+        A grid or design sweep into a ``.zarr`` output streams every chunk to the store as it
+        finishes (so it can be resumed) and returns the dataset opened lazily from it; a
+        ``.nc`` output is written once at the end. One-way and tornado studies (a few hundred
+        points) are computed in memory and written at the end in either format.
+
+        Args:
+            out: write the dataset here instead of ``output`` (``.zarr`` or ``.nc``).
+            resume: continue an interrupted ``.zarr`` grid/design sweep (chunks already
+                stored are kept).
+            overwrite: replace an existing dataset.
+            chunk_size: points per compiled batch, overriding the file's ``chunk_size``.
+            dask: a ``dask.distributed`` scheduler address or ``Client``: chunks of a
+                ``.zarr`` grid/design sweep are solved on that cluster.
+            progress: show a progress bar.
+
+        Raises:
+            SweepFileError: an option that does not fit the file (e.g. ``resume`` with a
+                netCDF output, or an existing output without ``resume``/``overwrite``);
+                raised before anything is computed.
+        """
+        output = self.check_run_options(out=out, resume=resume, overwrite=overwrite,
+                                             chunk_size=chunk_size, dask=dask)
+        import jax
+
+        if self.dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        streamed = output.suffix == ".zarr" and self.mode in ("axes", "design")
+        kwargs = dict(
+            derivatives=self.derivatives, wrt=self.wrt, elasticities=self.elasticities,
+            chunk_size=chunk_size if chunk_size is not None else self.chunk_size,
+            progress=progress, dtype=self.dtype,
+        )
+        if streamed:
+            kwargs.update(store=str(output), resume=resume, overwrite=overwrite, dask=dask)
+        fn = self.solve_function()
+        if self.mode in ("axes", "design"):
+            from jaxgames._sweep import sweep
+
+            points = dict(self.axes) if self.mode == "axes" else self.design
+            ds = sweep(fn, self.base, points, **kwargs)
+        else:
+            from jaxgames import sensitivity
+
+            study = getattr(sensitivity, "one_way" if self.mode == "oneway" else "tornado")
+            ds = study(fn, self.base, **self.study, **kwargs)
+        if not streamed:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if output.suffix == ".zarr":
+                _unicode_as_object(ds).to_zarr(output, mode="w" if overwrite else "w-",
+                                               consolidated=False)
+            else:
+                if overwrite and output.exists():
+                    output.unlink()
+                ds.to_netcdf(output, engine="h5netcdf")
+        self.save_figures(ds)
+        return ds
+
+    def save_figures(self, ds) -> list[Path]:
+        """Draw every ``[[figure]]`` of the file from ``ds`` and save it; the paths written."""
+        from jaxgames import plots
+
+        return [plots.save(_draw(spec, ds), spec.path) for spec in self.figures]
+
+    def check_run_options(self, *, out: str | Path | None = None, resume: bool = False,
+                          overwrite: bool = False, chunk_size: int | None = None,
+                          dask: Any = None) -> Path:
+        """The output path :meth:`run` would write; :class:`SweepFileError` for options that
+        do not fit the file (as :meth:`run` raises them, before any work)."""
+        key = "output"
+        output = self.output
+        if out is not None:
+            output = Path(out)
+            key = "--out"
+            if output.suffix not in (".zarr", ".nc"):
+                raise SweepFileError(self.path, key,
+                                     f"{out} must end in .zarr (Zarr store) or .nc (netCDF)")
+        if resume and overwrite:
+            raise SweepFileError(self.path, key, "resume and overwrite exclude each other")
+        if (resume or dask is not None) and self.mode not in ("axes", "design"):
+            raise SweepFileError(self.path, self.mode,
+                                 f"a {self.mode} study is computed in memory: "
+                                 f"{'resume' if resume else 'dask'} applies to [axes] and "
+                                 "[design] sweeps only")
+        if (resume or dask is not None) and output.suffix != ".zarr":
+            raise SweepFileError(self.path, key,
+                                 f"{output} is netCDF, written at the end; "
+                                 f"{'resume' if resume else 'dask'} needs a .zarr output")
+        if output.exists() and not (resume or overwrite):
+            raise SweepFileError(self.path, key,
+                                 f"{output} exists; resume it (--resume, resume=True) or "
+                                 "replace it (--overwrite, overwrite=True)")
+        if chunk_size is not None and (isinstance(chunk_size, bool)
+                                       or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise SweepFileError(self.path, "chunk_size",
+                                 f"must be a positive integer, got {chunk_size!r}")
+        return output
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and check the sweep file ``path``; :class:`SweepFileError` if anything is wrong.
+
+    Only reads and checks: nothing is compiled or solved (a design's points are drawn).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise SweepFileError(path, None, "no such file") from None
+    except OSError as exc:
+        raise SweepFileError(path, None, f"cannot read it: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepFileError(path, None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepFileError(path, None, f"not UTF-8 text: {exc}") from None
+    return _Loader(path).load(doc)
+
+
+def _toml_type(v) -> str:
+    if isinstance(v, bool):
+        return f"a boolean ({str(v).lower()})"
+    if isinstance(v, int):
+        return f"an integer ({v})"
+    if isinstance(v, float):
+        return f"a float ({v!r})"
+    if isinstance(v, str):
+        return f"a string ({v!r})"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "a table"
+    return f"a {type(v).__name__} ({v})"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.10g}"
+
+
+def _join(names) -> str:
+    return ", ".join(str(n) for n in names)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _output_fields(module, name: str) -> tuple[str, ...] | None:
+    """Field names of the NamedTuple a solve function returns, read from its return annotation
+    (``None`` without one); reading it runs nothing."""
+    try:
+        ret = typing.get_type_hints(getattr(module, name)).get("return")
+    except Exception:  # an annotation that does not resolve
+        return None
+    fields = getattr(ret, "_fields", None)
+    return tuple(fields) if fields is not None else None
+
+
+class _Loader:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str | None, message: str) -> typing.NoReturn:
+        raise SweepFileError(self.path, key, message)
+
+    # --------------------------------------------------------------- primitives
+
+    def table(self, v, key: str) -> dict:
+        if not isinstance(v, dict):
+            self.fail(key, f"expected a table, got {_toml_type(v)}")
+        return v
+
+    def keys(self, t: dict, key: str | None, allowed: Sequence[str],
+             required: Sequence[str] = ()) -> None:
+        prefix = f"{key}." if key else ""
+        for k in t:
+            if k not in allowed:
+                self.fail(f"{prefix}{k}", f"unknown key; the keys allowed here are "
+                                          f"{_join(allowed)}")
+        for k in required:
+            if k not in t:
+                self.fail(f"{prefix}{k}", "required key missing")
+
+    def number(self, v, key: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.fail(key, f"expected a number, got {_toml_type(v)}")
+        v = float(v)
+        if not math.isfinite(v):
+            self.fail(key, f"expected a finite number, got {v}")
+        return v
+
+    def integer(self, v, key: str, minimum: int | None = None) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(key, f"expected an integer, got {_toml_type(v)}")
+        if minimum is not None and v < minimum:
+            self.fail(key, f"must be an integer >= {minimum}, got {v}")
+        return v
+
+    def boolean(self, v, key: str) -> bool:
+        if not isinstance(v, bool):
+            self.fail(key, f"expected a boolean (true or false), got {_toml_type(v)}")
+        return v
+
+    def string(self, v, key: str, choices: Sequence[str] | None = None, what: str = "") -> str:
+        if not isinstance(v, str):
+            self.fail(key, f"expected a string, got {_toml_type(v)}")
+        if choices is not None and v not in choices:
+            self.fail(key, f"unknown {what or 'value'} {v!r}; choose from {_join(choices)}")
+        return v
+
+    def array(self, v, key: str, nonempty: bool = True) -> list:
+        if not isinstance(v, list):
+            self.fail(key, f"expected an array, got {_toml_type(v)}")
+        if nonempty and not v:
+            self.fail(key, "must not be empty")
+        return v
+
+    def names(self, v, key: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
+        items = self.array(v, key)
+        out = []
+        for i, item in enumerate(items):
+            name = self.string(item, f"{key}[{i}]", choices, what)
+            if name in out:
+                self.fail(f"{key}[{i}]", f"{name!r} is listed twice")
+            out.append(name)
+        return tuple(out)
+
+    # --------------------------------------------------------------- model-aware checks
+
+    def param(self, name: str, key: str) -> str:
+        if name not in self.params:
+            self.fail(key, f"unknown parameter {name!r} of model {self.model}; the parameters "
+                           f"are {_join(self.params)}")
+        return name
+
+    def in_domain(self, name: str, value: float, key: str) -> float:
+        interval = self.domain.get(name)
+        if interval is not None and not bool(interval.contains(value, xp=np)):
+            self.fail(key, f"value {_fmt(value)} is outside the allowed range {interval} of "
+                           f"parameter {name}")
+        return value
+
+    def param_range(self, v, key: str, name: str, scales: bool = False) -> tuple:
+        """``[lo, hi]`` (or, with ``scales``, ``[lo, hi, "log"|"linear"]``), lo < hi."""
+        items = self.array(v, key)
+        allowed = (2, 3) if scales else (2,)
+        form = '[lo, hi] or [lo, hi, "log"]' if scales else "[lo, hi]"
+        if len(items) not in allowed:
+            self.fail(key, f"expected {form}, got an array of length {len(items)}")
+        lo = self.in_domain(name, self.number(items[0], f"{key}[0]"), key)
+        hi = self.in_domain(name, self.number(items[1], f"{key}[1]"), key)
+        if not lo < hi:
+            self.fail(key, f"needs lo < hi, got [{_fmt(lo)}, {_fmt(hi)}]")
+        if len(items) == 3:
+            scale = self.string(items[2], f"{key}[2]", ("linear", "log"), "scale")
+            if scale == "log" and lo <= 0:
+                self.fail(key, f"a log range needs lo > 0, got {_fmt(lo)}")
+            return (lo, hi, scale)
+        return (lo, hi)
+
+    # --------------------------------------------------------------- sections
+
+    def load(self, doc: dict) -> SweepSpec:
+        self.keys(doc, None, _TOP_KEYS, ("model", "solve", "output"))
+        from jaxgames.models import REGISTRY, get_model
+
+        self.model = self.string(doc["model"], "model", tuple(REGISTRY), "model")
+        module = get_model(self.model)
+        self.params = tuple(module.Params._fields)
+        self.domain = dict(module.DOMAIN)
+
+        solve = self.solve(doc["solve"], module)
+        output = Path(self.string(doc["output"], "output"))
+        if output.suffix not in (".zarr", ".nc"):
+            self.fail("output", f"{str(output)!r} must end in .zarr (Zarr store) or .nc "
+                                "(netCDF)")
+        dtype = self.string(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype")
+        chunk_size = (self.integer(doc["chunk_size"], "chunk_size", 1)
+                      if "chunk_size" in doc else None)
+        description = self.string(doc.get("description", ""), "description")
+
+        fields = {name: _output_fields(module, name) for name in solve}
+        for name, f in fields.items():
+            if f is None:
+                self.fail("solve", f"{module.__name__}.{name} has no NamedTuple return "
+                                   "annotation, so its outputs are unknown (a model bug: "
+                                   "annotate it, e.g. '-> Noncooperative')")
+        float_fields = {n: self.real_fields(module, f) for n, f in fields.items()}
+        if len(solve) == 1:
+            self.outputs = fields[solve[0]]
+            self.real_outputs = float_fields[solve[0]]
+        else:
+            self.outputs = tuple(f"{n}_{f}" for n in solve for f in fields[n]) + tuple(
+                o for o in _SUMMARY_OUTPUTS if all(o in fields[n] for n in solve))
+            self.real_outputs = tuple(f"{n}_{f}" for n in solve for f in float_fields[n])
+        units = getattr(module, "OUTPUT_UNITS", {})
+        if len(solve) == 1:
+            self.units = {o: units.get(o) for o in self.outputs}
+        else:
+            self.units = {f"{n}_{f}": units.get(f) for n in solve for f in fields[n]}
+        self.categorical = tuple(o for o in self.outputs if o not in self.real_outputs
+                                 and not o.endswith("residual"))
+        what = "output" if len(solve) == 1 else "output (prefixed with its solve function)"
+        derivatives = (self.names(doc["derivatives"], "derivatives", self.real_outputs,
+                                  f"real-valued {what}")
+                       if "derivatives" in doc else ())
+        wrt = (self.names(doc["wrt"], "wrt", self.params, "parameter")
+               if "wrt" in doc else None)
+        elasticities = (self.boolean(doc["elasticities"], "elasticities")
+                        if "elasticities" in doc else False)
+        for k in ("wrt", "elasticities"):
+            if k in doc and not derivatives:
+                self.fail(k, "has no effect without derivatives = [...]")
+        self.variables = set(self.outputs)
+        for o in derivatives:
+            for p in wrt or self.params:
+                self.variables.add(f"d{o}_d{p}")
+                if elasticities:
+                    self.variables.add(f"elasticity_{o}_{p}")
+
+        base = self.base(doc.get("base", {}), module)
+        modes = [m for m in MODES if m in doc]
+        if not modes:
+            self.fail(None, "needs one of [axes], [design], [oneway], [tornado] (none found)")
+        if len(modes) > 1:
+            self.fail(modes[1], f"only one of [axes], [design], [oneway], [tornado] may be "
+                                f"given, found {_join('[' + m + ']' for m in modes)}")
+        mode = modes[0]
+        axes = design = study = None
+        if mode == "axes":
+            axes = self.axes(doc["axes"])
+        elif mode == "design":
+            design = self.design(doc["design"])
+        elif mode == "oneway":
+            study = self.study(doc["oneway"], "oneway", base)
+        else:
+            study = self.study(doc["tornado"], "tornado", base)
+        self.mode, self.axes_values, self.study_spec = mode, axes, study
+        figures = self.figures(doc["figure"]) if "figure" in doc else ()
+        return SweepSpec(
+            path=self.path, model=self.model, solve=solve, output=output, base=base, mode=mode,
+            axes=axes, design=design, study=study, dtype=dtype, chunk_size=chunk_size,
+            description=description, derivatives=derivatives, wrt=wrt,
+            elasticities=elasticities, figures=figures,
+        )
+
+    def solve(self, v, module) -> tuple[str, ...]:
+        names = tuple(module.SOLVE_FUNCTIONS)
+        what = f"solve function of {self.model}"
+        if isinstance(v, list):
+            return self.names(v, "solve", names, what)
+        return (self.string(v, "solve", names, what),)
+
+    @staticmethod
+    def real_fields(module, fields: tuple[str, ...]) -> tuple[str, ...]:
+        units = getattr(module, "OUTPUT_UNITS", None)
+        if units is not None:
+            return tuple(f for f in fields if f in units)
+        diagnostics = {"converged", "residual", "iterations", "status", "assumptions_hold"}
+        return tuple(f for f in fields if f not in diagnostics)
+
+    def base(self, v, module):
+        t = self.table(v, "base")
+        values = {}
+        for name, value in t.items():
+            key = f"base.{name}"
+            self.param(name, key)
+            values[name] = self.in_domain(name, self.number(value, key), key)
+        base = module.DEFAULT._replace(**values)
+        base = type(base)(*[float(x) for x in base])
+        for name, value in zip(self.params, base, strict=True):
+            if name not in values:
+                self.in_domain(name, value, "base")
+        return base
+
+    def axes(self, v) -> dict[str, np.ndarray]:
+        t = self.table(v, "axes")
+        if not t:
+            self.fail("axes", "needs at least one parameter")
+        out = {}
+        for name, spec in t.items():
+            key = f"axes.{name}"
+            self.param(name, key)
+            if not isinstance(spec, dict):
+                self.fail(key, f"expected {{ linspace = [lo, hi, n] }}, "
+                               f"{{ geomspace = [lo, hi, n] }} or {{ values = [...] }}, got "
+                               f"{_toml_type(spec)}")
+            self.keys(spec, key, ("linspace", "geomspace", "values"))
+            if len(spec) != 1:
+                self.fail(key, "needs exactly one of linspace, geomspace, values")
+            (form, arg), = spec.items()
+            fkey = f"{key}.{form}"
+            if form == "values":
+                items = self.array(arg, fkey)
+                values = np.array([self.number(x, f"{fkey}[{i}]") for i, x in enumerate(items)])
+            else:
+                items = self.array(arg, fkey)
+                if len(items) != 3:
+                    self.fail(fkey, f"expected [lo, hi, n], got an array of length {len(items)}")
+                lo = self.number(items[0], f"{fkey}[0]")
+                hi = self.number(items[1], f"{fkey}[1]")
+                n = self.integer(items[2], f"{fkey}[2]", 1)
+                if form == "geomspace" and not (lo * hi > 0):
+                    self.fail(fkey, f"needs lo and hi non-zero and of one sign, got "
+                                    f"[{_fmt(lo)}, {_fmt(hi)}]")
+                if n > 1 and lo == hi:
+                    self.fail(fkey, f"lo == hi gives {n} equal values")
+                values = (np.linspace(lo, hi, n) if form == "linspace"
+                          else np.geomspace(lo, hi, n))
+            if len(np.unique(values)) != len(values):
+                self.fail(fkey, "values must be distinct")
+            for x in values:
+                self.in_domain(name, float(x), key)
+            out[name] = values
+        return out
+
+    def design(self, v):
+        from jaxgames import design as designs
+
+        t = self.table(v, "design")
+        self.keys(t, "design", ("kind", "n", "seed", "bounds", "scramble"),
+                  ("kind", "n", "bounds"))
+        kind = self.string(t["kind"], "design.kind", DESIGN_KINDS, "design kind")
+        n = self.integer(t["n"], "design.n", 1)
+        if kind == "sobol" and n & (n - 1):
+            self.fail("design.n", f"a Sobol design needs a power of 2 (e.g. "
+                                  f"{1 << (n.bit_length() - 1)} or {1 << n.bit_length()}), "
+                                  f"got {n}")
+        seed = self.integer(t.get("seed", 0), "design.seed", 0)
+        bounds_t = self.table(t["bounds"], "design.bounds")
+        if not bounds_t:
+            self.fail("design.bounds", "needs at least one parameter")
+        bounds = {}
+        for name, b in bounds_t.items():
+            key = f"design.bounds.{name}"
+            self.param(name, key)
+            bounds[name] = self.param_range(b, key, name, scales=True)
+        if kind == "sobol":
+            scramble = self.boolean(t.get("scramble", True), "design.scramble")
+            return designs.sobol(bounds, n, seed=seed, scramble=scramble)
+        if "scramble" in t:
+            self.fail("design.scramble", f"applies to a sobol design only, not {kind}")
+        return getattr(designs, kind)(bounds, n, seed=seed)
+
+    def study(self, v, section: str, base) -> dict[str, Any]:
+        t = self.table(v, section)
+        allowed = ("n", "ranges", "relative", "params") if section == "oneway" else (
+            "outputs", "ranges", "relative", "params")
+        self.keys(t, section, allowed, () if section == "oneway" else ("outputs",))
+        out: dict[str, Any] = {}
+        if "n" in t:
+            out["n"] = self.integer(t["n"], f"{section}.n", 2)
+        if "outputs" in t:
+            out["outputs"] = self.names(t["outputs"], f"{section}.outputs", self.real_outputs,
+                                        "real-valued output")
+        if ("ranges" in t) == ("relative" in t):
+            self.fail(section, "needs exactly one of ranges = { ... } and relative = [lo, hi]")
+        if "ranges" in t:
+            if "params" in t:
+                self.fail(f"{section}.params", "goes with relative; ranges names its "
+                                               "parameters itself")
+            rt = self.table(t["ranges"], f"{section}.ranges")
+            if not rt:
+                self.fail(f"{section}.ranges", "needs at least one parameter")
+            ranges = {}
+            for name, r in rt.items():
+                key = f"{section}.ranges.{name}"
+                self.param(name, key)
+                ranges[name] = self.param_range(r, key, name, scales=section == "oneway")
+            out["ranges"] = ranges
+        else:
+            key = f"{section}.relative"
+            items = self.array(t["relative"], key)
+            if len(items) != 2:
+                self.fail(key, f"expected [lo, hi], got an array of length {len(items)}")
+            lo = self.number(items[0], f"{key}[0]")
+            hi = self.number(items[1], f"{key}[1]")
+            if not lo < hi:
+                self.fail(key, f"needs lo < hi, got [{_fmt(lo)}, {_fmt(hi)}]")
+            params = (self.names(t["params"], f"{section}.params", self.params, "parameter")
+                      if "params" in t else self.params)
+            for name in params:
+                b = getattr(base, name)
+                if b == 0:
+                    self.fail(key, f"parameter {name} has base value 0, so a relative range is "
+                                   f"empty; list the others in {section}.params, or give "
+                                   f"{section}.ranges")
+                for factor in (lo, hi):
+                    value = b * factor
+                    interval = self.domain.get(name)
+                    if interval is not None and not bool(interval.contains(value, xp=np)):
+                        self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
+                                       f"outside the allowed range {interval} of parameter "
+                                       f"{name}")
+            out["relative"] = (lo, hi)
+            if "params" in t:
+                out["params"] = params
+        return out
+
+    def figures(self, v) -> tuple[FigureSpec, ...]:
+        if isinstance(v, dict):
+            self.fail("figure", "write each figure as [[figure]] (an array of tables)")
+        items = self.array(v, "figure", nonempty=False)
+        return tuple(self.figure(f, f"figure[{i}]") for i, f in enumerate(items))
+
+    def figure(self, v, key: str) -> FigureSpec:
+        t = self.table(v, key)
+        if "kind" not in t:
+            self.fail(f"{key}.kind", f"required key missing; choose from {_join(FIGURE_KINDS)}")
+        kind = self.string(t["kind"], f"{key}.kind", FIGURE_KINDS, "figure kind")
+        self.keys(t, key, ("kind", "path", "title", *_FIGURE_KEYS[kind]),
+                  ("path", *_FIGURE_REQUIRED[kind]))
+        need = _FIGURE_MODE[kind]
+        if self.mode != need:
+            self.fail(f"{key}.kind", f"a {kind} figure needs {_article(need)} [{need}] sweep, "
+                                     f"this file has [{self.mode}]")
+        path = Path(self.string(t["path"], f"{key}.path"))
+        if path.suffix.lower() not in FIGURE_SUFFIXES:
+            self.fail(f"{key}.path", f"{str(path)!r} must end in {_join(FIGURE_SUFFIXES)}")
+        f: dict[str, Any] = {"kind": kind, "path": path}
+        if "title" in t:
+            f["title"] = self.string(t["title"], f"{key}.title")
+        if kind in ("heatmap", "region_map", "line"):
+            self.grid_figure(t, key, kind, f)
+        elif kind == "one_way":
+            outputs = t["outputs"]
+            f["var"] = (self.names(outputs, f"{key}.outputs", self.real_outputs,
+                                   "real-valued output")
+                        if isinstance(outputs, list) else
+                        (self.string(outputs, f"{key}.outputs", self.real_outputs,
+                                     "real-valued output"),))
+            units = {self.units.get(o) for o in f["var"]}
+            if len(units) > 1:
+                self.fail(f"{key}.outputs", f"outputs with different units "
+                                            f"({_join(sorted(map(str, units)))}) cannot share "
+                                            "a one_way figure; use one figure per unit")
+            f["x"] = self.string(t.get("x", "relative"), f"{key}.x", ("relative", "value"),
+                                 "x")
+        else:
+            f["var"] = self.string(t["output"], f"{key}.output", self.study_spec["outputs"],
+                                   "output of tornado.outputs")
+            if "top" in t:
+                f["top"] = self.integer(t["top"], f"{key}.top", 1)
+        return FigureSpec(**f)
+
+    def grid_figure(self, t: dict, key: str, kind: str, f: dict) -> None:
+        axes = tuple(self.axes_values)
+        if kind == "region_map":
+            choices = self.categorical
+            what = "integer or boolean variable"
+        else:
+            choices = sorted(self.variables)
+            what = "variable"
+        if kind == "line" and isinstance(t["var"], list):
+            f["var"] = self.names(t["var"], f"{key}.var", choices, what)
+        else:
+            f["var"] = self.string(t["var"], f"{key}.var", choices, what)
+        f["x"] = self.string(t["x"], f"{key}.x", axes, "axis")
+        plotted = {f["x"]}
+        if "y" in t:
+            f["y"] = self.string(t["y"], f"{key}.y", axes, "axis")
+            if f["y"] == f["x"]:
+                self.fail(f"{key}.y", "must differ from x")
+            plotted.add(f["y"])
+        sel = {}
+        for name, value in self.table(t.get("sel", {}), f"{key}.sel").items():
+            skey = f"{key}.sel.{name}"
+            self.string(name, skey, axes, "axis")
+            if name in plotted:
+                self.fail(skey, f"{name} is an axis of the figure; it cannot be fixed too")
+            value = self.number(value, skey)
+            ax = self.axes_values[name]
+            if not np.isclose(ax, value, rtol=1e-9, atol=0.0).any():
+                self.fail(skey, f"{_fmt(value)} is not a value of axis {name} (values: "
+                                f"{_join(_fmt(a) for a in ax[:8])}"
+                                f"{', ...' if len(ax) > 8 else ''})")
+            sel[name] = value
+        free = [a for a in axes if a not in plotted and a not in sel]
+        if free:
+            self.fail(f"{key}.sel", f"axes {_join(free)} are neither plotted nor fixed; add "
+                                    f"sel = {{ {free[0]} = ... }}")
+        f["sel"] = sel
+        if "contours" in t:
+            f["contours"] = self.boolean(t["contours"], f"{key}.contours")
+        if "levels" in t:
+            lv = t["levels"]
+            if isinstance(lv, list):
+                items = self.array(lv, f"{key}.levels")
+                levels = tuple(self.number(c, f"{key}.levels[{i}]") for i, c in enumerate(items))
+                if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+                    self.fail(f"{key}.levels", "contour levels must be increasing")
+                f["levels"] = levels
+            else:
+                f["levels"] = self.integer(lv, f"{key}.levels", 1)
+        if "labels" in t:
+            labels = {}
+            for k, text in self.table(t["labels"], f"{key}.labels").items():
+                lkey = f"{key}.labels.{k}"
+                if k in ("true", "false"):
+                    value: Any = k == "true"
+                else:
+                    try:
+                        value = int(k)
+                    except ValueError:
+                        self.fail(lkey, "a category is an integer (\"0\") or a boolean "
+                                        "(\"true\", \"false\")")
+                labels[value] = self.string(text, lkey)
+            f["labels"] = labels
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _unicode_as_object(ds):
+    """Fixed-width unicode arrays (labels) as variable-length strings: Zarr v3 has a
+    specified encoding for the latter only."""
+    names = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
+    return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
+        {k: ds[k].astype(object) for k in names if k not in ds.coords})
+
+
+def _draw(spec: FigureSpec, ds):
+    from jaxgames import plots
+
+    if spec.kind == "heatmap":
+        fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,
+                            levels=list(spec.levels) if isinstance(spec.levels, tuple)
+                            else spec.levels, **spec.sel)
+    elif spec.kind == "region_map":
+        fig = plots.region_map(ds, spec.var, spec.x, spec.y, labels=spec.labels, **spec.sel)
+    elif spec.kind == "one_way":
+        fig = plots.one_way(ds, list(spec.var), x=spec.x)
+    elif spec.kind == "tornado":
+        fig = plots.tornado(ds, spec.var, top=spec.top)
+    else:
+        fig = _line(ds.sel(dict(spec.sel), method="nearest") if spec.sel else ds, spec.var,
+                    spec.x)
+    if spec.title is not None:
+        if fig._suptitle is not None:
+            fig.suptitle(spec.title)
+        else:
+            fig.axes[0].set_title(spec.title)
+    return fig
+
+
+def _line(ds, var, x: str):
+    """Lines of one or more variables along the axis ``x`` (the other axes selected)."""
+    from matplotlib.figure import Figure
+
+    names = [var] if isinstance(var, str) else list(var)
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = np.asarray(ds[x], float)
+    for name in names:
+        ax.plot(xs, np.asarray(ds[name], float), marker="." if len(xs) < 30 else None,
+                label=_label(ds, name))
+    if xs.min() > 0 and xs.max() > 100 * xs.min():
+        ax.set_xscale("log")
+    ax.set_xlabel(_label(ds, x))
+    if len(names) == 1:
+        ax.set_ylabel(_label(ds, names[0]))
+    else:
+        ax.legend(fontsize=9, frameon=False)
+    ax.grid(True, color="0.92")
+    return fig
+
+
+def _label(ds, name: str) -> str:
+    attrs = ds[name].attrs
+    text = attrs.get("description") or name
+    if text != name:
+        text = f"{text} ({name})"
+    unit = attrs.get("units")
+    return f"{text} [{unit}]" if unit and unit != "1" else text

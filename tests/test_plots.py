@@ -1,0 +1,310 @@
+"""Figures of sweep and sensitivity datasets (synthetic datasets in the contract's formats)."""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+from matplotlib.colors import CenteredNorm, LogNorm  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+from matplotlib.contour import ContourSet  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from jaxgames import plots  # noqa: E402
+
+MONEY = {"units": "$", "description": "expected cost, retailer"}
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def tornado_ds(converged=True):
+    params = ["f", "theta_r", "D_J", "p"]
+    # t_r swings 1, 5, 3, 0.5 (D_J: unequal sides); y_r swings 0.2, 0.4, 0.8, 0.6
+    low = np.array([[9.5, 7.5, 7.5, 9.75], [1.9, 1.8, 1.6, 1.7]])
+    high = np.array([[10.5, 12.5, 10.5, 10.25], [2.1, 2.2, 2.4, 2.3]])
+    conv = np.ones((2, 4), bool)
+    if not converged:
+        conv[0, 3] = False
+    return xr.Dataset(
+        {"low": (("output", "parameter"), low), "high": (("output", "parameter"), high),
+         "base": (("output",), np.array([10.0, 2.0])),
+         "swing": (("output", "parameter"), np.abs(high - low)),
+         "converged": (("output", "parameter"), conv)},
+        coords={"output": ["t_r", "y_r"], "parameter": params,
+                "param_low": ("parameter", [0.1, 0.015, 5e6, 0.15]),
+                "param_high": ("parameter", [0.3, 0.045, 1.5e7, 0.45])},
+        attrs={"model": "bakshi_kleindorfer"})
+
+
+def one_way_ds(rel=(0.25, 0.5, 1.0, 2.0, 4.0)):
+    rel = np.asarray(rel)
+    base = {"f": 0.2, "D_J": 1e7, "theta_r": 0.0}
+    value = np.stack([base["f"] * rel, base["D_J"] * rel, np.linspace(0, 0.1, rel.size)])
+    relative = np.stack([rel, rel, np.full(rel.size, np.nan)])
+    t_r = np.stack([100 - 10 * rel, 50 + 20 * np.log(rel), 70 + 100 * value[2]])
+    conv = np.ones(t_r.shape, bool)
+    conv[0, -1] = False
+    t_r[1, -1] = np.nan
+    conv[1, -1] = False
+    return xr.Dataset(
+        {"t_r": (("parameter", "step"), t_r, MONEY),
+         "y_r": (("parameter", "step"), t_r / 2, {"units": "$",
+                                                  "description": "security investment"}),
+         "P_r": (("parameter", "step"), t_r / 1e3, {"units": "1"}),
+         "converged": (("parameter", "step"), conv)},
+        coords={"parameter": list(base), "step": np.arange(rel.size),
+                "value": (("parameter", "step"), value),
+                "relative": (("parameter", "step"), relative)},
+        attrs={"model": "bakshi_kleindorfer", "base_params": json.dumps(base)})
+
+
+def grid_ds(signed=False):
+    f = np.linspace(0.05, 0.95, 12)
+    dj = np.geomspace(1e5, 1e9, 15)
+    p = np.array([0.3, 0.7])
+    F, D, P = np.meshgrid(f, dj, p, indexing="ij")
+    t_r = (1 - F) * np.log10(D) * 1e4 * (1 + P)
+    if signed:
+        t_r = t_r - t_r.mean()
+    regime = (F > 0.5).astype(np.int32) * 2 + (D > 1e7).astype(np.int32)  # 0, 1, 2, 3
+    regime[regime == 1] = 3  # category 1 never occurs
+    conv = np.ones(F.shape, bool)
+    conv[0, 0, :] = False
+    return xr.Dataset(
+        {"t_r": (("f", "D_J", "p"), t_r, MONEY),
+         "regime": (("f", "D_J", "p"), regime, {"description": "who invests"}),
+         "assumptions_hold": (("f", "D_J", "p"), F < 2),  # all True
+         "converged": (("f", "D_J", "p"), conv)},
+        coords={"f": ("f", f, {"units": "1", "description": "supplier's share of the loss"}),
+                "D_J": ("D_J", dj, {"units": "$", "description": "supply-chain loss"}),
+                "p": ("p", p, {"units": "1"})},
+        attrs={"model": "bakshi_kleindorfer"})
+
+
+def sobol_ds():
+    params = ["f", "theta_r", "D_J"]
+    S1 = np.array([[0.2, 0.5, 0.1]])
+    ST = np.array([[0.3, 0.6, 0.05]])
+    return xr.Dataset(
+        {"S1": (("output", "parameter"), S1), "S1_conf": (("output", "parameter"), S1 / 10),
+         "ST": (("output", "parameter"), ST), "ST_conf": (("output", "parameter"), ST / 10)},
+        coords={"output": ["t_r"], "parameter": params},
+        attrs={"n_base": 64, "seed": 0, "n_evaluations": 320, "model": "bakshi_kleindorfer"})
+
+
+def render(fig):
+    """Draw the figure (catches layout warnings, which pytest turns into errors)."""
+    fig.canvas.draw()  # Figure() without pyplot renders through FigureCanvasBase -> Agg
+    return fig
+
+
+@pytest.fixture(autouse=True)
+def _no_pyplot_leaks():
+    yield
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------- tornado
+
+
+def test_tornado_sorted_by_swing_with_ranges_and_units():
+    fig = render(plots.tornado(tornado_ds(), "t_r"))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()][::-1]  # top to bottom
+    assert [lab.split()[0] for lab in labels] == ["theta_r", "D_J", "f", "p"]
+    assert labels[0] == "theta_r   0.015 → 0.045"
+    assert "D_J   5e6 → 1.5e7" in labels
+    assert "[$]" in ax.get_xlabel() and "retailer" in ax.get_xlabel()  # units from the model
+    assert "t_r" in ax.get_title()
+    assert not any(p.get_hatch() for p in ax.patches)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "not converged" not in legend
+    assert any(line.get_xdata()[0] == 10.0 for line in ax.get_lines())  # base line
+
+
+def test_tornado_top_and_non_converged_hatched():
+    fig = render(plots.tornado(tornado_ds(converged=False), "t_r", top=4))
+    (ax,) = fig.axes
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == 2  # both ends of p
+    assert "not converged" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ds = tornado_ds(converged=False)
+    ds["low"][0, 1] = np.nan  # theta_r: no value at its low end; its swing is NaN, sorted last
+    ds["swing"][0, 1] = np.nan
+    ax = render(plots.tornado(ds, "t_r")).axes[0]
+    assert ax.get_yticklabels()[0].get_text().startswith("theta_r")  # bottom row
+    assert [t.get_text() for t in ax.texts] == ["no value"]
+    fig = render(plots.tornado(tornado_ds(), "y_r", top=2))
+    labels = [t.get_text().split()[0] for t in fig.axes[0].get_yticklabels()][::-1]
+    assert labels == ["D_J", "p"]
+
+
+def test_tornado_on_given_axes_and_unknown_output():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plots.tornado(tornado_ds(), "y_r", ax=ax) is fig
+    with pytest.raises(ValueError, match="'W'.*t_r"):
+        plots.tornado(tornado_ds(), "W")
+
+
+# ----------------------------------------------------------------------------- one-way
+
+
+def test_one_way_panels_units_base_and_failures():
+    fig = render(plots.one_way(one_way_ds(), ["t_r", "y_r"], ncols=2))
+    assert isinstance(fig, Figure)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 3  # one panel per parameter
+    assert all("[$]" in ax.get_ylabel() for ax in axes if ax.get_ylabel())
+    assert axes[0].get_ylabel()
+    f_ax, dj_ax, theta_ax = axes
+    assert f_ax.get_xscale() == "log" and f_ax.get_xlabel() == "f / base value"
+    # theta_r has base 0: no relative value, so its panel falls back to the parameter value
+    assert theta_ax.get_xscale() == "linear" and theta_ax.get_xlabel() == "theta_r"
+    crosses = [ln for ax in axes for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert len(crosses) == 4  # (f, 2 outputs at a finite value) + (D_J, 2 outputs at NaN)
+    dots = [ln for ln in f_ax.get_lines() if ln.get_marker() == "o"]
+    assert [ln.get_xdata()[0] for ln in dots] == [1.0, 1.0]
+    texts = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "expected cost, retailer (t_r)" in texts and "not converged" in texts
+
+
+def test_one_way_value_axis_and_narrow_range_is_linear():
+    fig = render(plots.one_way(one_way_ds(rel=(0.8, 0.9, 1.0, 1.1, 1.2)), "t_r", x="value"))
+    f_ax, dj_ax = fig.axes[:2]
+    assert f_ax.get_xscale() == "linear"  # spans a factor 1.5 only
+    assert f_ax.get_xlabel() == "f"  # dimensionless: no unit suffix
+    assert dj_ax.get_xlabel() == "D_J [$]"  # parameter units from the model
+    assert f_ax.get_ylabel() == "expected cost, retailer [$]"
+    assert "expected cost, retailer" in fig.get_suptitle()
+    base_lines = [ln for ln in dj_ax.get_lines() if ln.get_linestyle() == "--"]
+    assert base_lines[0].get_xdata()[0] == 1e7
+
+
+def test_one_way_rejects_mixed_units_and_bad_arguments():
+    ds = one_way_ds()
+    with pytest.raises(ValueError, match="different units"):
+        plots.one_way(ds, ["t_r", "P_r"])
+    with pytest.raises(ValueError, match="'nope'"):
+        plots.one_way(ds, ["nope"])
+    with pytest.raises(ValueError, match="x must be"):
+        plots.one_way(ds, "t_r", x="step")
+
+
+# ----------------------------------------------------------------------------- heatmap
+
+
+def _contours(ax):
+    return [c for c in ax.collections if isinstance(c, ContourSet)]
+
+
+def test_heatmap_labels_log_axes_contours_and_failures():
+    fig = render(plots.heatmap(grid_ds(), "t_r", "f", "D_J", p=0.31))
+    assert isinstance(fig, Figure)
+    ax, cax = fig.axes
+    assert ax.get_xlabel() == "supplier's share of the loss"
+    assert ax.get_ylabel() == "supply-chain loss [$]"
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "log"  # D_J spans 4 decades
+    assert cax.get_ylabel() == "expected cost, retailer [$]"
+    (cs,) = _contours(ax)
+    assert len(cs.levels) > 0 and len(ax.texts) > 0  # labelled contour lines
+    assert "p = 0.3" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["not converged"]
+    assert any(c.get_hatch() for c in ax.collections)
+
+
+def test_heatmap_options_and_norms():
+    ds = grid_ds()
+    fig = render(plots.heatmap(ds, "t_r", "D_J", "f", contours=False, p=0.7))
+    assert _contours(fig.axes[0]) == []
+    assert fig.axes[0].get_xscale() == "log"
+    fig = render(plots.heatmap(ds, "t_r", "f", "D_J", levels=[3e4, 5e4, 1e9], p=0.3))
+    np.testing.assert_array_equal(_contours(fig.axes[0])[0].levels, [3e4, 5e4])
+    fig = render(plots.heatmap(grid_ds(signed=True), "t_r", "f", "D_J", p=0.3))
+    mesh = fig.axes[0].collections[0]
+    assert isinstance(mesh.norm, CenteredNorm) and mesh.norm.vcenter == 0
+    wide = ds.assign(t_r=ds["t_r"] ** 3)  # positive, spanning > 2 decades: log colours
+    fig = render(plots.heatmap(wide, "t_r", "f", "D_J", p=0.3))
+    assert isinstance(fig.axes[0].collections[0].norm, LogNorm)
+
+
+def test_heatmap_bad_selection_names_dims():
+    ds = grid_ds()
+    with pytest.raises(ValueError, match=r"dims are \('f', 'D_J', 'p'\).*select \['p'\]"):
+        plots.heatmap(ds, "t_r", "f", "D_J")
+    with pytest.raises(ValueError, match=r"y='theta_r'.*dims are \('f', 'D_J'\)"):
+        plots.heatmap(ds, "t_r", "f", "theta_r", p=0.3)
+    with pytest.raises(ValueError, match="'W' is not in the dataset"):
+        plots.heatmap(ds, "W", "f", "D_J", p=0.3)
+
+
+# ----------------------------------------------------------------------------- region map
+
+
+def test_region_map_lists_present_categories_only():
+    labels = {0: "nobody", 1: "supplier only", 2: "retailer only", 3: "both"}
+    fig = render(plots.region_map(grid_ds(), "regime", "f", "D_J", labels=labels, p=0.3))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes  # no colorbar
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["nobody", "retailer only", "both", "not converged"]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "supply-chain loss [$]"
+    fig = render(plots.region_map(grid_ds(), "assumptions_hold", "f", "D_J", p=0.3))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "True", "not converged"]
+
+
+def test_region_map_colours_follow_label_order():
+    ds = grid_ds()
+    full = plots.region_map(ds, "regime", "f", "D_J", labels={0: "a", 2: "b", 3: "c"}, p=0.3)
+    no_zero = ds.assign(regime=ds["regime"].where(ds["regime"] != 0, 3))
+    sub = plots.region_map(no_zero, "regime", "f", "D_J", labels={0: "a", 2: "b", 3: "c"},
+                           p=0.3)
+
+    def colours(fig):
+        leg = fig.axes[0].get_legend()
+        return {t.get_text(): tuple(h.get_facecolor())
+                for t, h in zip(leg.get_texts(), leg.legend_handles, strict=True)}
+
+    assert colours(full)["c"] == colours(sub)["c"]
+    assert "a" not in colours(sub)
+
+
+def test_region_map_rejects_continuous_values():
+    with pytest.raises(ValueError, match="categorical"):
+        plots.region_map(grid_ds(), "t_r", "f", "D_J", p=0.3)
+
+
+# ----------------------------------------------------------------------------- Sobol
+
+
+def test_sobol_bars_sorted_with_error_bars():
+    fig = render(plots.sobol_bars(sobol_ds(), "t_r"))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["theta_r", "f", "D_J"]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bars) == 2 and all(c.errorbar is not None for c in bars)  # S1, ST
+    heights = [p.get_height() for p in bars[1].patches]
+    assert heights == pytest.approx([0.6, 0.3, 0.05])
+    assert "Sobol index" in ax.get_ylabel()
+    assert "expected cost, retailer" in ax.get_title() and "320" in ax.get_title()
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def test_save_writes_png_and_closes_pyplot_figures(tmp_path):
+    path = plots.save(plots.sobol_bars(sobol_ds(), "t_r"), tmp_path / "a" / "b" / "s.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig, _ = plt.subplots()
+    plots.save(fig, tmp_path / "p.png", dpi=50)
+    assert not plt.fignum_exists(fig.number)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
