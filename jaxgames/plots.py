@@ -61,7 +61,16 @@ def _model_meta(ds: xr.Dataset, name: str) -> tuple[str | None, str | None]:
     except ValueError:
         return None, None
     units = {**getattr(module, "UNITS", {}), **getattr(module, "OUTPUT_UNITS", {})}
-    return getattr(module, "DESCRIPTIONS", {}).get(name), units.get(name)
+    descriptions = getattr(module, "DESCRIPTIONS", {})
+    if name not in units and name not in descriptions:
+        # outputs of combined solve functions are prefixed: "noncooperative_t_r"
+        for prefix in getattr(module, "SOLVE_FUNCTIONS", ()):
+            if name.startswith(prefix + "_"):
+                base = name[len(prefix) + 1:]
+                desc = descriptions.get(base)
+                return (f"{desc} ({prefix.replace('_', ' ')})" if desc else None,
+                        units.get(base))
+    return descriptions.get(name), units.get(name)
 
 
 def _meta(ds: xr.Dataset, name: str) -> tuple[str | None, str | None]:
@@ -620,3 +629,55 @@ def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
 
         plt.close(fig)
     return path
+
+
+def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str | None = None,
+          ncols: int = 3) -> Figure:
+    """Line panels along the coordinate ``x``: one panel per group of variables.
+
+    ``groups`` is a list of variable names (one panel) or ``{panel title: [names]}``. Each
+    line is labelled by its name; a panel's y label gives the shared units. Other dims must be
+    fixed by ``sel`` (nearest values). Points that did not converge are marked with red x.
+    """
+    if isinstance(groups, str):
+        groups = {"": [groups]}
+    elif not isinstance(groups, dict):
+        groups = {"": list(groups)}
+    sel = dict(sel or {})
+    names = [n for g in groups.values() for n in g]
+    missing = [n for n in [*names, x] if n not in ds.variables]
+    if missing:
+        raise ValueError(f"no variable(s) {missing} in the dataset")
+    sub = ds.sel(sel, method="nearest") if sel else ds
+    extra = [d for d in sub[names[0]].dims if d != x]
+    if extra:
+        raise ValueError(f"dims are {sub[names[0]].dims}; select {extra} (sel=...) to leave "
+                         f"only {x!r}")
+    n = len(groups)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    xs = np.asarray(sub[x], float)
+    bad = ~np.asarray(sub["converged"], bool) if "converged" in sub else np.zeros(len(xs), bool)
+    for ax, (panel, members) in zip(axes, groups.items(), strict=False):
+        for name in members:
+            ys = np.asarray(sub[name], float)
+            ax.plot(xs, ys, lw=1.8, label=name)
+            if bad.any():
+                ax.plot(xs[bad], ys[bad], "x", color="red", ms=6)
+        units = {_units(ds, m) for m in members}
+        ax.set_ylabel(f"[{units.pop()}]" if len(units) == 1 and None not in units else "")
+        ax.set_xlabel(_label(ds, x))
+        if xs.min() > 0 and xs.max() > 100 * xs.min():
+            ax.set_xscale("log")
+        ax.set_title(panel, fontsize=11)
+        ax.grid(True, color="0.92")
+        ax.legend(fontsize=8, frameon=False)
+        _readable_numbers(ax.yaxis, np.concatenate(
+            [np.asarray(sub[m], float).ravel() for m in members]))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -104,7 +104,8 @@ One-way and tornado studies are computed in memory and written at the end (``.za
   variable: ``status``, ``converged``, ``assumptions_hold``, ``contract_exists``, ...), ``x``,
   ``y`` (required), ``sel``, ``labels`` (``{ "0" = "solved", "4" = "invalid input" }`` or
   ``{ "true" = "...", "false" = "..." }``);
-* ``line``: ``var`` (a name or a list of names), ``x`` (required), ``sel``;
+* ``line`` (:func:`jaxgames.plots.lines`): ``var`` (a name, a list of names, or a table
+  ``{ "panel title" = [names] }`` for one panel per entry), ``x`` (required), ``sel``;
 * ``one_way`` (:func:`jaxgames.plots.one_way`): ``outputs`` (required; a name or a list of
   real-valued outputs with the same units), ``x`` (``"relative"``, the default, or ``"value"``);
 * ``tornado`` (:func:`jaxgames.plots.tornado`): ``output`` (required, one of
@@ -816,6 +817,11 @@ class _Loader:
             what = "variable"
         if kind == "line" and isinstance(t["var"], list):
             f["var"] = self.names(t["var"], f"{key}.var", choices, what)
+        elif kind == "line" and isinstance(t["var"], dict):  # { panel title = [names] }
+            if not t["var"]:
+                self.fail(f"{key}.var", "needs at least one panel")
+            f["var"] = tuple((panel, tuple(self.names(v, f"{key}.var.{panel}", choices, what)))
+                             for panel, v in t["var"].items())
         else:
             f["var"] = self.string(t["var"], f"{key}.var", choices, what)
         f["x"] = self.string(t["x"], f"{key}.x", axes, "axis")
@@ -896,42 +902,13 @@ def _draw(spec: FigureSpec, ds):
     elif spec.kind == "tornado":
         fig = plots.tornado(ds, spec.var, top=spec.top)
     else:
-        fig = _line(ds.sel(dict(spec.sel), method="nearest") if spec.sel else ds, spec.var,
-                    spec.x)
+        var = spec.var
+        groups = ({p: list(v) for p, v in var} if var and isinstance(var[0], tuple)
+                  else [var] if isinstance(var, str) else list(var))
+        fig = plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None)
     if spec.title is not None:
         if fig._suptitle is not None:
             fig.suptitle(spec.title)
         else:
             fig.axes[0].set_title(spec.title)
     return fig
-
-
-def _line(ds, var, x: str):
-    """Lines of one or more variables along the axis ``x`` (the other axes selected)."""
-    from matplotlib.figure import Figure
-
-    names = [var] if isinstance(var, str) else list(var)
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    xs = np.asarray(ds[x], float)
-    for name in names:
-        ax.plot(xs, np.asarray(ds[name], float), marker="." if len(xs) < 30 else None,
-                label=_label(ds, name))
-    if xs.min() > 0 and xs.max() > 100 * xs.min():
-        ax.set_xscale("log")
-    ax.set_xlabel(_label(ds, x))
-    if len(names) == 1:
-        ax.set_ylabel(_label(ds, names[0]))
-    else:
-        ax.legend(fontsize=9, frameon=False)
-    ax.grid(True, color="0.92")
-    return fig
-
-
-def _label(ds, name: str) -> str:
-    attrs = ds[name].attrs
-    text = attrs.get("description") or name
-    if text != name:
-        text = f"{text} ({name})"
-    unit = attrs.get("units")
-    return f"{text} [{unit}]" if unit and unit != "1" else text

@@ -308,3 +308,26 @@ def test_save_writes_png_and_closes_pyplot_figures(tmp_path):
     plots.save(fig, tmp_path / "p.png", dpi=50)
     assert not plt.fignum_exists(fig.number)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lines_panels_units_and_failures():
+    p = np.linspace(0.0, 1.0, 11)
+    ds = xr.Dataset(
+        {"a_y": ("p", 1e4 * (1 + p), {"units": "$"}), "b_y": ("p", 2e4 * (1 - p) + 1,
+                                                               {"units": "$"}),
+         "converged": ("p", p < 0.95)},
+        coords={"p": ("p", p, {"units": "1", "description": "prior"})})
+    fig = plots.lines(ds, {"first": ["a_y"], "second": ["a_y", "b_y"]}, "p",
+                      title="two panels")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2
+    assert visible[0].get_ylabel() == "[$]" and visible[0].get_xlabel() == "prior"
+    assert [t.get_text() for t in visible[1].get_legend().get_texts()] == ["a_y", "b_y"]
+    # the non-converged point is marked in red on every line
+    red = [ln for ln in visible[1].lines if ln.get_color() == "red"]
+    assert len(red) == 2 and all(len(ln.get_xdata()) == 1 for ln in red)
+    grid = ds.expand_dims(q=[1.0, 2.0])
+    with pytest.raises(ValueError, match="select"):
+        plots.lines(grid, ["a_y"], "p")
+    with pytest.raises(ValueError, match="no variable"):
+        plots.lines(ds, ["zz"], "p")
