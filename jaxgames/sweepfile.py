@@ -905,7 +905,8 @@ def _draw(spec: FigureSpec, ds):
         var = spec.var
         groups = ({p: list(v) for p, v in var} if var and isinstance(var[0], tuple)
                   else [var] if isinstance(var, str) else list(var))
-        fig = plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None)
+        fig = plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None,
+                          title=spec.title)
     if spec.title is not None:
         if fig._suptitle is not None:
             fig.suptitle(spec.title)
