@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_bakshi_kleindorfer import _cpu_model, _foc_numpy, _warm_u  # noqa: E402
 
 
 def grid_axes(n_points: float) -> dict[str, np.ndarray]:
@@ -78,9 +79,6 @@ def time_loop(axes, n_loop: int, workdir: Path) -> dict:
     """SALib/EMA-Workbench style: a Python loop calling a per-point model, then xarray."""
     import xarray as xr
     from scipy.optimize import root
-
-    sys.path.insert(0, str(HERE))
-    from bench_bakshi_kleindorfer import _foc_numpy, _warm_u
 
     from jaxgames.models import bakshi_kleindorfer as bk
 
@@ -143,15 +141,7 @@ def device_name() -> str:
 
     d = jax.devices()[0]
     if d.platform == "cpu":
-        cpu = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return f"cpu: {cpu}, {os.cpu_count()} cores"
+        return f"cpu: {_cpu_model()}, {os.cpu_count()} cores"
     return f"{d.platform}: {d.device_kind}"
 
 
