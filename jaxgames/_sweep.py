@@ -61,7 +61,7 @@ import numpy as np
 import xarray as xr
 
 from jaxgames._solver import Status
-from jaxgames._validation import Interval
+from jaxgames._validation import Interval, describe_setting, is_setting
 from jaxgames.design import Design
 
 #: Attributes that describe *when/where* a dataset was made, not what it contains; they differ
@@ -251,6 +251,7 @@ class _Plan:
 
     solve_fn: Callable
     base: tuple[tuple[str, float], ...]
+    settings: tuple[tuple[str, Any], ...]  # static settings of the params (hashable)
     base_type: type
     varied: tuple[str, ...]
     columns: tuple[np.ndarray, ...] | None  # design points (None for a grid)
@@ -277,11 +278,11 @@ class _Plan:
         return {k: v.astype(self.dtype) for k, v in vals.items()}
 
 
-def _point_function(solve_fn, base_type, derivatives, wrt, elasticities):
+def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities):
     """The per-point function: outputs, plus implicit derivatives from the same solve."""
 
     def point(values, base):
-        params = base_type(**{**base, **values})
+        params = base_type(**{**base, **dict(settings), **values})
         if not derivatives:
             return _as_dict(solve_fn(params))
 
@@ -307,9 +308,9 @@ def _point_function(solve_fn, base_type, derivatives, wrt, elasticities):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(solve_fn, base_type, derivatives, wrt, elasticities, n_devices):
+def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_devices):
     """One jit-compiled vmapped function per sweep configuration (cached across chunks/calls)."""
-    point = _point_function(solve_fn, base_type, derivatives, wrt, elasticities)
+    point = _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities)
     batched = jax.vmap(point, in_axes=(0, None))
     if n_devices == 1:
         return jax.jit(batched), None
@@ -322,8 +323,8 @@ def _dispatch(plan: _Plan, start: int, stop: int):
     """Submit one chunk (asynchronously); returns device arrays."""
     if plan.dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)  # Dask workers: a fresh process
-    fn, sharding = _compiled(plan.solve_fn, plan.base_type, plan.derivatives, plan.wrt,
-                             plan.elasticities, plan.n_devices)
+    fn, sharding = _compiled(plan.solve_fn, plan.base_type, plan.settings, plan.derivatives,
+                             plan.wrt, plan.elasticities, plan.n_devices)
     values = {k: jnp.asarray(v) for k, v in plan.values(start, stop).items()}
     if sharding is not None:
         values = jax.device_put(values, sharding)
@@ -574,14 +575,19 @@ def sweep(
     domain = getattr(module, "DOMAIN", None)
     model_name = getattr(module, "MODEL", getattr(module, "__name__", "?"))
     dtype = _resolve_dtype(dtype)
-    base = {}
+    base, settings = {}, {}
     for name in fields:
-        v = np.asarray(getattr(base_params, name))
+        raw = getattr(base_params, name)
+        if is_setting(raw):  # e.g. a quadrature law: fixed for the sweep, compiled in
+            settings[name] = raw
+            continue
+        v = np.asarray(raw)
         if v.shape != () or not np.issubdtype(v.dtype, np.number):
             raise ValueError(f"base_params.{name} must be a real scalar, got {v!r}")
         _check_values(name, v.reshape(1).astype(float), domain, "base_params")
         base[name] = float(v)
 
+    fields = tuple(f for f in fields if f not in settings)
     if isinstance(axes, Design):
         design = axes
         _check_names(design.names, fields, "design")
@@ -629,7 +635,8 @@ def sweep(
     store = None if store is None else os.fspath(store)
 
     # ---- output names and dtypes (traces once at a scalar point; compiles nothing)
-    base_scalar = type(base_params)(**{k: jnp.asarray(v, dtype) for k, v in base.items()})
+    base_scalar = type(base_params)(**{k: jnp.asarray(v, dtype) for k, v in base.items()},
+                                    **settings)
     shapes = _as_dict(jax.eval_shape(solve_fn, base_scalar))
     nonscalar = [k for k, v in shapes.items() if v.shape != ()]
     if nonscalar:
@@ -654,7 +661,8 @@ def sweep(
     lanes = 8 * n_devices
     batch = -(-layout.chunk_points // lanes) * lanes
     plan = _Plan(
-        solve_fn=solve_fn, base=tuple(base.items()), base_type=type(base_params),
+        solve_fn=solve_fn, base=tuple(base.items()), settings=tuple(settings.items()),
+        base_type=type(base_params),
         varied=varied, columns=columns, axes=grid_axes, layout=layout,
         derivatives=derivatives, wrt=wrt, elasticities=bool(elasticities), dtype=dtype,
         batch=batch, n_devices=n_devices, store=store, variables=tuple(variables),
@@ -665,6 +673,7 @@ def sweep(
 
     key_src = json.dumps({
         "solve_function": _qualname(solve_fn), "base": base, "varied": varied,
+        "settings": {k: describe_setting(v) for k, v in settings.items()},
         "values": hashlib.sha256(b"".join(np.ascontiguousarray(a, float).tobytes()
                                           for a in (columns or grid_axes))).hexdigest(),
         "derivatives": derivatives, "wrt": wrt, "elasticities": bool(elasticities),
@@ -677,6 +686,7 @@ def sweep(
         "model": model_name,
         "solve_function": _qualname(solve_fn),
         "base_params": json.dumps(base),
+        "settings": json.dumps({k: describe_setting(v) for k, v in settings.items()}),
         "axes": json.dumps({n: {"n": int(len(a)), "min": float(a.min()), "max": float(a.max())}
                             for n, a in zip(varied, columns or grid_axes, strict=True)}),
         "design": design.describe() if design is not None else "full factorial grid",

@@ -50,6 +50,8 @@ def check_domain(params: Any, domains: Mapping[str, Interval], model: str) -> No
     Traced leaves are skipped (see :func:`inputs_valid`).
     """
     for name, interval in domains.items():
+        if not hasattr(params, name):  # a domain may also cover other inputs (decisions)
+            continue
         v = getattr(params, name)
         if _is_traced(v):
             continue
@@ -68,5 +70,27 @@ def inputs_valid(params: Any, domains: Mapping[str, Interval]) -> jax.Array:
     """Boolean array (broadcast over the leaves): every parameter lies in its domain."""
     ok = jnp.array(True)
     for name, interval in domains.items():
-        ok = ok & interval.contains(jnp.asarray(getattr(params, name)))
+        if hasattr(params, name):
+            ok = ok & interval.contains(jnp.asarray(getattr(params, name)))
     return ok
+
+
+def is_setting(value: Any) -> bool:
+    """A static setting of a params NamedTuple: ``None`` or a pytree without array leaves (e.g.
+    a :class:`~jaxgames.models.defender_attacker.Quadrature` law). Settings are fixed for a
+    sweep and part of the compiled program; they are never swept or differentiated."""
+    return not jax.tree_util.tree_leaves(value)
+
+
+def numeric_fields(params: Any) -> tuple[str, ...]:
+    """The fields of a params NamedTuple that are numbers (sweepable), not settings."""
+    return tuple(f for f in params._fields if not is_setting(getattr(params, f)))
+
+
+def describe_setting(value: Any) -> Any:
+    """A JSON-able description of a setting (for provenance attrs and sweep keys)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value):
+        return {"type": type(value).__name__, **dataclasses.asdict(value)}
+    return repr(value)

@@ -74,6 +74,7 @@ import xarray as xr
 
 from jaxgames import design as _design
 from jaxgames._sensitivity import _DIAGNOSTICS
+from jaxgames._validation import describe_setting, is_setting, numeric_fields
 
 __all__ = [
     "SaltelliLayout",
@@ -117,7 +118,8 @@ def _model_module(solve_fn):
 
 
 def _params_json(base_params) -> str:
-    return json.dumps({k: float(np.asarray(v)) for k, v in base_params._asdict().items()})
+    return json.dumps({k: describe_setting(v) if is_setting(v) else float(np.asarray(v))
+                       for k, v in base_params._asdict().items()})
 
 
 def _base_values(base_params) -> dict[str, float]:
@@ -126,6 +128,8 @@ def _base_values(base_params) -> dict[str, float]:
             f"base_params must be the model's Params NamedTuple, got {type(base_params).__name__}")
     out = {}
     for k, v in base_params._asdict().items():
+        if is_setting(v):  # a static setting (e.g. a quadrature law): not a number
+            continue
         arr = np.asarray(v)
         if arr.shape != ():
             raise ValueError(f"base_params.{k} must be a scalar, got shape {arr.shape}")
@@ -174,7 +178,7 @@ def _resolve_ranges(base_params, ranges, relative, params) -> dict[str, tuple]:
     rel = tuple(relative)
     if len(rel) != 2 or not all(math.isfinite(float(r)) for r in rel) or not rel[0] < rel[1]:
         raise ValueError(f"relative must be two finite factors lo < hi, got {relative!r}")
-    names = tuple(base_params._fields) if params is None else tuple(params)
+    names = numeric_fields(base_params) if params is None else tuple(params)
     if not names:
         raise ValueError("params must name at least one parameter")
     _check_names(base_params, names)

@@ -125,6 +125,7 @@ working directory -- the directory you run ``jaxgames sweep`` from -- not to the
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import tomllib
 import typing
@@ -133,6 +134,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxgames._validation import numeric_fields
 
 __all__ = ["SweepFileError", "SweepSpec", "FigureSpec", "load_sweep"]
 
@@ -420,6 +423,17 @@ def _output_fields(module, name: str) -> tuple[str, ...] | None:
     return tuple(fields) if fields is not None else None
 
 
+def _input_type(module, name: str):
+    """The annotated type of a solve function's first argument (``None`` without one)."""
+    fn = getattr(module, name)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        return None
+    first = next(iter(inspect.signature(fn).parameters), None)
+    return hints.get(first)
+
+
 class _Loader:
     def __init__(self, path: Path):
         self.path = path
@@ -530,10 +544,11 @@ class _Loader:
 
         self.model = self.string(doc["model"], "model", tuple(REGISTRY), "model")
         module = get_model(self.model)
-        self.params = tuple(module.Params._fields)
         self.domain = dict(module.DOMAIN)
 
         solve = self.solve(doc["solve"], module)
+        self.default = self.default_point(module, solve)
+        self.params = numeric_fields(self.default)
         output = Path(self.string(doc["output"], "output"))
         if output.suffix not in (".zarr", ".nc"):
             self.fail("output", f"{str(output)!r} must end in .zarr (Zarr store) or .nc "
@@ -623,6 +638,18 @@ class _Loader:
         diagnostics = {"converged", "residual", "iterations", "status", "assumptions_hold"}
         return tuple(f for f in fields if f not in diagnostics)
 
+    def default_point(self, module, solve: tuple[str, ...]):
+        """The base point of the solve functions' input type: ``DEFAULT`` for ``Params``, or
+        the model's ``DEFAULTS[type]`` (e.g. a strategy profile)."""
+        types_ = {_input_type(module, name) for name in solve}
+        if len(types_) > 1:
+            self.fail("solve", f"the functions {_join(solve)} take different inputs "
+                               f"({_join(sorted(t.__name__ for t in types_ if t))}); "
+                               "sweep them in separate files")
+        kind = types_.pop()
+        defaults = getattr(module, "DEFAULTS", {})
+        return defaults.get(kind, module.DEFAULT)
+
     def base(self, v, module):
         t = self.table(v, "base")
         values = {}
@@ -630,8 +657,8 @@ class _Loader:
             key = f"base.{name}"
             self.param(name, key)
             values[name] = self.in_domain(name, self.number(value, key), key)
-        base = module.DEFAULT._replace(**values)
-        base = type(base)(*[float(x) for x in base])
+        base = self.default._replace(**values)
+        base = base._replace(**{f: float(getattr(base, f)) for f in self.params})
         for name, value in zip(self.params, base, strict=True):
             if name not in values:
                 self.in_domain(name, value, "base")

@@ -401,7 +401,7 @@ _SHARD_SCRIPT = textwrap.dedent("""
     one = jg.sweep(bk.noncooperative, bk.DEFAULT, axes, chunk_size=9, progress=False,
                    derivatives=["y_r"], wrt=["f"], devices=1)
     assert both.attrs["devices"].startswith("2 device(s)"), both.attrs["devices"]
-    fn, sharding = _sweep._compiled(bk.noncooperative, bk.Params, ("y_r",), ("f",), False, 2)
+    fn, sharding = _sweep._compiled(bk.noncooperative, bk.Params, (), ("y_r",), ("f",), False, 2)
     assert len(sharding.device_set) == 2
     for k in ("devices",):
         both.attrs.pop(k), one.attrs.pop(k)

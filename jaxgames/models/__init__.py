@@ -17,10 +17,12 @@ import importlib
 import types
 
 from jaxgames.models import bakshi_kleindorfer as bakshi_kleindorfer
+from jaxgames.models import defender_attacker as defender_attacker
 
 #: name -> module path of every shipped model.
 REGISTRY = {
     "bakshi_kleindorfer": "jaxgames.models.bakshi_kleindorfer",
+    "defender_attacker": "jaxgames.models.defender_attacker",
 }
 
 
