@@ -469,7 +469,8 @@ def attacker_best_response(params: Params, r, k, I, *,
                            solver: Newton = FOLLOWER_SOLVER) -> BestResponse:
     """``R_hat(r, k, I) = argmax_{R >= 0} u_T`` (11), solved by the engine from the attacker's
     first-order condition (Appendix 1) as a complementarity problem. ``r = 0`` gives the limit
-    ``R_hat = 0``."""
+    ``R_hat = 0``. (For ``0 < r < 1e-200`` in float64 the FOC's Jacobian, of order
+    ``r (r + R)^-3``, underflows; the solve then reports a failure status.)"""
     _check_k(k)
     pr, valid = _prepare(params)
     dt = pr.E_X.dtype
@@ -602,6 +603,9 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     one = jnp.ones((), dt)
     s_min = jnp.asarray(search.s_min, dt)
     value = lambda x, a: _defender_value(x, a, k, follower_solver)  # noqa: E731
+    # The grid and golden-section stages only choose the polish's starting point, which gets
+    # no derivative: keep autodiff (jvp/grad of the equilibrium, sweep derivatives) out of them.
+    pr_search = jax.tree_util.tree_map(jax.lax.stop_gradient, pr)
     scale = pr.v * (pr.E_X + pr.E_L) + 1.0
     c_max = jnp.where(k == 1, _law_support(pr.E_D, pr.c_D, pr.law_D)[1],
                       _law_support(pr.E_L, pr.c_L, pr.law_L)[1])
@@ -619,18 +623,20 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         ``u_G = 0``), ``1/2`` and ``1``. At fixed ``c``, ``u_G`` is a concave quadratic in
         ``s`` (``r / (r + R) = s``, and every cost is linear in ``r = s^2 rho``), so the
         parabola is exact; the Newton polish below certifies the final point anyway."""
-        f_half, f_one = value(jnp.stack([0.5 * one, c]), pr), value(jnp.stack([one, c]), pr)
+        f_half = value(jnp.stack([0.5 * one, c]), pr_search)
+        f_one = value(jnp.stack([one, c]), pr_search)
         lin = 4.0 * f_half - f_one  # u_G = lin s - quad s^2
         quad = 4.0 * f_half - 2.0 * f_one
         s = jnp.where(quad > 0, lin / (2.0 * jnp.where(quad > 0, quad, 1.0)),
                       jnp.where(lin > 0, 1.0, 0.0))
         s = jnp.clip(s, s_min, 1.0)
-        return value(jnp.stack([s, c]), pr), s
+        return value(jnp.stack([s, c]), pr_search), s
 
     def psi(c):
         u, _ = inner(c)
         return jnp.where(jnp.isfinite(u), u, -jnp.inf)
 
+    c_grid = jax.lax.stop_gradient(c_grid)
     profile = jax.vmap(psi)(c_grid)
     grid_best = jnp.max(profile)
     n = c_grid.shape[0]
@@ -807,7 +813,9 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     c = jnp.where(is_corner, 0.0, c)
     days = _days(pr, k, r, I, jnp.where(r > 0, c, _cap(pr)))
     br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f)
-    R = jnp.where(is_corner, 0.0, br.value[0])
+    R = br.value[0]
+    # At the deterrence threshold (s = 1) the response is 0 up to the round-off of rho.
+    R = jnp.where(is_corner | (R <= POSITIVE_RTOL * r), 0.0, R)
     pay = _payoffs(pr, r, k, I, R, days)
     status = _first_failure(best.status, jnp.where(is_corner, jnp.int32(Status.SUCCESS),
                                                    br.status))
