@@ -12,13 +12,16 @@ metadata of the model named in ``ds.attrs["model"]`` is used. Dimensionless quan
 "1") get no unit suffix.
 
 Points whose solve did not converge (a ``converged`` variable that is False) are always shown as
-such -- hatched bars, red crosses, hatched grey cells -- never silently drawn as results.
+such -- hatched bars, red crosses, hatched grey cells -- never silently drawn as results. Points
+outside the model's assumptions (an ``assumptions_hold`` variable that is False) are solved and
+drawn, and marked: cross-hatched cells and stretches of one-way panels, dashed stretches of lines.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +37,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-__all__ = ["heatmap", "one_way", "region_map", "save", "sobol_bars", "tornado"]
+__all__ = ["heatmap", "lines", "one_way", "one_way_regions", "region_map", "save", "sobol_bars",
+           "tornado"]
 
 #: Okabe & Ito's colour-blind-safe qualitative palette (without black and yellow, which read
 #: poorly as lines and areas on white), in the order categories and lines take them.
@@ -231,26 +235,189 @@ def _set_log_ticks(axis, relative: bool) -> None:
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
+def _step_edges(xs: np.ndarray, log: bool) -> np.ndarray:
+    """Edges of the stretches of a sorted x axis that belong to each point: midpoints between
+    neighbours (geometric on a log axis), the first and last point at the ends."""
+    if xs.size < 2:
+        return np.array([xs[0], xs[0]], float)
+    t = np.log(xs) if log else xs
+    mid = 0.5 * (t[1:] + t[:-1])
+    return np.concatenate([[xs[0]], np.exp(mid) if log else mid, [xs[-1]]])
+
+
+def _runs(values: Sequence) -> list[tuple[int, int, Any]]:
+    """``(start, stop, value)`` of each run of equal consecutive values."""
+    out: list[tuple[int, int, Any]] = []
+    start = 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            out.append((start, i, values[start]))
+            start = i
+    return out
+
+
+def _category_key(raw: np.ndarray):
+    """Integer or boolean category of each element (``None`` where not finite)."""
+    if raw.dtype == bool:
+        return [bool(v) for v in raw]
+    vals = raw.astype(float)
+    if np.any(np.isfinite(vals) & (vals != np.round(vals))):
+        raise ValueError("a background needs categorical (integer or boolean) values")
+    return [int(v) if np.isfinite(v) else None for v in vals]
+
+
+def _category_colours(cats: Sequence, labels: Mapping[Any, str] | None) -> dict[Any, str]:
+    """A colour per category present: in the order of ``labels`` (then by value)."""
+    order = list(labels) if labels else []
+    ranked = sorted(set(cats), key=lambda c: (order.index(c) if c in order else len(order), c))
+    if len(ranked) <= len(PALETTE):
+        palette = list(PALETTE)
+    else:
+        palette = [mcolors.to_hex(c) for c in
+                   mpl.colormaps["tab20"](np.linspace(0, 1, 20))][: max(len(ranked), 1)]
+    return {c: palette[k % len(palette)] for k, c in enumerate(ranked)}
+
+
+_ASSUMPTION_HATCH = "xx"
+_ASSUMPTION_EDGE = "0.45"
+
+
+def _assumption_label(ds: xr.Dataset) -> str:
+    desc = _meta(ds, "assumptions_hold")[0] if "assumptions_hold" in ds.variables else None
+    return "assumptions violated" + (f" (assumptions_hold: {desc})" if desc else "")
+
+
+def _assumption_patch(ds: xr.Dataset) -> Patch:
+    return Patch(facecolor="white", edgecolor=_ASSUMPTION_EDGE, hatch=_ASSUMPTION_HATCH,
+                 label=_assumption_label(ds))
+
+
+#: Lines drawn over a coloured background: dark colours and distinct dashes.
+_DARK_LINES = ("#000000", "#A50F15", "#08519C", "#54278F", "#006D2C", "#7F2704")
+_DASHES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)))
+
+
 def one_way(ds: xr.Dataset, outputs: str | Sequence[str], *, x: str = "relative",
-            ncols: int = 3) -> Figure:
+            ncols: int = 3, sharey: bool = True) -> Figure:
     """One-way sensitivity curves: each parameter varied alone, the others at their base values.
 
-    One panel per parameter (panels share the y axis, so the steepest panel is the parameter
-    the outputs are most sensitive to), one line per output. All ``outputs`` must therefore
-    share their units; call once per unit for outputs with different units.
+    One panel per parameter, one line per output. With ``sharey`` (the default) panels share
+    the y axis, so the steepest panel is the parameter the outputs are most sensitive to; with
+    ``sharey=False`` each panel has its own y range (for outputs whose scale changes a lot
+    from one parameter to the next). All ``outputs`` must share their units; call once per
+    unit for outputs with different units. Several outputs are drawn widest first, so that a
+    line lying on another one still shows.
 
     The x axis is the parameter's ``value`` or its value ``relative`` to the base (a parameter
     whose base is 0 has no relative value and falls back to ``value``), on a log scale when the
     panel's range spans a factor of 4 or more. A dashed line marks the base value, and dots the
     outputs there when the base is one of the steps; red crosses mark points whose solve did
-    not converge (at the bottom of the panel where the output is not finite).
+    not converge (at the bottom of the panel where the output is not finite), and a grey
+    cross-hatched background the steps where the model's assumptions do not hold (a variable
+    ``assumptions_hold`` that is False).
 
     Args:
         ds: a one-way dataset (dims ``parameter``, ``step``; coords ``value``, ``relative``).
         outputs: output variable name(s).
         x: ``"relative"`` or ``"value"``.
         ncols: panels per row.
+        sharey: one y axis for all panels (default) or one per panel.
     """
+    outputs = _check_one_way(ds, outputs, x)
+    units = {_units(ds, o) for o in outputs}
+    if len(units) > 1:
+        raise ValueError(f"outputs {outputs} have different units {sorted(map(str, units))}; "
+                         "plot one unit at a time")
+    (unit,) = units
+    ylabel = (_label(ds, outputs[0]) if len(outputs) == 1
+              else _with_units(_common_description(ds, outputs) or "value", unit))
+    colors = [_LINE_COLORS[k % len(_LINE_COLORS)] for k in range(len(outputs))]
+    n = len(outputs)
+    # widest first, later ones dashed: a line lying on an earlier one still shows
+    widths = [1.8 if n == 1 else 1.3 + 0.75 * (n - 1 - k) for k in range(n)]
+    styles = [dict(color=c, linewidth=w, linestyle="-" if k < 2 else _DASHES[k - 1])
+              for k, (c, w) in enumerate(zip(colors, widths, strict=True))]
+    what = (f"{_meta(ds, outputs[0])[0] or outputs[0]} ({outputs[0]})" if len(outputs) == 1
+            else ", ".join(outputs))
+    return _one_way_figure(ds, outputs, styles, x=x, ncols=ncols, sharey=sharey,
+                           ylabel=ylabel, legend_lines=n > 1,
+                           title=f"One-way sensitivity of {what}: each parameter varied alone")
+
+
+def one_way_regions(ds: xr.Dataset, outputs: str | Sequence[str], background: str, *,
+                    labels: Mapping[Any, str] | None = None, x: str = "relative",
+                    ncols: int = 3, sharey: bool = False) -> Figure:
+    """One-way curves over a background coloured by a categorical variable.
+
+    Like :func:`one_way` (one panel per parameter, one line per output, the base value, non-
+    converged points and violated assumptions marked), and behind the lines each step's
+    stretch of the x axis takes the colour of the integer or boolean variable ``background``
+    there -- e.g. which regime or case of a classification an equilibrium is in. The legend
+    lists the categories that occur, as ``labels[value]`` (default ``"background = value"``);
+    colours follow the order of ``labels``, then the values.
+
+    ``outputs`` may have different units (e.g. a resource per day and a stock): each line's
+    legend entry and the y label give its units. By default each panel has its own y axis.
+
+    Args:
+        ds: a one-way dataset (dims ``parameter``, ``step``).
+        outputs: output variable name(s) drawn as lines.
+        background: an integer or boolean variable of ``ds`` with dims ``parameter, step``.
+        labels: ``{value: text}`` for the legend.
+        x: ``"relative"`` or ``"value"``.
+        ncols: panels per row.
+        sharey: one y axis for all panels, or (default) one per panel.
+    """
+    outputs = _check_one_way(ds, outputs, x)
+    if background not in ds.variables:
+        raise ValueError(f"background {background!r} is not in the dataset; its variables are "
+                         f"{list(map(str, ds.data_vars))}")
+    if set(ds[background].dims) != {"parameter", "step"}:
+        raise ValueError(f"background {background!r} needs dims (parameter, step), it has "
+                         f"{tuple(ds[background].dims)}")
+    try:
+        cats = _category_key(np.asarray(ds[background].transpose("parameter", "step")).ravel())
+    except ValueError:
+        raise ValueError(f"background {background!r} needs categorical (integer or boolean) "
+                         f"values, it has dtype {ds[background].dtype}") from None
+    colours = _category_colours([c for c in cats if c is not None], labels)
+    units: dict[str | None, list[str]] = {}
+    for o in outputs:
+        units.setdefault(_units(ds, o), []).append(o)
+    if len(outputs) == 1:
+        ylabel = _label(ds, outputs[0])
+    elif len(units) == 1:
+        ylabel = _with_units("value", next(iter(units)))
+    else:
+        ylabel = "; ".join(_with_units(", ".join(names), u) for u, names in units.items())
+    styles = [dict(color=_DARK_LINES[k % len(_DARK_LINES)],
+                   linestyle=_DASHES[k % len(_DASHES)], linewidth=1.9)
+              for k in range(len(outputs))]
+    text = dict(labels or {})
+    bdesc = _meta(ds, background)[0]
+    return _one_way_figure(
+        ds, outputs, styles, x=x, ncols=ncols, sharey=sharey, ylabel=ylabel,
+        legend_lines=True, line_units=len(units) > 1,
+        background=(background, colours, {c: text.get(c, f"{background} = {c}")
+                                          for c in colours}),
+        title=f"One-way sensitivity of {', '.join(outputs)}; background: "
+              f"{bdesc or background}")
+
+
+def _common_description(ds: xr.Dataset, names: Sequence[str]) -> str | None:
+    """The words the descriptions of ``names`` start with ("defender's payoff" for
+    "defender's payoff, none mechanism" and "defender's payoff, backup mechanism")."""
+    descs = [_meta(ds, n)[0] for n in names]
+    if not all(descs):
+        return None
+    common = os.path.commonprefix(descs)
+    if not all(len(d) == len(common) or not d[len(common)].isalnum() for d in descs):
+        common = common[: max(common.rfind(" "), 0)]  # do not cut a word
+    common = common.rstrip(" ,;:(-")
+    return common if len(common) >= 4 else None
+
+
+def _check_one_way(ds: xr.Dataset, outputs, x: str) -> list[str]:
     if x not in ("relative", "value"):
         raise ValueError(f"x must be 'relative' or 'value', got {x!r}")
     outputs = [outputs] if isinstance(outputs, str) else list(outputs)
@@ -260,21 +427,23 @@ def one_way(ds: xr.Dataset, outputs: str | Sequence[str], *, x: str = "relative"
     if missing:
         raise ValueError(f"output(s) {missing} are not in the dataset; its variables are "
                          f"{list(map(str, ds.data_vars))}")
-    units = {_units(ds, o) for o in outputs}
-    if len(units) > 1:
-        raise ValueError(f"outputs {outputs} have different units {sorted(map(str, units))}; "
-                         "plot one unit at a time")
-    (unit,) = units
+    return outputs
 
+
+def _one_way_figure(ds: xr.Dataset, outputs: list[str], styles: list[dict], *, x: str,
+                    ncols: int, sharey: bool, ylabel: str, legend_lines: bool, title: str,
+                    line_units: bool = False, background=None) -> Figure:
+    """The panels of :func:`one_way` and :func:`one_way_regions`."""
     params = [str(p) for p in ds["parameter"].values]
     base = _base_params(ds)
     ncols = max(1, min(ncols, len(params)))
     nrows = math.ceil(len(params) / ncols)
     fig = Figure(figsize=(3.6 * ncols + 0.6, 2.9 * nrows + 1.2), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
     conv_all = ds["converged"] if "converged" in ds else None
-    colors = {o: _LINE_COLORS[k % len(_LINE_COLORS)] for k, o in enumerate(outputs)}
-    any_fail = any_base = False
+    hold_all = ds["assumptions_hold"] if "assumptions_hold" in ds else None
+    any_fail = any_base = any_violated = False
+    seen: set = set()
 
     for k, (ax, p) in enumerate(zip(axes.flat, params, strict=False)):
         d = ds.sel(parameter=p)
@@ -296,14 +465,32 @@ def one_way(ds: xr.Dataset, outputs: str | Sequence[str], *, x: str = "relative"
         fail = (~np.asarray(conv_all.sel(parameter=p), bool)[order] if conv_all is not None
                 else np.zeros(xs.shape, bool))
         any_fail |= bool(fail.any())
-        for o in outputs:
+        finite = xs[np.isfinite(xs)]
+        logx = bool(finite.size and finite.min() > 0 and finite.max() >= 4 * finite.min())
+        edges = _step_edges(xs, logx) if np.isfinite(xs).all() else None
+        if background is not None and edges is not None:
+            name, colours, _ = background
+            cats = _category_key(np.asarray(d[name])[order])
+            for i, j, c in _runs(cats):
+                if c is not None:
+                    ax.axvspan(edges[i], edges[j], facecolor=colours[c], alpha=0.3,
+                               linewidth=0, zorder=0)
+                    seen.add(c)
+        if hold_all is not None and edges is not None:
+            bad = ~np.asarray(hold_all.sel(parameter=p), bool)[order]
+            for i, j, v in _runs(list(bad)):
+                if v:
+                    any_violated = True
+                    ax.axvspan(edges[i], edges[j], facecolor="none", hatch=_ASSUMPTION_HATCH,
+                               edgecolor=_ASSUMPTION_EDGE, linewidth=0, zorder=0.5)
+        for o, style in zip(outputs, styles, strict=True):
             ys = np.asarray(d[o], float)[order]
-            ax.plot(xs, ys, color=colors[o], linewidth=1.8)
+            ax.plot(xs, ys, zorder=2, **style)
             # (empty marker lines are skipped: unclipped, they would pad the layout at (0, 0))
             if at_base.any():
                 any_base = True
-                ax.plot(xs[at_base], ys[at_base], "o", color=colors[o], markeredgecolor="k",
-                        markersize=6, zorder=4)
+                ax.plot(xs[at_base], ys[at_base], "o", color=style["color"],
+                        markeredgecolor="k", markersize=6, zorder=4)
             bad_finite = fail & np.isfinite(ys)
             if bad_finite.any():
                 ax.plot(xs[bad_finite], ys[bad_finite], "x", color=FAIL_COLOR, markersize=7,
@@ -315,12 +502,13 @@ def one_way(ds: xr.Dataset, outputs: str | Sequence[str], *, x: str = "relative"
                         transform=ax.get_xaxis_transform())
         if np.isfinite(x0):
             ax.axvline(x0, color="0.5", linestyle="--", linewidth=1)
-        finite = xs[np.isfinite(xs)]
-        if finite.size and finite.min() > 0 and finite.max() >= 4 * finite.min():
+        if logx:
             ax.set_xscale("log")
             if finite.max() <= 1e3 * finite.min():
                 _set_log_ticks(ax.xaxis, relative=kind == "relative" and
                                finite.max() <= 64 * finite.min())
+        if background is not None and edges is not None:
+            ax.set_xlim(edges[0], edges[-1])
         desc, punits = _meta(ds, p)
         ax.set_title(textwrap.fill(p if desc is None else f"{p}: {desc}", 44), fontsize=9)
         ax.set_xlabel(f"{p} / base value" if kind == "relative"
@@ -328,30 +516,43 @@ def one_way(ds: xr.Dataset, outputs: str | Sequence[str], *, x: str = "relative"
         if ax.get_xscale() == "linear":
             _readable_numbers(ax.xaxis, xs)
         if k % ncols == 0:
-            ax.set_ylabel(_label(ds, outputs[0]) if len(outputs) == 1
-                          else _with_units("value", unit))
+            ax.set_ylabel(ylabel, fontsize=9 if len(ylabel) < 40 else 8)
+        if k % ncols == 0 or not sharey:
             _readable_numbers(ax.yaxis, np.concatenate(
-                [np.asarray(ds[o], float).ravel() for o in outputs]))
+                [np.asarray(ds[o] if sharey else d[o], float).ravel() for o in outputs]))
         ax.tick_params(labelsize=8)
         ax.grid(True, color="0.92")
         _tidy(ax)
     for ax in axes.flat[len(params):]:
         ax.set_visible(False)
 
-    handles = [Line2D([], [], color=colors[o], linewidth=1.8,
-                      label=_with_units(_meta(ds, o)[0] or o, None) + f" ({o})")
-               for o in outputs] if len(outputs) > 1 else []
+    handles = []
+    if legend_lines:
+        for o, style in zip(outputs, styles, strict=True):
+            desc, units = _meta(ds, o)
+            text = f"{desc} ({o})" if desc else o
+            handles.append(Line2D([], [], **{**style, "linewidth": max(style["linewidth"],
+                                                                       1.8)},
+                                  label=_with_units(text, units) if line_units else text))
     handles.append(Line2D([], [], color="0.5", linestyle="--", marker="o" if any_base else "",
                           markersize=6, markerfacecolor="0.5", markeredgecolor="k",
                           label="base point" if any_base else "base value"))
     if any_fail:
         handles.append(Line2D([], [], color=FAIL_COLOR, linestyle="", marker="x",
                               markersize=7, markeredgewidth=2, label="not converged"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3),
+    if any_violated:
+        handles.append(_assumption_patch(ds))
+    if background is not None:
+        name, colours, text = background
+        cat_handles = [Patch(facecolor=colours[c], alpha=0.45, label=text[c])
+                       for c in colours if c in seen]
+        fig.legend(handles=cat_handles, loc="outside right center", fontsize=8,
+                   frameon=False, title=textwrap.fill(_meta(ds, name)[0] or name, 28),
+                   title_fontsize=9)
+    fig.legend(handles=handles, loc="outside lower center",
+               ncols=min(len(handles), 3 if not legend_lines or len(outputs) < 4 else 4),
                fontsize=9, frameon=False)
-    what = (f"{_meta(ds, outputs[0])[0] or outputs[0]} ({outputs[0]})" if len(outputs) == 1
-            else ", ".join(outputs))
-    fig.suptitle(f"One-way sensitivity of {what}: each parameter varied alone", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
@@ -405,6 +606,13 @@ class _Grid:
             conv = conv.sel({k: v for k, v in sel.items() if k in conv.dims}, method="nearest")
             if set(conv.dims) == {x, y}:
                 self.failed = ~np.asarray(conv.transpose(y, x), bool)
+        self.violated = None
+        if "assumptions_hold" in ds and var != "assumptions_hold":
+            hold = ds["assumptions_hold"]
+            hold = hold.sel({k: v for k, v in sel.items() if k in hold.dims}, method="nearest")
+            if set(hold.dims) <= {x, y}:
+                hold = hold.broadcast_like(self.da)
+                self.violated = ~np.asarray(hold.transpose(y, x), bool)
         self.at = ", ".join(f"{k} = {_fmt(float(da[k]))}" for k in sel
                             if k in da.coords and da[k].ndim == 0)
         self.ds, self.var, self.xname, self.yname = ds, var, x, y
@@ -437,6 +645,15 @@ class _Grid:
                   linewidth=0.0, zorder=2.1)
         return True
 
+    def hatch_violated(self, ax: Axes) -> bool:
+        """Cross-hatch over the cells where the model's assumptions do not hold."""
+        if self.violated is None or not self.violated.any():
+            return False
+        mask = np.ma.masked_where(~self.violated, np.ones(self.violated.shape))
+        ax.pcolor(self.xe, self.ye, mask, facecolor="none", edgecolor=_ASSUMPTION_EDGE,
+                  hatch=_ASSUMPTION_HATCH, linewidth=0.0, zorder=2.2)
+        return True
+
 
 def _contour_levels(finite: np.ndarray, levels: int | Sequence[float] | None,
                     log: bool) -> np.ndarray:
@@ -461,53 +678,105 @@ def _contour_levels(finite: np.ndarray, levels: int | Sequence[float] | None,
 
 def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
             levels: int | Sequence[float] | None = None, ax: Axes | None = None,
-            **sel: Any) -> Figure:
+            facet: str | None = None, **sel: Any) -> Figure:
     """Colour map of ``ds[var]`` over two sweep dimensions, with labelled contour lines.
 
     Other dimensions are fixed by keyword: ``heatmap(ds, "t_r", "f", "D_J", p=0.3)`` selects
     the nearest ``p``. Axes are logarithmic where a coordinate is positive and spans more than
     two decades. Signed data (both signs present) get a diverging colour map centred at 0,
     others viridis. Cells whose solve did not converge are grey and hatched, and left out of
-    the contours.
+    the contours; cells where the model's assumptions do not hold (``assumptions_hold``
+    False) are cross-hatched over their colour.
+
+    With ``facet``, a third dimension: one panel per value of it, side by side, sharing the
+    axes, the colour scale and the contour levels (so that panels compare at a glance).
 
     Raises:
         ValueError: naming the remaining dims if the selection is not 2-D over ``(y, x)``.
     """
-    g = _Grid(ds, var, x, y, sel, "heatmap")
-    z = np.asarray(g.da, float)
-    if g.failed is not None:
-        z = np.where(g.failed, np.nan, z)
-    zm = np.ma.masked_invalid(z)
-    fig, ax = _new_axes(ax, (6.4, 4.8))
-    finite = z[np.isfinite(z)]
+    if facet is None:
+        grids = [_Grid(ds, var, x, y, sel, "heatmap")]
+    else:
+        if ax is not None:
+            raise ValueError("heatmap with facet draws its own panels; do not pass ax")
+        if facet in (x, y) or facet in sel:
+            raise ValueError(f"facet={facet!r} must be another dim than x, y and the selection")
+        if facet not in ds[var].dims:
+            raise ValueError(f"facet={facet!r} is not a dim of {var!r} (dims "
+                             f"{tuple(ds[var].dims)})")
+        grids = [_Grid(ds, var, x, y, {**sel, facet: v}, "heatmap")
+                 for v in np.asarray(ds[facet].values)]
+    zs = []
+    for g in grids:
+        z = np.asarray(g.da, float)
+        zs.append(np.where(g.failed, np.nan, z) if g.failed is not None else z)
+    finite = np.concatenate([z[np.isfinite(z)] for z in zs])
     signed = bool(finite.size and finite.min() < 0 < finite.max())
     logz = bool(finite.size and finite.min() > 0 and finite.max() > 100 * finite.min())
     if signed:
         cmap, norm = "RdBu_r", mcolors.CenteredNorm(vcenter=0.0)
     elif logz:
         cmap, norm = "viridis", mcolors.LogNorm(finite.min(), finite.max())
+    elif finite.size:
+        cmap, norm = "viridis", mcolors.Normalize(finite.min(), finite.max())
     else:
         cmap, norm = "viridis", None
-    mesh = ax.pcolormesh(g.xe, g.ye, zm, cmap=cmap, norm=norm, shading="flat", zorder=1)
-    bar = fig.colorbar(mesh, ax=ax)
+    lv = (_contour_levels(finite, levels, logz)
+          if contours and finite.size and np.ptp(finite) > 0 else np.array([]))
+    if facet is None:
+        fig, ax = _new_axes(ax, (6.4, 4.8))
+        panels = [ax]
+    else:
+        fig = Figure(figsize=(4.6 * len(grids) + 1.4, 4.8), layout="constrained")
+        panels = list(fig.subplots(1, len(grids), sharex=True, sharey=True, squeeze=False)[0])
+    failed = violated = False
+    mesh = None
+    css = []
+    for g, z, pax in zip(grids, zs, panels, strict=True):
+        mesh = pax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm,
+                              shading="flat", zorder=1)
+        if lv.size and min(z.shape) >= 2 and np.isfinite(z).any():
+            cs = pax.contour(g.x, g.y, np.ma.masked_invalid(z), levels=lv, colors="k",
+                             linewidths=0.8, alpha=0.75, zorder=3)
+            pax.clabel(cs, fontsize=8, inline=True,
+                       fmt="{:,.0f}".format if not logz and _thousands(finite) else _fmt)
+            css.append(cs)
+        failed |= g.hatch_failed(pax)
+        violated |= g.hatch_violated(pax)
+    bar = fig.colorbar(mesh, ax=panels)
     bar.set_label(_label(ds, var))
     if not logz:
         _readable_numbers(bar.ax.yaxis, finite)
-    if contours and finite.size and np.ptp(finite) > 0 and min(z.shape) >= 2:
-        lv = _contour_levels(finite, levels, logz)
-        if lv.size:
-            cs = ax.contour(g.x, g.y, zm, levels=lv, colors="k", linewidths=0.8, alpha=0.75,
-                            zorder=3)
-            ax.clabel(cs, fontsize=8, inline=True,
-                      fmt="{:,.0f}".format if not logz and _thousands(finite) else _fmt)
-            bar.add_lines(cs)
-    failed = g.hatch_failed(ax)
+    if css:
+        bar.add_lines(css[0])
+    handles = []
     if failed:
-        ax.legend(handles=[Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH,
-                                 label="not converged")],
-                  loc="upper left", bbox_to_anchor=(0, -0.14), fontsize=8, frameon=False)
+        handles.append(Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH,
+                             label="not converged"))
+    if violated:
+        handles.append(_assumption_patch(ds))
     desc, _ = _meta(ds, var)
-    g.axes(ax, f"{desc} ({var})" if desc else var)
+    title = f"{desc} ({var})" if desc else var
+    if facet is None:
+        if handles:
+            panels[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(0, -0.14),
+                             fontsize=8, frameon=False)
+        grids[0].axes(panels[0], title)
+    else:
+        fdesc = _meta(ds, facet)[0]
+        for k, (g, pax) in enumerate(zip(grids, panels, strict=True)):
+            g.axes(pax, "")
+            value = float(np.asarray(ds[facet].values)[k])
+            pax.set_title((f"{fdesc}: " if fdesc else "") + f"{facet} = {_fmt(value)}",
+                          fontsize=10)
+            if k:
+                pax.set_ylabel("")
+        if handles:
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                       fontsize=8, frameon=False)
+        at = grids[0].at.split(", ")
+        at = ", ".join(a for a in at if a and not a.startswith(f"{facet} ="))
+        fig.suptitle(title + (f" at {at}" if at else ""), fontsize=11)
     return fig
 
 
@@ -554,12 +823,15 @@ def region_map(ds: xr.Dataset, var: str, x: str, y: str, *,
     ax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(index), cmap=cmap, norm=norm, shading="flat",
                   zorder=1)
     failed = g.hatch_failed(ax)
+    violated = g.hatch_violated(ax)
     text = dict(labels or {})
     handles = [Patch(color=palette[slot[c]], label=text.get(c, str(c)))
                for c in sorted(cats, key=lambda c: slot[c])]
     if failed:
         handles.append(Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH,
                              label="not converged"))
+    if violated:
+        handles.append(_assumption_patch(ds))
     desc, _ = _meta(ds, var)
     ax.legend(handles=handles, title=var, loc="upper left", bbox_to_anchor=(1.02, 1),
               fontsize=9, title_fontsize=9, frameon=False)
@@ -631,49 +903,146 @@ def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     return path
 
 
+def _crossings(xs: np.ndarray, vs: np.ndarray) -> list[float]:
+    """The x where the curve ``x - v(x)`` changes sign (linear interpolation between steps)."""
+    d = xs - vs
+    ok = np.isfinite(d)
+    out: list[float] = []
+    idx = np.flatnonzero(ok)
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        if d[a] == 0:
+            out.append(float(xs[a]))
+        elif d[a] * d[b] < 0:
+            out.append(float(xs[a] + (xs[b] - xs[a]) * d[a] / (d[a] - d[b])))
+    if idx.size and d[idx[-1]] == 0:
+        out.append(float(xs[idx[-1]]))
+    return out
+
+
+def _plot_line(ax: Axes, xs: np.ndarray, ys: np.ndarray, hold: np.ndarray | None,
+               **style) -> bool:
+    """A line, dashed over the steps where ``hold`` is False; True if there were any."""
+    if hold is None or hold.all():
+        ax.plot(xs, ys, **style)
+        return False
+    bad = ~hold
+    near = bad | np.r_[bad[1:], False] | np.r_[False, bad[:-1]]  # segments touching them
+    ax.plot(xs, np.where(hold, ys, np.nan), **style)
+    ax.plot(xs, np.where(near, ys, np.nan), **{**style, "linestyle": "--", "label": None})
+    return True
+
+
+def _value_text(value) -> str:
+    """A coordinate value for a label: compact numbers, other values (names) as they are."""
+    try:
+        return _fmt(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str | None = None,
-          ncols: int = 3) -> Figure:
+          ncols: int = 3, by: str | None = None, xmarks: Sequence[str] | None = None) -> Figure:
     """Line panels along the coordinate ``x``: one panel per group of variables.
 
     ``groups`` is a list of variable names (one panel) or ``{panel title: [names]}``. Each
     line is labelled by its name; a panel's y label gives the shared units. Other dims must be
-    fixed by ``sel`` (nearest values). Points that did not converge are marked with red x.
+    fixed by ``sel`` (nearest values), except ``by``: one line per value of that dim (one
+    colour per value; several variables in a panel then differ by their dashes). Points that
+    did not converge are marked with red x; stretches where the model's assumptions do not
+    hold (``assumptions_hold`` False) are dashed.
+
+    ``xmarks`` names variables that are thresholds of ``x`` (e.g. a deterrence threshold):
+    where a line's ``x`` crosses such a variable, a dotted vertical line in the line's colour
+    marks it, labelled with its value.
     """
     if isinstance(groups, str):
         groups = {"": [groups]}
     elif not isinstance(groups, dict):
         groups = {"": list(groups)}
     sel = dict(sel or {})
+    xmarks = list(xmarks or [])
     names = [n for g in groups.values() for n in g]
-    missing = [n for n in [*names, x] if n not in ds.variables]
+    missing = [n for n in [*names, x, *xmarks, *([by] if by else [])] if n not in ds.variables]
     if missing:
         raise ValueError(f"no variable(s) {missing} in the dataset")
+    if by is not None and (by == x or by in sel):
+        raise ValueError(f"by={by!r} must be another dim than x and not selected")
     sub = ds.sel(sel, method="nearest") if sel else ds
-    extra = [d for d in sub[names[0]].dims if d != x]
+    if by is not None and by not in sub[names[0]].dims:
+        raise ValueError(f"by={by!r} is not a dim of {names[0]!r} (dims {sub[names[0]].dims})")
+    extra = [d for d in sub[names[0]].dims if d not in (x, by)]
     if extra:
         raise ValueError(f"dims are {sub[names[0]].dims}; select {extra} (sel=...) to leave "
-                         f"only {x!r}")
+                         f"only {x!r}" + (f" and {by!r}" if by else ""))
     n = len(groups)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.4), layout="constrained")
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.4) if by is None else
+                 (8.2 * ncols, 4.2 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     xs = np.asarray(sub[x], float)
-    bad = ~np.asarray(sub["converged"], bool) if "converged" in sub else np.zeros(len(xs), bool)
+    slices = ([(None, {})] if by is None else
+              [(v, {by: v}) for v in np.asarray(sub[by].values)])
+
+    def along_x(name, where):
+        da = sub[name].isel({by: where}) if by is not None and by in sub[name].dims else sub[name]
+        da = da.transpose(x, ...) if x in da.dims else da
+        return np.broadcast_to(np.asarray(da, float), xs.shape)
+
+    def mask(name, where):
+        if name not in sub:
+            return None
+        return np.broadcast_to(along_x(name, where).astype(bool), xs.shape)
+
     for ax, (panel, members) in zip(axes, groups.items(), strict=False):
-        for name in members:
-            ys = np.asarray(sub[name], float)
-            ax.plot(xs, ys, lw=1.8, label=name)
-            if bad.any():
-                ax.plot(xs[bad], ys[bad], "x", color="red", ms=6)
+        any_violated = False
+        for m_i, name in enumerate(members):
+            for s_i, (value, _) in enumerate(slices):
+                ys = along_x(name, s_i)
+                if by is None:
+                    label, style = name, dict(lw=1.8)
+                else:
+                    text = f"{by} = {_value_text(value)}"
+                    label = text if len(members) == 1 else f"{name}, {text}"
+                    style = dict(lw=1.8, color=_LINE_COLORS[s_i % len(_LINE_COLORS)],
+                                 linestyle=_DASHES[m_i % len(_DASHES)])
+                hold = mask("assumptions_hold", s_i)
+                any_violated |= _plot_line(ax, xs, ys, hold, label=label, **style)
+                color = ax.lines[-1].get_color()
+                conv = mask("converged", s_i)
+                bad = ~conv if conv is not None else np.zeros(len(xs), bool)
+                if bad.any():
+                    ax.plot(xs[bad], ys[bad], "x", color="red", ms=6)
+                for mark in xmarks:
+                    desc = _meta(ds, mark)[0]
+                    for xc in _crossings(xs, along_x(mark, s_i)):
+                        text = f"{desc} ({mark})" if desc else mark
+                        if by is not None and len(slices) > 1:
+                            text += f" = {_fmt(xc)} at {by} = {_value_text(value)}"
+                        else:
+                            text += f" = {_fmt(xc)}"
+                        ax.axvline(xc, color=color, linestyle=":", linewidth=1.4, label=text)
         units = {_units(ds, m) for m in members}
-        ax.set_ylabel(f"[{units.pop()}]" if len(units) == 1 and None not in units else "")
+        if by is not None and len(members) == 1:
+            ax.set_ylabel(_label(ds, members[0]))
+        else:
+            ax.set_ylabel(f"[{units.pop()}]" if len(units) == 1 and None not in units else "")
         ax.set_xlabel(_label(ds, x))
         if xs.min() > 0 and xs.max() > 100 * xs.min():
             ax.set_xscale("log")
         ax.set_title(panel, fontsize=11)
         ax.grid(True, color="0.92")
-        ax.legend(fontsize=8, frameon=False)
+        handles, _ = ax.get_legend_handles_labels()
+        if any_violated:
+            handles.append(Line2D([], [], color="0.4", linestyle="--",
+                                  label=_assumption_label(ds) + " (dashed)"))
+        by_desc = _meta(ds, by)[0] if by is not None else None
+        # with one line per value of `by`, the legend goes beside the panel, clear of lines
+        ax.legend(handles=handles, fontsize=8, frameon=False,
+                  title=f"{by}: {by_desc}" if by_desc and len(members) == 1 else None,
+                  title_fontsize=8,
+                  **(dict(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+                     if by is not None else {}))
         _readable_numbers(ax.yaxis, np.concatenate(
             [np.asarray(sub[m], float).ravel() for m in members]))
     for ax in axes[n:]:

@@ -78,15 +78,17 @@ at the base point; dims ``(parameter, step)``:
 * ``n``: int >= 2, steps per parameter (default: that of ``one_way``);
 * either ``ranges = { parameter = [lo, hi], ... }`` (``[lo, hi, "log"]``: steps evenly
   spaced in ``log``, ``lo > 0``),
-* or ``relative = [lo, hi]`` (factors of the base value, ``lo < hi``) with optional
-  ``params = [...]`` (default: every parameter; none may have base value 0).
+* or ``relative = [lo, hi]`` (factors of the base value, ``lo < hi``; ``[lo, hi, "log"]``:
+  steps evenly spaced in ``log``, ``lo > 0``, e.g. ``[0.25, 4.0, "log"]`` puts the base value
+  in the middle of an odd number of steps) with optional ``params = [...]`` (default: every
+  parameter; none may have base value 0).
 
 ``[tornado]`` -- :func:`jaxgames.sensitivity.tornado`: each parameter set to its low and high
 end, the others at the base point; dims ``(output, parameter)``:
 
 * ``outputs`` (required): list of real-valued outputs;
 * either ``ranges = { parameter = [lo, hi], ... }`` or ``relative = [lo, hi]`` with optional
-  ``params``, as for ``[oneway]``.
+  ``params``, as for ``[oneway]`` (``[lo, hi]`` only: a tornado has two ends, no steps).
 
 One-way and tornado studies are computed in memory and written at the end (``.zarr`` or
 ``.nc``); streaming, ``--resume`` and ``--dask`` apply to ``[axes]`` and ``[design]`` sweeps.
@@ -94,28 +96,44 @@ One-way and tornado studies are computed in memory and written at the end (``.za
 ``[[figure]]`` -- each one figure, drawn with :mod:`jaxgames.plots` after the sweep and saved:
 
 * ``kind`` (required): ``"heatmap"``, ``"region_map"``, ``"line"`` (these three need
-  ``[axes]``), ``"one_way"`` (needs ``[oneway]``) or ``"tornado"`` (needs ``[tornado]``);
+  ``[axes]``), ``"one_way"``, ``"one_way_regions"`` (these two need ``[oneway]``) or
+  ``"tornado"`` (needs ``[tornado]``);
 * ``path`` (required): the image file, ``.png``, ``.pdf`` or ``.svg``;
 * ``title``: a string, replacing the plot's own title;
 * ``heatmap`` (:func:`jaxgames.plots.heatmap`): ``var``, ``x``, ``y`` (required; ``x`` and
   ``y`` two different axes), ``sel``, ``contours`` (boolean, default true: labelled contour
-  lines), ``levels`` (int: number of contour levels, or a list of increasing levels);
+  lines), ``levels`` (int: number of contour levels, or a list of increasing levels),
+  ``facet`` (a third axis: one panel per value of it, side by side, with one colour scale and
+  one set of contour levels);
 * ``region_map`` (:func:`jaxgames.plots.region_map`): ``var`` (an integer or boolean
   variable: ``status``, ``converged``, ``assumptions_hold``, ``contract_exists``, ...), ``x``,
   ``y`` (required), ``sel``, ``labels`` (``{ "0" = "solved", "4" = "invalid input" }`` or
   ``{ "true" = "...", "false" = "..." }``);
 * ``line`` (:func:`jaxgames.plots.lines`): ``var`` (a name, a list of names, or a table
-  ``{ "panel title" = [names] }`` for one panel per entry), ``x`` (required), ``sel``;
+  ``{ "panel title" = [names] }`` for one panel per entry), ``x`` (required), ``sel``, ``by``
+  (another axis: one line per value of it, e.g. ``by = "k"``), ``xmarks`` (a list of
+  real-valued variables that are thresholds of ``x``, e.g. ``["rho"]``: a dotted vertical line,
+  with its value in the legend, where ``x`` crosses each);
 * ``one_way`` (:func:`jaxgames.plots.one_way`): ``outputs`` (required; a name or a list of
-  real-valued outputs with the same units), ``x`` (``"relative"``, the default, or ``"value"``);
+  real-valued outputs with the same units), ``x`` (``"relative"``, the default, or
+  ``"value"``), ``sharey`` (boolean, default true: one y axis for all panels; false: one per
+  panel, for outputs whose scale changes much between parameters);
+* ``one_way_regions`` (:func:`jaxgames.plots.one_way_regions`): one-way curves over a
+  background coloured by a categorical variable: ``outputs`` (required; real-valued outputs,
+  units may differ), ``background`` (required; an integer or boolean variable, e.g. a case or
+  regime number), ``labels`` (legend texts of the categories, as for ``region_map``), ``x``,
+  ``sharey`` (default false);
 * ``tornado`` (:func:`jaxgames.plots.tornado`): ``output`` (required, one of
   ``tornado.outputs``), ``top`` (int >= 1: draw only the largest swings).
 
 ``sel = { parameter = value }`` fixes the axes that are not plotted (every such axis must be
-fixed); ``value`` must be one of that axis's values. ``var`` names a variable of the dataset:
-an output of the solve function(s) (``y_r``, ``converged``, ...; with several solve functions
-``noncooperative_y_r``, ...) or a derivative/elasticity variable requested above
-(``dy_r_dp``, ``elasticity_y_r_p``).
+fixed; ``facet`` and ``by`` count as plotted); ``value`` must be one of that axis's values.
+Every figure marks points that did not converge, and points where the model's assumptions do
+not hold (``assumptions_hold`` False: cross-hatched, or dashed on a line).
+
+``var`` names a variable of the dataset: an output of the solve function(s) (``y_r``,
+``converged``, ...; with several solve functions ``noncooperative_y_r``, ...) or a
+derivative/elasticity variable requested above (``dy_r_dp``, ``elasticity_y_r_p``).
 
 Paths (``output``, figure ``path``) that are relative are taken relative to the current
 working directory -- the directory you run ``jaxgames sweep`` from -- not to the sweep file.
@@ -127,6 +145,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import textwrap
 import tomllib
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -141,7 +160,7 @@ __all__ = ["SweepFileError", "SweepSpec", "FigureSpec", "load_sweep"]
 
 MODES = ("axes", "design", "oneway", "tornado")
 DTYPES = ("float64", "float32")
-FIGURE_KINDS = ("heatmap", "region_map", "line", "one_way", "tornado")
+FIGURE_KINDS = ("heatmap", "region_map", "line", "one_way", "one_way_regions", "tornado")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 DESIGN_KINDS = ("random", "latin_hypercube", "sobol")
 
@@ -150,10 +169,11 @@ _TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "
 #: Diagnostics every solve function returns; with several solve functions these summarise all.
 _SUMMARY_OUTPUTS = ("converged", "status", "assumptions_hold")
 _FIGURE_KEYS = {
-    "heatmap": ("var", "x", "y", "sel", "contours", "levels"),
+    "heatmap": ("var", "x", "y", "sel", "contours", "levels", "facet"),
     "region_map": ("var", "x", "y", "sel", "labels"),
-    "line": ("var", "x", "sel"),
-    "one_way": ("outputs", "x"),
+    "line": ("var", "x", "sel", "by", "xmarks"),
+    "one_way": ("outputs", "x", "sharey"),
+    "one_way_regions": ("outputs", "background", "labels", "x", "sharey"),
     "tornado": ("output", "top"),
 }
 _FIGURE_REQUIRED = {
@@ -161,10 +181,11 @@ _FIGURE_REQUIRED = {
     "region_map": ("var", "x", "y"),
     "line": ("var", "x"),
     "one_way": ("outputs",),
+    "one_way_regions": ("outputs", "background"),
     "tornado": ("output",),
 }
 _FIGURE_MODE = {"heatmap": "axes", "region_map": "axes", "line": "axes",
-                "one_way": "oneway", "tornado": "tornado"}
+                "one_way": "oneway", "one_way_regions": "oneway", "tornado": "tornado"}
 
 
 class SweepFileError(ValueError):
@@ -182,7 +203,10 @@ class FigureSpec:
     """One ``[[figure]]`` entry; keys its kind does not use are ``None``/empty.
 
     ``var`` is a name (a tuple of names for a ``line`` figure or the ``outputs`` of a
-    ``one_way`` figure); ``x`` is an axis, or ``"relative"``/``"value"`` for ``one_way``.
+    ``one_way``/``one_way_regions`` figure); ``x`` is an axis, or ``"relative"``/``"value"``
+    for the one-way kinds. ``facet`` (heatmap) and ``by`` (line) are axes; ``xmarks`` are
+    variables; ``background`` is a categorical variable; ``sharey`` is ``None`` where the kind's
+    default applies.
     """
 
     kind: str
@@ -196,6 +220,11 @@ class FigureSpec:
     levels: int | tuple[float, ...] | None = None
     labels: Mapping[Any, str] | None = None
     top: int | None = None
+    facet: str | None = None
+    by: str | None = None
+    xmarks: tuple[str, ...] = ()
+    background: str | None = None
+    sharey: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -409,7 +438,7 @@ def _join(names) -> str:
 
 
 def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    return "an" if word[0] in "aeiou" and not word.startswith("one") else "a"  # a oneway
 
 
 def _output_fields(module, name: str) -> tuple[str, ...] | None:
@@ -659,9 +688,9 @@ class _Loader:
             values[name] = self.in_domain(name, self.number(value, key), key)
         base = self.default._replace(**values)
         base = base._replace(**{f: float(getattr(base, f)) for f in self.params})
-        for name, value in zip(self.params, base, strict=True):
+        for name in self.params:  # by name: static settings (None, laws) are not checked
             if name not in values:
-                self.in_domain(name, value, "base")
+                self.in_domain(name, getattr(base, name), "base")
         return base
 
     def axes(self, v) -> dict[str, np.ndarray]:
@@ -762,12 +791,17 @@ class _Loader:
         else:
             key = f"{section}.relative"
             items = self.array(t["relative"], key)
-            if len(items) != 2:
-                self.fail(key, f"expected [lo, hi], got an array of length {len(items)}")
+            if len(items) not in ((2, 3) if section == "oneway" else (2,)):
+                form = '[lo, hi] or [lo, hi, "log"]' if section == "oneway" else "[lo, hi]"
+                self.fail(key, f"expected {form}, got an array of length {len(items)}")
             lo = self.number(items[0], f"{key}[0]")
             hi = self.number(items[1], f"{key}[1]")
             if not lo < hi:
                 self.fail(key, f"needs lo < hi, got [{_fmt(lo)}, {_fmt(hi)}]")
+            scale = (self.string(items[2], f"{key}[2]", ("linear", "log"), "scale")
+                     if len(items) == 3 else "linear")
+            if scale == "log" and lo <= 0:
+                self.fail(key, f"a log range needs lo > 0, got {_fmt(lo)}")
             params = (self.names(t["params"], f"{section}.params", self.params, "parameter")
                       if "params" in t else self.params)
             for name in params:
@@ -783,6 +817,15 @@ class _Loader:
                         self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
                                        f"outside the allowed range {interval} of parameter "
                                        f"{name}")
+            if scale == "log":  # steps even in log: explicit ranges, factors of the base
+                for name in params:
+                    if getattr(base, name) < 0:
+                        self.fail(key, f"parameter {name} has a negative base value "
+                                       f"{_fmt(getattr(base, name))}; a log range needs "
+                                       "positive values")
+                out["ranges"] = {name: (getattr(base, name) * lo, getattr(base, name) * hi,
+                                        "log") for name in params}
+                return out
             out["relative"] = (lo, hi)
             if "params" in t:
                 out["params"] = params
@@ -813,7 +856,7 @@ class _Loader:
             f["title"] = self.string(t["title"], f"{key}.title")
         if kind in ("heatmap", "region_map", "line"):
             self.grid_figure(t, key, kind, f)
-        elif kind == "one_way":
+        elif kind in ("one_way", "one_way_regions"):
             outputs = t["outputs"]
             f["var"] = (self.names(outputs, f"{key}.outputs", self.real_outputs,
                                    "real-valued output")
@@ -821,12 +864,20 @@ class _Loader:
                         (self.string(outputs, f"{key}.outputs", self.real_outputs,
                                      "real-valued output"),))
             units = {self.units.get(o) for o in f["var"]}
-            if len(units) > 1:
+            if kind == "one_way" and len(units) > 1:
                 self.fail(f"{key}.outputs", f"outputs with different units "
                                             f"({_join(sorted(map(str, units)))}) cannot share "
-                                            "a one_way figure; use one figure per unit")
+                                            "a one_way figure; use one figure per unit, or a "
+                                            "one_way_regions figure (units per line)")
             f["x"] = self.string(t.get("x", "relative"), f"{key}.x", ("relative", "value"),
                                  "x")
+            if "sharey" in t:
+                f["sharey"] = self.boolean(t["sharey"], f"{key}.sharey")
+            if kind == "one_way_regions":
+                f["background"] = self.string(t["background"], f"{key}.background",
+                                              self.categorical, "integer or boolean variable")
+                if "labels" in t:
+                    f["labels"] = self.labels(t["labels"], f"{key}.labels")
         else:
             f["var"] = self.string(t["output"], f"{key}.output", self.study_spec["outputs"],
                                    "output of tornado.outputs")
@@ -858,6 +909,19 @@ class _Loader:
             if f["y"] == f["x"]:
                 self.fail(f"{key}.y", "must differ from x")
             plotted.add(f["y"])
+        for extra, what_axis in (("facet", "one panel per value"), ("by", "one line per value")):
+            if extra in t:
+                name = self.string(t[extra], f"{key}.{extra}", axes, "axis")
+                if name in plotted:
+                    self.fail(f"{key}.{extra}", f"{name} is already an axis of the figure; "
+                                                f"{extra} needs another axis ({what_axis})")
+                f[extra] = name
+                plotted.add(name)
+        if "xmarks" in t:
+            real = sorted(v for v in self.variables if v not in self.categorical
+                          and not v.endswith("residual"))
+            f["xmarks"] = self.names(t["xmarks"], f"{key}.xmarks", real,
+                                     "real-valued variable")
         sel = {}
         for name, value in self.table(t.get("sel", {}), f"{key}.sel").items():
             skey = f"{key}.sel.{name}"
@@ -889,19 +953,23 @@ class _Loader:
             else:
                 f["levels"] = self.integer(lv, f"{key}.levels", 1)
         if "labels" in t:
-            labels = {}
-            for k, text in self.table(t["labels"], f"{key}.labels").items():
-                lkey = f"{key}.labels.{k}"
-                if k in ("true", "false"):
-                    value: Any = k == "true"
-                else:
-                    try:
-                        value = int(k)
-                    except ValueError:
-                        self.fail(lkey, "a category is an integer (\"0\") or a boolean "
-                                        "(\"true\", \"false\")")
-                labels[value] = self.string(text, lkey)
-            f["labels"] = labels
+            f["labels"] = self.labels(t["labels"], f"{key}.labels")
+
+    def labels(self, v, key: str) -> dict[Any, str]:
+        """``{ "0" = "text", "true" = "text" }``: legend texts of integer/boolean categories."""
+        labels = {}
+        for k, text in self.table(v, key).items():
+            lkey = f"{key}.{k}"
+            if k in ("true", "false"):
+                value: Any = k == "true"
+            else:
+                try:
+                    value = int(k)
+                except ValueError:
+                    self.fail(lkey, "a category is an integer (\"0\") or a boolean "
+                                    "(\"true\", \"false\")")
+            labels[value] = self.string(text, lkey)
+        return labels
 
 
 # ----------------------------------------------------------------------------- running
@@ -921,11 +989,16 @@ def _draw(spec: FigureSpec, ds):
     if spec.kind == "heatmap":
         fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,
                             levels=list(spec.levels) if isinstance(spec.levels, tuple)
-                            else spec.levels, **spec.sel)
+                            else spec.levels, facet=spec.facet, **spec.sel)
     elif spec.kind == "region_map":
         fig = plots.region_map(ds, spec.var, spec.x, spec.y, labels=spec.labels, **spec.sel)
     elif spec.kind == "one_way":
-        fig = plots.one_way(ds, list(spec.var), x=spec.x)
+        fig = plots.one_way(ds, list(spec.var), x=spec.x,
+                            sharey=True if spec.sharey is None else spec.sharey)
+    elif spec.kind == "one_way_regions":
+        fig = plots.one_way_regions(ds, list(spec.var), spec.background, labels=spec.labels,
+                                    x=spec.x,
+                                    sharey=False if spec.sharey is None else spec.sharey)
     elif spec.kind == "tornado":
         fig = plots.tornado(ds, spec.var, top=spec.top)
     else:
@@ -933,10 +1006,11 @@ def _draw(spec: FigureSpec, ds):
         groups = ({p: list(v) for p, v in var} if var and isinstance(var[0], tuple)
                   else [var] if isinstance(var, str) else list(var))
         fig = plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None,
-                          title=spec.title)
+                          title=spec.title, by=spec.by, xmarks=list(spec.xmarks) or None)
     if spec.title is not None:
+        title = textwrap.fill(spec.title, max(50, int(10.5 * fig.get_figwidth())))  # fits
         if fig._suptitle is not None:
-            fig.suptitle(spec.title)
+            fig.suptitle(title)
         else:
-            fig.axes[0].set_title(spec.title)
+            fig.axes[0].set_title(title)
     return fig

@@ -331,3 +331,246 @@ def test_lines_panels_units_and_failures():
         plots.lines(grid, ["a_y"], "p")
     with pytest.raises(ValueError, match="no variable"):
         plots.lines(ds, ["zz"], "p")
+
+
+# ----------------------------------------------------------------------------- one-way, more
+
+
+def regions_ds():
+    """A one-way dataset with a categorical background, mixed units and violated
+    assumptions (no model attr: all metadata from the variables' own attrs)."""
+    rel = np.geomspace(0.25, 4.0, 9)
+    base = {"V": 2.0, "h": 0.5}
+    dims = ("parameter", "step")
+    value = np.stack([2.0 * rel, 0.5 * rel])
+    case = np.stack([np.where(rel < 1, 5, 2), np.full(9, 2)]).astype(np.int32)
+    hold = np.ones((2, 9), bool)
+    hold[1, -2:] = False  # h at its two largest values
+    conv = np.ones((2, 9), bool)
+    conv[0, 0] = False
+    return xr.Dataset(
+        {"r": (dims, np.stack([1 + rel, 2 - 0.1 * rel]),
+               {"units": "unit/day", "description": "defender's daily resource"}),
+         "R": (dims, np.stack([rel, 0.5 * rel]),
+               {"units": "unit/day", "description": "attacker's daily resource"}),
+         "I": (dims, np.stack([0 * rel, rel]), {"units": "unit", "description": "inventory"}),
+         "case": (dims, case, {"description": "case of Table 3"}),
+         "assumptions_hold": (dims, hold, {"description": "min L > max D"}),
+         "converged": (dims, conv)},
+        coords={"parameter": ["V", "h"], "step": np.arange(9),
+                "value": (dims, value), "relative": (dims, np.stack([rel, rel]))},
+        attrs={"base_params": json.dumps(base)})
+
+
+def _hatched(ax, hatch="xx"):
+    return [p for p in ax.patches if p.get_hatch() == hatch]
+
+
+def test_one_way_regions_background_legend_and_mixed_units():
+    ds = regions_ds()
+    fig = render(plots.one_way_regions(ds, ["r", "R", "I"], "case",
+                                       labels={2: "#2 backup", 5: "#5 deterred", 9: "#9"}))
+    v_ax, h_ax = [ax for ax in fig.axes if ax.get_visible()]
+    # V: two stretches (case 5 below the base value, case 2 above), h: one, all filled
+    spans = [p for p in v_ax.patches if not p.get_hatch()]
+    assert len(spans) == 2
+    assert len({p.get_facecolor()[:3] for p in spans}) == 2
+    assert v_ax.get_xlim() == pytest.approx((0.25, 4.0))  # the background fills the panel
+    assert v_ax.get_xscale() == "log"
+    # violated assumptions: cross-hatched over h's two largest steps only
+    assert len(_hatched(h_ax)) == 1 and not _hatched(v_ax)
+    assert v_ax.get_ylabel() == "r, R [unit/day]; I [unit]"
+    cat_legend, line_legend = fig.legends
+    assert [t.get_text() for t in cat_legend.get_texts()] == ["#2 backup", "#5 deterred"]
+    assert cat_legend.get_title().get_text() == "case of Table 3"
+    texts = [t.get_text() for t in line_legend.get_texts()]
+    assert "defender's daily resource (r) [unit/day]" in texts
+    assert "inventory (I) [unit]" in texts
+    assert "assumptions violated (assumptions_hold: min L > max D)" in texts
+    assert "not converged" in texts
+    # panels have their own y axes by default
+    assert not v_ax.get_shared_y_axes().joined(v_ax, h_ax)
+    assert "background: case of Table 3" in fig.get_suptitle()
+    lines = [ln for ln in v_ax.get_lines() if ln.get_marker() in ("None", "", None)
+             and len(ln.get_xdata()) == 9]
+    assert [ln.get_linestyle() for ln in lines] == ["-", "--", "-."]
+
+
+def test_one_way_regions_default_labels_value_axis_and_sharey():
+    ds = regions_ds()
+    fig = render(plots.one_way_regions(ds, "r", "case", x="value", sharey=True))
+    v_ax, h_ax = fig.axes[:2]
+    assert v_ax.get_shared_y_axes().joined(v_ax, h_ax)
+    assert v_ax.get_xlabel() == "V" and v_ax.get_ylabel() == "defender's daily resource [unit/day]"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["case = 2", "case = 5"]
+    booleans = ds.assign(case=ds["case"] == 2)
+    fig = render(plots.one_way_regions(booleans, "r", "case",
+                                       labels={True: "two", False: "other"}))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["two", "other"]
+
+
+def test_one_way_regions_rejects_bad_backgrounds():
+    ds = regions_ds()
+    with pytest.raises(ValueError, match="background 'regime' is not in the dataset"):
+        plots.one_way_regions(ds, "r", "regime")
+    with pytest.raises(ValueError, match="background 'R' needs categorical"):
+        plots.one_way_regions(ds, "r", "R")
+    with pytest.raises(ValueError, match=r"needs dims \(parameter, step\)"):
+        plots.one_way_regions(ds.assign(c=("step", np.arange(9))), "r", "c")
+    with pytest.raises(ValueError, match="'nope'"):
+        plots.one_way_regions(ds, "nope", "case")
+
+
+def test_one_way_sharey_false_assumptions_and_overlapping_lines():
+    ds = one_way_ds()
+    hold = np.ones(ds["t_r"].shape, bool)
+    hold[0, :2] = False
+    ds = ds.assign(assumptions_hold=(("parameter", "step"), hold))
+    fig = render(plots.one_way(ds, ["t_r", "y_r"], sharey=False))
+    f_ax, dj_ax = fig.axes[:2]
+    assert not f_ax.get_shared_y_axes().joined(f_ax, dj_ax)
+    assert f_ax.get_ylim() != dj_ax.get_ylim()
+    assert len(_hatched(f_ax)) == 1 and not _hatched(dj_ax)
+    texts = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert any(t.startswith("assumptions violated (assumptions_hold: ") for t in texts)
+    t_line, y_line = [ln for ln in f_ax.get_lines() if len(ln.get_xdata()) == 5]
+    assert t_line.get_linewidth() > y_line.get_linewidth()  # a line on top stays visible
+    fig = render(plots.one_way(ds, "t_r"))  # shared by default
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+
+
+def test_one_way_y_label_from_the_common_description():
+    ds = one_way_ds()
+    ds = ds.assign(u_a=ds["t_r"].assign_attrs(description="defender's payoff, none mechanism"),
+                   u_b=ds["y_r"].assign_attrs(description="defender's payoff, backup"))
+    fig = render(plots.one_way(ds, ["u_a", "u_b"]))
+    assert fig.axes[0].get_ylabel() == "defender's payoff [$]"
+    ds = ds.assign(u_b=ds["u_b"].assign_attrs(description="defender's pay"))
+    assert render(plots.one_way(ds, ["u_a", "u_b"])).axes[0].get_ylabel() == "defender's [$]"
+
+
+# ----------------------------------------------------------------------------- lines, more
+
+
+def response_ds():
+    r = np.linspace(0.0, 6.0, 25)
+    k = np.array([0.0, 1.0])
+    rho = np.array([3.0, 5.0])
+    R_hat = np.maximum(0.0, np.sqrt(r[:, None] * rho[None, :]) - r[:, None])
+    hold = np.ones((25, 2), bool)
+    hold[-3:, 1] = False
+    conv = np.ones((25, 2), bool)
+    conv[4, 0] = False
+    return xr.Dataset(
+        {"R_hat": (("r", "k"), R_hat, {"units": "unit/day", "description": "best response"}),
+         "rho": (("r", "k"), np.broadcast_to(rho, (25, 2)).copy(),
+                 {"units": "unit/day", "description": "deterrence threshold"}),
+         "assumptions_hold": (("r", "k"), hold),
+         "converged": (("r", "k"), conv)},
+        coords={"r": ("r", r, {"units": "unit/day", "description": "defender's resource"}),
+                "k": ("k", k, {"description": "capacity backup"}),
+                "I": ("I", [0.0, 1.0])})
+
+
+def test_crossings_interpolate_sign_changes():
+    xs = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert plots._crossings(xs, np.full(5, 2.5)) == [2.5]
+    assert plots._crossings(xs, np.full(5, 2.0)) == [2.0]
+    assert plots._crossings(xs, np.full(5, 9.0)) == []
+    assert plots._crossings(xs, np.array([0.5, 0.5, 3.0, 3.0, 3.0])) == pytest.approx(
+        [0.5, 1.0 + 1.0 / 3.0, 3.0])
+
+
+def test_lines_by_with_threshold_marks_and_assumptions():
+    ds = response_ds()
+    fig = render(plots.lines(ds, ["R_hat"], "r", by="k", xmarks=["rho"], title="Fig. 4"))
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[:4] == ["k = 0", "deterrence threshold (rho) = 3 at k = 0", "k = 1",
+                         "deterrence threshold (rho) = 5 at k = 1"]
+    assert texts[-1].startswith("assumptions violated")
+    assert ax.get_legend().get_title().get_text() == "k: capacity backup"
+    marks = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert sorted(ln.get_xdata()[0] for ln in marks) == pytest.approx([3.0, 5.0])
+    k0, k1 = (ln for ln in ax.get_lines() if ln.get_label() in ("k = 0", "k = 1"))
+    assert marks[0].get_color() == k0.get_color()
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and dashed[0].get_color() == k1.get_color()
+    assert np.isfinite(np.asarray(dashed[0].get_ydata(), float)).sum() == 4  # 3 + neighbour
+    red = [ln for ln in ax.get_lines() if ln.get_color() == "red"]
+    assert len(red) == 1 and red[0].get_xdata()[0] == pytest.approx(1.0)
+    assert ax.get_ylabel() == "best response [unit/day]"
+    assert fig.get_suptitle() == "Fig. 4"
+
+
+def test_lines_by_several_variables_and_bad_arguments():
+    ds = response_ds()
+    fig = render(plots.lines(ds, ["R_hat", "rho"], "r", by="k"))
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[:4] == ["R_hat, k = 0", "R_hat, k = 1", "rho, k = 0", "rho, k = 1"]
+    styles = {ln.get_label(): ln.get_linestyle() for ln in fig.axes[0].get_lines()}
+    assert styles["R_hat, k = 0"] == "-" and styles["rho, k = 1"] == "--"
+    named = ds.assign_coords(k=["none", "backup"])  # names as values of the by dim
+    legend = render(plots.lines(named, "R_hat", "r", by="k")).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()][:2] == ["k = none", "k = backup"]
+    with pytest.raises(ValueError, match="by='r' must be another dim"):
+        plots.lines(ds, ["R_hat"], "r", by="r")
+    with pytest.raises(ValueError, match="by='I' is not a dim of 'R_hat'"):
+        plots.lines(ds, ["R_hat"], "r", by="I")
+    with pytest.raises(ValueError, match="no variable"):
+        plots.lines(ds, ["R_hat"], "r", by="k", xmarks=["nope"])
+    grid = ds.expand_dims(q=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"select \['q'\]"):
+        plots.lines(grid, ["R_hat"], "r", by="k")
+
+
+# ----------------------------------------------------------------------------- maps, more
+
+
+def test_heatmap_facets_share_colours_and_levels():
+    ds = grid_ds()
+    fig = render(plots.heatmap(ds, "t_r", "f", "D_J", facet="p"))
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 and len(fig.axes) == 3  # one colour bar for both panels
+    meshes = [ax.collections[0] for ax in panels]
+    assert meshes[0].norm is meshes[1].norm
+    lo, hi = float(ds["t_r"].where(ds["converged"]).min()), float(ds["t_r"].max())
+    assert (meshes[0].norm.vmin, meshes[0].norm.vmax) == pytest.approx((lo, hi))
+    levels = [_contours(ax)[0].levels for ax in panels]
+    np.testing.assert_array_equal(levels[0], levels[1])
+    # the facet's description comes from the model named in the dataset (bakshi_kleindorfer)
+    assert [ax.get_title() for ax in panels] == [
+        "prior probability that the supplier is safe: p = 0.3",
+        "prior probability that the supplier is safe: p = 0.7"]
+    assert panels[0].get_ylabel() == "supply-chain loss [$]" and panels[1].get_ylabel() == ""
+    assert "expected cost, retailer" in fig.get_suptitle()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["not converged"]
+    three = ds.expand_dims(q=[1.0, 2.0])
+    fig = render(plots.heatmap(three, "t_r", "f", "D_J", facet="p", q=2.0))
+    assert fig.get_suptitle().endswith("at q = 2")
+
+
+def test_heatmap_facet_bad_arguments():
+    ds = grid_ds()
+    with pytest.raises(ValueError, match="do not pass ax"):
+        plots.heatmap(ds, "t_r", "f", "D_J", facet="p", ax=Figure().add_subplot())
+    with pytest.raises(ValueError, match="facet='f' must be another dim"):
+        plots.heatmap(ds, "t_r", "f", "D_J", facet="f")
+    with pytest.raises(ValueError, match="facet='q' is not a dim"):
+        plots.heatmap(ds, "t_r", "f", "D_J", facet="q", p=0.3)
+
+
+def test_maps_cross_hatch_violated_assumptions():
+    ds = grid_ds()
+    hold = np.ones(ds["t_r"].shape, bool)
+    hold[-3:, -2:, :] = False
+    ds = ds.assign(assumptions_hold=(("f", "D_J", "p"), hold))
+    ax = render(plots.heatmap(ds, "t_r", "f", "D_J", p=0.3)).axes[0]
+    assert any(c.get_hatch() == "xx" for c in ax.collections)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0] == "not converged" and texts[1].startswith("assumptions violated (")
+    ax = render(plots.region_map(ds, "regime", "f", "D_J", p=0.3)).axes[0]
+    assert any(c.get_hatch() == "xx" for c in ax.collections)
+    assert ax.get_legend().get_texts()[-1].get_text().startswith("assumptions violated (")
+    ax = render(plots.heatmap(grid_ds(), "t_r", "f", "D_J", p=0.3)).axes[0]  # all hold
+    assert not any(c.get_hatch() == "xx" for c in ax.collections)

@@ -1,6 +1,7 @@
 """Sweep files: strict parsing (every class of error names its key), plumbing into the engine."""
 
 import functools
+import json
 import re
 import sys
 import textwrap
@@ -172,6 +173,107 @@ def test_oneway_and_tornado_files(tmp_path):
                                    "first_best": bk.first_best})
 
 
+GRID3 = """\
+[axes]
+f = { linspace = [0.2, 0.8, 3] }
+p = { values = [0.1, 0.3, 0.5, 0.7] }
+alpha_r = { values = [2e-5, 4e-5] }
+"""
+
+
+def test_facet_by_and_xmarks(tmp_path):
+    spec = load(tmp_path, HEAD + GRID3 + """\
+        [[figure]]
+        kind = "heatmap"
+        var = "y_r"
+        x = "f"
+        y = "p"
+        facet = "alpha_r"
+        path = "h.png"
+        [[figure]]
+        kind = "line"
+        var = "y_r"
+        x = "f"
+        by = "alpha_r"
+        xmarks = ["y_ss", "t_r"]
+        sel = { p = 0.3 }
+        path = "l.png"
+    """)
+    heat, line = spec.figures
+    assert (heat.facet, heat.by, heat.sel) == ("alpha_r", None, {})
+    assert (line.by, line.xmarks, line.facet, line.sel) == ("alpha_r", ("y_ss", "t_r"), None,
+                                                            {"p": 0.3})
+
+
+def test_one_way_regions_sharey_and_log_relative(tmp_path):
+    spec = load(tmp_path, HEAD + """\
+        [base]
+        D_J = 2e7
+        [oneway]
+        n = 5
+        relative = [0.25, 4.0, "log"]
+        params = ["D_J", "alpha_r"]
+        [[figure]]
+        kind = "one_way_regions"
+        outputs = ["y_r", "P_r"]       # units may differ
+        background = "status"
+        labels = { "0" = "solved", "1" = "max steps" }
+        path = "r.png"
+        [[figure]]
+        kind = "one_way_regions"
+        outputs = "t_r"
+        background = "assumptions_hold"
+        sharey = true
+        x = "value"
+        path = "s.png"
+        [[figure]]
+        kind = "one_way"
+        outputs = ["y_r", "t_r"]
+        sharey = false
+        path = "o.png"
+    """)
+    # log steps of relative factors are explicit ranges around the base point
+    assert spec.study == {"n": 5, "ranges": {"D_J": (5e6, 8e7, "log"),
+                                             "alpha_r": (1e-5, 1.6e-4, "log")}}
+    regions, other, one = spec.figures
+    assert (regions.kind, regions.var, regions.background, regions.sharey) == (
+        "one_way_regions", ("y_r", "P_r"), "status", None)
+    assert regions.labels == {0: "solved", 1: "max steps"} and regions.x == "relative"
+    assert (other.var, other.background, other.sharey, other.x) == (
+        ("t_r",), "assumptions_hold", True, "value")
+    assert (one.sharey, one.var) == (False, ("y_r", "t_r"))
+    linear = load(tmp_path, HEAD + "[oneway]\nrelative = [0.5, 2.0, 'linear']\n"
+                  "params = ['p']\n")
+    assert linear.study == {"relative": (0.5, 2.0), "params": ("p",)}
+
+
+def test_base_point_with_static_settings_and_another_input_type(tmp_path):
+    """Inputs with non-numeric fields (quadrature laws, None) and a solve function whose input
+    is not Params (defender_attacker.response takes a Strategy with r, k, I)."""
+    from jaxgames.models import defender_attacker as da
+
+    spec = load(tmp_path, """\
+        model = "defender_attacker"
+        solve = "response"
+        output = "r.nc"
+        [base]
+        I = 2.0
+        V = 3
+        [axes]
+        r = { linspace = [0.0, 7.0, 8] }
+        k = { values = [0.0, 1.0] }
+    """)
+    assert isinstance(spec.base, da.Strategy)
+    assert spec.base == da.DEFAULTS[da.Strategy]._replace(I=2.0, V=3.0)
+    assert spec.base.law_L is None and list(spec.axes) == ["r", "k"]
+    eq = load(tmp_path, 'model = "defender_attacker"\nsolve = "equilibrium"\n'
+              'output = "e.nc"\n[base]\nh = 0.25\n[axes]\nV = { values = [1.0, 2.0] }\n')
+    assert eq.base == da.DEFAULT._replace(h=0.25)
+    msg = error(tmp_path, 'model = "defender_attacker"\nsolve = "response"\noutput = "e.nc"\n'
+                '[base]\nI = -1.0\n[axes]\nr = { values = [1.0] }\n')
+    assert "base.I: value -1 is outside the allowed range [0, inf) of parameter I" in msg
+
+
 @pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
 def test_every_shipped_sweep_file_parses(path):
     spec = load_sweep(path)
@@ -321,6 +423,72 @@ BAD = {
         HEAD + "[tornado]\noutputs=['y_r']\nrelative=[0.5, 1.5]\n[[figure]]\nkind='tornado'\n"
         "output='t_r'\npath='a.png'\n", "figure[0].output: unknown output of tornado.outputs"),
     "invalid TOML": (HEAD + "[axes\n", "not valid TOML"),
+    # facets, lines by an axis, threshold marks
+    "facet not an axis": (HEAD + GRID3 + "[[figure]]\nkind='heatmap'\nvar='y_r'\nx='f'\n"
+                          "y='p'\nfacet='D_J'\npath='a.png'\n",
+                          "figure[0].facet: unknown axis 'D_J'; choose from f, p, alpha_r"),
+    "facet on a plotted axis": (HEAD + GRID3 + "[[figure]]\nkind='heatmap'\nvar='y_r'\n"
+                                "x='f'\ny='p'\nfacet='p'\npath='a.png'\n",
+                                "figure[0].facet: p is already an axis of the figure"),
+    "facet and sel of one axis": (HEAD + GRID3 + "[[figure]]\nkind='heatmap'\nvar='y_r'\n"
+                                  "x='f'\ny='p'\nfacet='alpha_r'\nsel={alpha_r=2e-5}\n"
+                                  "path='a.png'\n",
+                                  "figure[0].sel.alpha_r: alpha_r is an axis of the figure"),
+    "facet on a line": (HEAD + GRID3 + "[[figure]]\nkind='line'\nvar='y_r'\nx='f'\n"
+                        "facet='p'\nsel={alpha_r=2e-5}\npath='a.png'\n",
+                        "figure[0].facet: unknown key"),
+    "by on a heatmap": (HEAD + GRID3 + "[[figure]]\nkind='heatmap'\nvar='y_r'\nx='f'\n"
+                        "y='p'\nby='alpha_r'\npath='a.png'\n", "figure[0].by: unknown key"),
+    "by equal to x": (HEAD + GRID3 + "[[figure]]\nkind='line'\nvar='y_r'\nx='f'\nby='f'\n"
+                      "path='a.png'\n", "figure[0].by: f is already an axis of the figure"),
+    "by leaves an axis free": (HEAD + GRID3 + "[[figure]]\nkind='line'\nvar='y_r'\nx='f'\n"
+                               "by='p'\npath='a.png'\n",
+                               "figure[0].sel: axes alpha_r are neither plotted nor fixed"),
+    "xmarks of a flag": (HEAD + GRID + "[[figure]]\nkind='line'\nvar='y_r'\nx='f'\n"
+                         "sel={p=0.1}\nxmarks=['converged']\npath='a.png'\n",
+                         "figure[0].xmarks[0]: unknown real-valued variable 'converged'"),
+    "xmarks not a list": (HEAD + GRID + "[[figure]]\nkind='line'\nvar='y_r'\nx='f'\n"
+                          "sel={p=0.1}\nxmarks='y_ss'\npath='a.png'\n",
+                          "figure[0].xmarks: expected an array, got a string"),
+    # one-way figures: per-panel y axes, backgrounds, log relative ranges
+    "sharey not a boolean": (HEAD + "[oneway]\nrelative=[0.5, 1.5]\n[[figure]]\n"
+                             "kind='one_way'\noutputs='y_r'\nsharey='no'\npath='a.png'\n",
+                             "figure[0].sharey: expected a boolean (true or false), got a "
+                             "string"),
+    "background missing": (HEAD + "[oneway]\nrelative=[0.5, 1.5]\n[[figure]]\n"
+                           "kind='one_way_regions'\noutputs='y_r'\npath='a.png'\n",
+                           "figure[0].background: required key missing"),
+    "background not categorical": (HEAD + "[oneway]\nrelative=[0.5, 1.5]\n[[figure]]\n"
+                                   "kind='one_way_regions'\noutputs='y_r'\nbackground='t_r'\n"
+                                   "path='a.png'\n",
+                                   "figure[0].background: unknown integer or boolean variable "
+                                   "'t_r'"),
+    "background label not a category": (HEAD + "[oneway]\nrelative=[0.5, 1.5]\n[[figure]]\n"
+                                        "kind='one_way_regions'\noutputs='y_r'\n"
+                                        "background='status'\nlabels={ok='fine'}\n"
+                                        "path='a.png'\n",
+                                        "figure[0].labels.ok: a category is"),
+    "one_way_regions on a grid": (HEAD + GRID + "[[figure]]\nkind='one_way_regions'\n"
+                                  "outputs='y_r'\nbackground='status'\npath='a.png'\n",
+                                  "figure[0].kind: a one_way_regions figure needs a [oneway] "
+                                  "sweep, this file has [axes]"),
+    "one_way_regions of a flag": (HEAD + "[oneway]\nrelative=[0.5, 1.5]\n[[figure]]\n"
+                                  "kind='one_way_regions'\noutputs=['y_r', 'status']\n"
+                                  "background='status'\npath='a.png'\n",
+                                  "figure[0].outputs[1]: unknown real-valued output 'status'"),
+    "log relative from 0": (HEAD + "[oneway]\nrelative=[0.0, 2.0, 'log']\nparams=['p']\n",
+                            "oneway.relative: a log range needs lo > 0, got 0"),
+    "unknown relative scale": (HEAD + "[oneway]\nrelative=[0.5, 2.0, 'ln']\nparams=['p']\n",
+                               "oneway.relative[2]: unknown scale 'ln'; choose from linear, "
+                               "log"),
+    "log relative of a tornado": (HEAD + "[tornado]\noutputs=['y_r']\n"
+                                  "relative=[0.5, 2.0, 'log']\n",
+                                  "tornado.relative: expected [lo, hi], got an array of "
+                                  "length 3"),
+    "log relative out of the domain": (HEAD + "[oneway]\nrelative=[0.5, 4.0, 'log']\n"
+                                       "params=['p']\n",
+                                       "oneway.relative: 4 x base p = 1.2 is outside the "
+                                       "allowed range [0, 1] of parameter p"),
 }
 
 
@@ -455,6 +623,105 @@ def test_run_options_that_do_not_fit(tmp_path):
     one = load(tmp_path, HEAD + "[oneway]\nrelative=[0.5, 1.5]\nparams=['p']\n")
     with pytest.raises(SweepFileError, match="oneway: a oneway study is computed in memory"):
         one.run(dask="tcp://h:1")
+
+
+def _grid3_dataset():
+    f, p, a = [0.2, 0.5, 0.8], [0.1, 0.3, 0.5, 0.7], [2e-5, 4e-5]
+    shape = (3, 4, 2)
+    y_r = np.arange(24.0).reshape(shape)
+    hold = np.ones(shape, bool)
+    hold[-1, :, 1] = False
+    return xr.Dataset({"y_r": (("f", "p", "alpha_r"), y_r),
+                       "y_ss": (("f", "p", "alpha_r"), np.full(shape, 0.4)),
+                       "converged": (("f", "p", "alpha_r"), np.ones(shape, bool)),
+                       "assumptions_hold": (("f", "p", "alpha_r"), hold)},
+                      coords={"f": f, "p": p, "alpha_r": a}, attrs={"model": "bakshi_kleindorfer"})
+
+
+def _oneway_dataset():
+    rel = np.array([0.25, 0.5, 1.0, 2.0, 4.0])
+    dims = ("parameter", "step")
+    base = {"D_J": 1e7, "f": 0.2}
+    return xr.Dataset(
+        {"y_r": (dims, np.stack([rel, 2 * rel]), {"units": "$"}),
+         "P_r": (dims, np.stack([rel / 10, rel / 20]), {"units": "1"}),
+         "status": (dims, np.array([[0, 0, 1, 1, 0], [0, 0, 0, 0, 0]], np.int32)),
+         "converged": (dims, np.ones((2, 5), bool))},
+        coords={"parameter": list(base), "step": np.arange(5),
+                "value": (dims, np.stack([1e7 * rel, 0.2 * rel])),
+                "relative": (dims, np.stack([rel, rel]))},
+        attrs={"model": "bakshi_kleindorfer", "base_params": json.dumps(base)})
+
+
+def test_run_draws_facets_lines_by_and_background_figures(tmp_path, monkeypatch):
+    import jaxgames._sweep
+
+    monkeypatch.setattr(jaxgames._sweep, "sweep", _Recorder(_grid3_dataset()))
+    fake = types.ModuleType("jaxgames.sensitivity")
+    fake.one_way = _Recorder(_oneway_dataset())
+    monkeypatch.setitem(sys.modules, "jaxgames.sensitivity", fake)
+    monkeypatch.setattr(jaxgames, "sensitivity", fake, raising=False)
+    monkeypatch.chdir(tmp_path)
+    title = "A long title " * 12
+    spec = load(tmp_path, HEAD.replace("out.zarr", "g.nc") + GRID3 + f"""\
+        [[figure]]
+        kind = "heatmap"
+        var = "y_r"
+        x = "f"
+        y = "p"
+        facet = "alpha_r"
+        title = "{title}"
+        path = "figs/facet.png"
+        [[figure]]
+        kind = "line"
+        var = "y_r"
+        x = "f"
+        by = "alpha_r"
+        xmarks = ["y_ss"]
+        sel = {{ p = 0.3 }}
+        path = "figs/by.png"
+    """)
+    ds = spec.run(progress=False)
+    figs = [plots_draw(f, ds) for f in spec.figures]
+    assert len([ax for ax in figs[0].axes if ax.get_label() != "<colorbar>"]) == 2
+    assert "\n" in figs[0].get_suptitle()  # the long title is wrapped to the figure
+    assert figs[0].get_suptitle().replace("\n", " ") == title.strip()
+    labels = [t.get_text() for t in figs[1].axes[0].get_legend().get_texts()]
+    assert labels[0] == "alpha_r = 2e-5" and labels[2] == "alpha_r = 4e-5"
+    for name in ("facet", "by"):
+        assert (tmp_path / f"figs/{name}.png").stat().st_size > 5000
+    one = load(tmp_path, HEAD.replace("out.zarr", "o.nc") + """\
+        [oneway]
+        n = 5
+        relative = [0.25, 4.0, "log"]
+        params = ["D_J", "f"]
+        [[figure]]
+        kind = "one_way_regions"
+        outputs = ["y_r", "P_r"]
+        background = "status"
+        labels = { "0" = "solved", "1" = "max steps" }
+        path = "figs/regions.png"
+        [[figure]]
+        kind = "one_way"
+        outputs = "y_r"
+        sharey = false
+        path = "figs/oneway.png"
+    """)
+    ds = one.run(progress=False)
+    (args, kwargs), = fake.one_way.calls
+    assert kwargs["ranges"] == {"D_J": (2.5e6, 4e7, "log"), "f": (0.05, 0.8, "log")}
+    assert "relative" not in kwargs and "params" not in kwargs
+    regions, oneway = (plots_draw(f, ds) for f in one.figures)
+    assert [t.get_text() for t in regions.legends[0].get_texts()] == ["solved", "max steps"]
+    d_ax, f_ax = regions.axes[:2]
+    assert not d_ax.get_shared_y_axes().joined(d_ax, f_ax)  # one_way_regions default
+    assert not oneway.axes[0].get_shared_y_axes().joined(*oneway.axes[:2])  # sharey = false
+    for name in ("regions", "oneway"):
+        assert (tmp_path / f"figs/{name}.png").stat().st_size > 5000
+
+
+def plots_draw(spec, ds):
+    return sweepfile._draw(spec, ds)
 
 
 def test_oneway_and_tornado_call_the_sensitivity_functions(tmp_path, monkeypatch):

@@ -354,8 +354,10 @@ def _days(pr: Params, k, r, I, c):
 
 
 def _cover(r, I, cap):
+    """Days of cover ``I / r``; at ``r = 0`` its limit ``r -> 0^+``: unbounded (``cap``) for
+    ``I > 0`` and 0 for ``I = 0``."""
     pos = r > 0
-    return jnp.where(pos, I / jnp.where(pos, r, 1.0), cap)
+    return jnp.where(pos, I / jnp.where(pos, r, 1.0), jnp.where(I > 0, cap, 0.0))
 
 
 def contest_days(params: Params, r, k, I) -> Days:
@@ -504,7 +506,7 @@ def _days_xp(pr: Params, k, r, I, xp):
     d_lo, d_hi = pr.E_D * (1 - pr.c_D), pr.E_D * (1 + pr.c_D)
     cap = xp.maximum(l_hi, d_hi)
     pos = r > 0
-    c = xp.minimum(xp.where(pos, I / xp.where(pos, r, 1.0), cap), cap)
+    c = xp.minimum(xp.where(pos, I / xp.where(pos, r, 1.0), xp.where(I > 0, cap, 0.0)), cap)
     l_m1, l_m2, l_ex = uniform_moments(l_lo, l_hi - l_lo, c, xp=xp)
     d_m1, _, d_ex = uniform_moments(d_lo, d_hi - d_lo, c, xp=xp)
     a = pr.E_X + xp.where(k == 1, pr.E_L - pr.E_D + d_m1, l_m1)
@@ -811,7 +813,7 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     I = jnp.where(is_corner, 0.0, c * r)
     k = jnp.where(is_corner, 0.0, best_k)
     c = jnp.where(is_corner, 0.0, c)
-    days = _days(pr, k, r, I, jnp.where(r > 0, c, _cap(pr)))
+    days = _days(pr, k, r, I, c)  # c = I / r (0 in the corner r = I = 0)
     br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f)
     R = br.value[0]
     # At the deterrence threshold (s = 1) the response is 0 up to the round-off of rho.
