@@ -621,18 +621,19 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         c_grid = jnp.sort(jnp.concatenate([c_grid, kinks]))
 
     def inner(c):
-        """``max_s u_G(s, c)`` by successive parabolic interpolation through ``s = 0`` (where
+        """``max_s u_G(s, c)`` by parabolic interpolation through ``s = 0`` (where
         ``u_G = 0``), ``1/2`` and ``1``. At fixed ``c``, ``u_G`` is a concave quadratic in
         ``s`` (``r / (r + R) = s``, and every cost is linear in ``r = s^2 rho``), so the
-        parabola is exact; the Newton polish below certifies the final point anyway."""
-        f_half = value(jnp.stack([0.5 * one, c]), pr_search)
-        f_one = value(jnp.stack([one, c]), pr_search)
+        parabola and its maximum are exact; the Newton polish below certifies the final point
+        anyway. (One vmapped evaluation: it keeps the compiled program small.)"""
+        xs = jnp.stack([jnp.stack([0.5 * one, c]), jnp.stack([one, c])])
+        f_half, f_one = jax.vmap(lambda x: value(x, pr_search))(xs)
         lin = 4.0 * f_half - f_one  # u_G = lin s - quad s^2
         quad = 4.0 * f_half - 2.0 * f_one
         s = jnp.where(quad > 0, lin / (2.0 * jnp.where(quad > 0, quad, 1.0)),
                       jnp.where(lin > 0, 1.0, 0.0))
         s = jnp.clip(s, s_min, 1.0)
-        return value(jnp.stack([s, c]), pr_search), s
+        return lin * s - quad * s * s, s
 
     def psi(c):
         u, _ = inner(c)
@@ -654,7 +655,8 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     def golden(j):
         a, b = c_grid[jnp.maximum(j - 1, 0)], c_grid[jnp.minimum(j + 1, n - 1)]
         x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-        state = (a, b, x1, x2, psi(x1), psi(x2))
+        f1, f2 = jax.vmap(psi)(jnp.stack([x1, x2]))
+        state = (a, b, x1, x2, f1, f2)
 
         def step(_, st):
             a, b, x1, x2, f1, f2 = st
