@@ -388,6 +388,12 @@ def test_boundary_cases():
     rho = float(da.deterrence_threshold(strong, 0, 0.0))
     assert float(out.r_none) == pytest.approx(rho, rel=1e-12)
     _check_optimum(strong, out)
+    # backup that arrives after the outage (E[D] > E[X] + E[L]) leaves no contest days with
+    # k = 1 at I = 0: those strategies are infeasible, not a failed solve
+    odd = da.BASELINE._replace(E_D=4.0, E_X=1.5, E_L=1.25)
+    out = _compare(odd)
+    assert int(out.status) == Status.SUCCESS and not bool(out.assumptions_hold)
+    assert int(out.k_backup) == 0 and float(out.u_G_backup) == float(out.u_G_none)
 
 
 def test_invalid_point_is_flagged_under_vmap(random_batch):

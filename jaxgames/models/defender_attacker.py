@@ -577,11 +577,17 @@ def _defender_value(x, args, k, solver):
     pr = args
     s, c = x[0], x[1]
     rho = _threshold(pr, k, c)
+    # rho <= 0 means A <= 0: no contest days (backup that arrives after the outage ends,
+    # E[D] >= E[X] + E[L] - E[min(c, D)], far outside the source's assumptions). The payoff
+    # formula has no meaning there; such strategies are infeasible (-inf), evaluated at a
+    # safe rho so that no NaN reaches the derivatives.
+    feasible = rho > 0
+    rho = jnp.where(feasible, rho, 1.0)
     r = s * s * rho
     I = c * r
     days = _days(pr, k, r, I, c)
     R = _follower(pr, r, k, I, days, bounded=False, solver=solver).value[0]
-    return _payoffs(pr, r, k, I, R, days).u_G
+    return jnp.where(feasible, _payoffs(pr, r, k, I, R, days).u_G, -jnp.inf)
 
 
 def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
@@ -713,6 +719,10 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     # Certificate: the polished optimum beats every grid candidate.
     status = jnp.where((status == Status.SUCCESS) & (u < grid_best - _tie(grid_best, dt)),
                        jnp.int32(Status.STAGNATED), status)
+    # No feasible strategy at all (A <= 0 for every c): the subproblem is empty, not failed.
+    empty = grid_best == -jnp.inf
+    u = jnp.where(empty, -jnp.inf, u)
+    status = jnp.where(empty, jnp.int32(Status.SUCCESS), status)
     return _Candidate(u, x_opt[pick, 0], x_opt[pick, 1], status, sol.residual[pick],
                       jnp.sum(sol.iterations))
 
@@ -821,8 +831,10 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     # At the deterrence threshold (s = 1) the response is 0 up to the round-off of rho.
     R = jnp.where(is_corner | (R <= POSITIVE_RTOL * r), 0.0, R)
     pay = _payoffs(pr, r, k, I, R, days)
+    # A failed subproblem might have held the optimum: then no answer is certified.
+    others = [subs.status[keys.index(key)] for key in allowed]
     status = _first_failure(best.status, jnp.where(is_corner, jnp.int32(Status.SUCCESS),
-                                                   br.status))
+                                                   br.status), *others)
     status = _flag(status, valid)
     return Equilibrium(
         r, k.astype(jnp.int32), I, R, pay.u_G, pay.u_T, classify(r, k, I, R), c,
@@ -985,6 +997,11 @@ DEFAULT = BASELINE
 
 #: Base points of solve functions whose input is not ``Params``.
 DEFAULTS = {Strategy: Strategy(*BASELINE)}
+
+#: Points solved in lockstep inside a sweep chunk, per platform (``jaxgames.sweep``'s
+#: ``micro_batch``). The search's loops and per-point working set make big vmapped groups slow
+#: on CPU: 8 ran ~18x faster than 8192 (benchmarks/README.md).
+MICRO_BATCH = {"cpu": 8}
 
 #: Functions ``point -> NamedTuple`` that sweeps may call.
 SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_none", "equilibrium_backup",
