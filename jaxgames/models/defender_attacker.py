@@ -590,6 +590,30 @@ def _defender_value(x, args, k, solver):
     return jnp.where(feasible, _payoffs(pr, r, k, I, R, days).u_G, -jnp.inf)
 
 
+def _feasible_cover(pr: Params, k, c_hi):
+    """The smallest days of cover ``c`` in ``[0, c_hi]`` with contest days ``A(c) > 0``.
+
+    ``A = E_X + k (E_L - E_D) + E[min(c, S)]`` increases in ``c``; it can be <= 0 only with
+    backup slower than the outage (``E_D > E_X + E_L - E[min(c, D)]``, far outside the
+    source's assumption), where the payoff formula has no meaning. Bisection (60 halvings)
+    keeps the search box inside the feasible set; 0 when ``A(0) > 0``, ``c_hi`` when no ``c``
+    is feasible (the grid then finds no feasible point and the subproblem is empty).
+    """
+    zero = jnp.zeros_like(c_hi)
+
+    def a_of(c):
+        return _days(pr, k, zero, zero, c).A
+
+    def step(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        ok = a_of(mid) > 0
+        return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
+
+    _, hi = jax.lax.fori_loop(0, 60, step, (zero, c_hi))
+    return jnp.where(a_of(zero) > 0, zero, hi)
+
+
 def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
                 follower_solver: Newton) -> _Candidate:
     """Global maximum of ``u_G`` over ``(s, c)`` for a fixed ``k`` (``c = 0`` without
@@ -619,11 +643,12 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
                       _law_support(pr.E_L, pr.c_L, pr.law_L)[1])
     # c beyond sup S only adds holding cost; a tiny box keeps c well posed if sup S = 0.
     c_hi = jnp.where(inventory, jnp.maximum(c_max, 1e-6 * pr.E_L), 0.0)
-    c_grid = c_hi * jnp.linspace(0.0, 1.0, search.n_c, dtype=dt)
+    c_lo = _feasible_cover(pr, k, c_hi)
+    c_grid = c_lo + (c_hi - c_lo) * jnp.linspace(0.0, 1.0, search.n_c, dtype=dt)
     kinks = [x for x in (_law_kinks(pr.E_L, pr.law_L), _law_kinks(pr.E_D, pr.law_D))
              if x is not None]
     if kinks:
-        kinks = jnp.sort(jnp.clip(jnp.concatenate(kinks), 0.0, c_hi))
+        kinks = jnp.sort(jnp.clip(jnp.concatenate(kinks), c_lo, c_hi))
         c_grid = jnp.sort(jnp.concatenate([c_grid, kinks]))
 
     def inner(c):
@@ -686,7 +711,7 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     c_scale = jnp.where(c_hi > 0, c_hi, 1.0)
     if isinstance(kinks, list):
         # Uniform/deterministic laws: the payoff is C^1 in c on the whole box.
-        lo_c = jnp.zeros_like(c0)
+        lo_c = jnp.full_like(c0, c_lo)
         hi_c = jnp.full_like(c0, c_hi)
     else:
         # Discrete laws: polish in the smooth cell between the kinks around c0 (a kink
@@ -694,7 +719,8 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         near = jnp.abs(kinks[None, :] - c0[:, None]) <= 1e-7 * c_scale
         at_kink = jnp.any(near, axis=1)
         kink = jnp.max(jnp.where(near, kinks[None, :], -jnp.inf), axis=1)
-        below = jnp.max(jnp.where(kinks[None, :] <= c0[:, None], kinks[None, :], 0.0), axis=1)
+        below = jnp.max(jnp.where(kinks[None, :] <= c0[:, None], kinks[None, :], c_lo),
+                        axis=1)
         above = jnp.min(jnp.where(kinks[None, :] >= c0[:, None], kinks[None, :], c_hi), axis=1)
         lo_c = jnp.where(at_kink, kink, below)
         hi_c = jnp.where(at_kink, kink, above)
