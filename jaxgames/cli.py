@@ -3,9 +3,13 @@
     jaxgames sweep FILE [--out PATH] [--resume] [--overwrite] [--chunk-size N]
                         [--dask ADDRESS] [--no-progress]
                                     run a sweep file (see jaxgames.sweepfile, sweeps/README.md)
-    jaxgames plot DATASET --kind KIND [--var V] [--x X --y Y] [--sel NAME=VALUE ...]
+    jaxgames plot DATASET --kind KIND [--var V,...] [--x X] [--y Y]
+                          [--sel NAME=VALUE ...] [--facet DIM] [--by DIM] [--xmarks V,...]
+                          [--background V] [--labels VALUE=TEXT ...] [--sharey | --no-sharey]
                           [--output NAME] --png PATH
-                                    draw a figure of a sweep or sensitivity dataset
+                                    draw a figure of a sweep or sensitivity dataset; KIND:
+                                    heatmap, region_map, line, one_way, one_way_regions,
+                                    tornado, sobol
     jaxgames figure3 [--png PATH]   reproduce Figure 3 of Bakshi & Kleindorfer (2009)
     jaxgames info                   devices and versions
 
@@ -172,14 +176,20 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 _PLOT_FLAGS = {  # flags each kind takes (besides DATASET, --kind, --png)
-    "heatmap": {"var", "x", "y", "sel"},
-    "region_map": {"var", "x", "y", "sel"},
-    "one_way": {"var"},
+    "heatmap": {"var", "x", "y", "sel", "facet"},
+    "region_map": {"var", "x", "y", "sel", "labels"},
+    "line": {"var", "x", "sel", "by", "xmarks"},
+    "one_way": {"var", "x", "sharey"},
+    "one_way_regions": {"var", "background", "labels", "x", "sharey"},
     "tornado": {"output"},
     "sobol": {"output"},
 }
 _PLOT_REQUIRED = {"heatmap": ("var", "x", "y"), "region_map": ("var", "x", "y"),
-                  "one_way": ("var",), "tornado": ("output",), "sobol": ("output",)}
+                  "line": ("var", "x"), "one_way": ("var",),
+                  "one_way_regions": ("var", "background"), "tornado": ("output",),
+                  "sobol": ("output",)}
+_PLOT_FLAG_TEXT = {"sharey": "--sharey/--no-sharey"}  # flags not spelled --NAME
+_ONE_WAY_X = ("relative", "value")
 
 
 def _open_dataset(path: Path):
@@ -220,6 +230,38 @@ def _parse_sel(ds, items: list[str]) -> dict:
     return sel
 
 
+def _parse_labels(items: list[str]) -> dict:
+    """``VALUE=TEXT`` items as ``{category: text}`` (categories: integers, true, false)."""
+    labels: dict = {}
+    for item in items:
+        value, eq, text = item.partition("=")
+        value = value.strip()
+        if not eq or not value or not text.strip():
+            raise _UsageError(f"--labels {item!r}: expected VALUE=TEXT, e.g. --labels 0=solved "
+                              "'4=invalid input'")
+        if value.lower() in ("true", "false"):
+            labels[value.lower() == "true"] = text.strip()
+            continue
+        try:
+            labels[int(value)] = text.strip()
+        except ValueError:
+            raise _UsageError(f"--labels {item!r}: the category {value!r} is not an integer "
+                              "or true/false") from None
+    return labels
+
+
+def _names(flag: str, text: str) -> list[str]:
+    """A comma-separated list of variable names (``--var y_r,y_ss``)."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise _UsageError(f"--{flag} {text!r}: expected a name or comma-separated names")
+    return names
+
+
+def _and(words: list[str]) -> str:
+    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words)
+
+
 def _draw_or_usage(draw, *args, **kwargs):
     """A plots helper's ``ValueError`` (data that does not fit the figure) is a usage error."""
     try:
@@ -228,34 +270,40 @@ def _draw_or_usage(draw, *args, **kwargs):
         raise _UsageError(str(exc)) from None
 
 
+_PLOT_ALL_FLAGS = tuple(sorted(set().union(*_PLOT_FLAGS.values())))
+
+
 def _plot(args: argparse.Namespace) -> int:
     kind = args.kind
-    given = {k for k in ("var", "x", "y", "output") if getattr(args, k) is not None}
-    if args.sel:
-        given.add("sel")
+    given = {k for k in _PLOT_ALL_FLAGS if getattr(args, k) not in (None, [])}
     extra = sorted(given - _PLOT_FLAGS[kind])
     if extra:
         raise _UsageError(f"--kind {kind} does not take "
-                          f"{', '.join('--' + e for e in extra)}")
+                          f"{', '.join(_PLOT_FLAG_TEXT.get(e, '--' + e) for e in extra)}")
     missing = [k for k in _PLOT_REQUIRED[kind] if getattr(args, k) is None]
     if missing:
         raise _UsageError(f"--kind {kind} needs {', '.join('--' + m for m in missing)}")
+    if kind in ("one_way", "one_way_regions") and args.x not in (None, *_ONE_WAY_X):
+        raise _UsageError(f"--x {args.x}: --kind {kind} takes --x relative (value / base "
+                          "value, the default) or --x value")
+    labels = _parse_labels(args.labels) if args.labels else None
     png = Path(args.png)
     if png.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise _UsageError(f"--png {args.png}: expected a .png (or .pdf, .svg) path")
     ds = _open_dataset(Path(args.dataset))
 
-    def need_vars(names):
+    def need_vars(names, flag=None):
         for name in names:
             if name not in ds.data_vars:
-                raise _UsageError(f"{args.dataset}: no variable {name!r}; its variables are "
+                where = f"--{flag} {name}" if flag else args.dataset
+                raise _UsageError(f"{where}: no variable {name!r}; its variables are "
                                   f"{', '.join(map(str, ds.data_vars))}")
 
-    def need_dims(dims, names):
-        for flag, name in zip(("--x", "--y"), names, strict=True):
+    def need_dims(what, dims, flags):
+        for flag, name in flags:
             if name not in dims:
                 raise _UsageError(f"{flag} {name}: not a dimension of "
-                                  f"{args.var!r}; its dimensions are {', '.join(dims)}")
+                                  f"{what}; its dimensions are {', '.join(dims)}")
 
     def need_label(dim, name):
         if dim not in ds.dims:
@@ -265,32 +313,93 @@ def _plot(args: argparse.Namespace) -> int:
             raise _UsageError(f"--output {name}: not in the dataset; its outputs are "
                               f"{', '.join(values)}")
 
+    def need_sel(dims, plotted):
+        """The --sel items, none of them plotted, fixing every dim of ``dims`` not plotted."""
+        sel = _parse_sel(ds, args.sel or [])
+        for name in sel:
+            if name in plotted:
+                raise _UsageError(f"--sel {name}: {name} is plotted along {plotted[name]}; it "
+                                  "cannot be fixed too")
+        free = [d for d in dims if d not in plotted and d not in sel]
+        if free:
+            raise _UsageError(f"{args.var!r} has dimensions {', '.join(free)} besides "
+                              f"{_and(list(plotted))}; fix them with --sel, e.g. "
+                              f"--sel {free[0]}={ds[free[0]].values[0]}")
+        return sel
+
+    def need_one_way():
+        if "parameter" not in ds.dims or "step" not in ds.dims:
+            raise _UsageError(f"{args.dataset} is not a one-way dataset (dims parameter, step)")
+
+    def need_third(flag, name, plotted, what):
+        """--facet / --by: another dimension than those plotted."""
+        if name in plotted:
+            raise _UsageError(f"{flag} {name}: {name} is plotted along {plotted[name]}; {flag} "
+                              f"needs another dimension ({what})")
+
     from jaxgames import plots
 
     if kind in ("heatmap", "region_map"):
         need_vars([args.var])
         dims = [str(d) for d in ds[args.var].dims]
-        need_dims(dims, (args.x, args.y))
+        need_dims(repr(args.var), dims, (("--x", args.x), ("--y", args.y)))
         if args.x == args.y:
             raise _UsageError("--x and --y must differ")
-        sel = _parse_sel(ds, args.sel or [])
-        for name in sel:
-            if name in (args.x, args.y):
-                raise _UsageError(f"--sel {name}: {name} is plotted along --x/--y; it cannot "
-                                  "be fixed too")
-        free = [d for d in dims if d not in (args.x, args.y) and d not in sel]
-        if free:
-            raise _UsageError(f"{args.var!r} has dimensions {', '.join(free)} besides "
-                              f"{args.x} and {args.y}; fix them with --sel, e.g. "
-                              f"--sel {free[0]}={ds[free[0]].values[0]}")
-        draw = plots.heatmap if kind == "heatmap" else plots.region_map
-        fig = _draw_or_usage(draw, ds, args.var, args.x, args.y, **sel)
+        plotted = {args.x: "--x", args.y: "--y"}
+        if args.facet is not None:
+            need_dims(repr(args.var), dims, (("--facet", args.facet),))
+            need_third("--facet", args.facet, plotted, "one panel per value")
+            plotted[args.facet] = "--facet"
+        sel = need_sel(dims, plotted)
+        if kind == "heatmap":
+            fig = _draw_or_usage(plots.heatmap, ds, args.var, args.x, args.y,
+                                 facet=args.facet, **sel)
+        else:
+            fig = _draw_or_usage(plots.region_map, ds, args.var, args.x, args.y,
+                                 labels=labels, **sel)
+    elif kind == "line":
+        names = _names("var", args.var)
+        need_vars(names)
+        dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
+        what = repr(names[0]) if len(names) == 1 else f"{', '.join(names)}"
+        need_dims(what, dims, (("--x", args.x),))
+        plotted = {args.x: "--x"}
+        if args.by is not None:
+            need_dims(what, dims, (("--by", args.by),))
+            need_third("--by", args.by, plotted, "one line per value")
+            plotted[args.by] = "--by"
+        xmarks = _names("xmarks", args.xmarks) if args.xmarks is not None else []
+        need_vars(xmarks, "xmarks")
+        sel = need_sel(dims, plotted)
+        fig = _draw_or_usage(plots.lines, ds, names, args.x, sel=sel or None, by=args.by,
+                             xmarks=xmarks or None)
     elif kind == "one_way":
-        outputs = [v.strip() for v in args.var.split(",") if v.strip()]
+        outputs = _names("var", args.var)
         need_vars(outputs)
-        if "parameter" not in ds.dims or "step" not in ds.dims:
-            raise _UsageError(f"{args.dataset} is not a one-way dataset (dims parameter, step)")
-        fig = _draw_or_usage(plots.one_way, ds, outputs)
+        need_one_way()
+        fig = _draw_or_usage(plots.one_way, ds, outputs, x=args.x or "relative",
+                             sharey=True if args.sharey is None else args.sharey)
+    elif kind == "one_way_regions":
+        import numpy as np
+
+        outputs = _names("var", args.var)
+        need_vars(outputs)
+        need_vars([args.background], "background")
+        need_one_way()
+        bg = ds[args.background]
+        if set(bg.dims) != {"parameter", "step"}:
+            raise _UsageError(f"--background {args.background}: needs dims (parameter, step), "
+                              f"it has ({', '.join(map(str, bg.dims))})")
+        values = np.asarray(bg)
+        if not (values.dtype == bool or np.issubdtype(values.dtype, np.integer)
+                or (np.issubdtype(values.dtype, np.floating)
+                    and np.all(np.isnan(values) | (values == np.round(values))))):
+            raise _UsageError(f"--background {args.background}: needs an integer or boolean "
+                              f"variable (a case, a regime, status, ...), it has dtype "
+                              f"{values.dtype}")
+        fig = _draw_or_usage(plots.one_way_regions, ds, outputs, args.background,
+                             labels=labels, x=args.x or "relative",
+                             sharey=False if args.sharey is None else args.sharey)
     elif kind == "tornado":
         need_label("output", args.output)
         fig = _draw_or_usage(plots.tornado, ds, args.output)
@@ -345,27 +454,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser(
         "plot",
-        help="draw a figure (heatmap, region map, one-way, tornado, Sobol) of a dataset",
+        help="draw a figure (heatmap, region map, lines, one-way, tornado, Sobol) of a dataset",
         description="Open a dataset written by `jaxgames sweep` or the sensitivity functions "
-        "(.zarr or .nc), draw one figure with jaxgames.plots and save it. Exit code 2 if the "
-        "dataset lacks the variable or dimensions asked for.",
+        "(.zarr or .nc), draw one figure with jaxgames.plots and save it. The kinds and their "
+        "options are those of a sweep file's [[figure]] (sweeps/README.md). Flags a kind does "
+        "not take are errors. Exit code 2 if the dataset lacks the variable or dimensions "
+        "asked for.",
     )
     plot.add_argument("dataset", metavar="DATASET", help="a .zarr store or .nc file")
     plot.add_argument("--kind", required=True, choices=tuple(_PLOT_FLAGS),
                       help="heatmap / region_map: a variable over two sweep dimensions "
-                      "(region_map for integer or boolean ones such as status); one_way: "
-                      "one-way sensitivity curves; tornado: a tornado diagram; sobol: Sobol "
-                      "index bars")
+                      "(region_map for integer or boolean ones such as status); line: "
+                      "variables along one sweep dimension; one_way: one-way sensitivity "
+                      "curves; one_way_regions: one-way curves over a background coloured by "
+                      "a categorical variable (--background); tornado: a tornado diagram; "
+                      "sobol: Sobol index bars")
     plot.add_argument("--var", metavar="V",
-                      help="variable to draw (heatmap, region_map); for one_way the output "
-                      "or comma-separated outputs (same units), e.g. y_r,y_ss")
+                      help="variable to draw (heatmap, region_map); for line the variable or "
+                      "comma-separated variables (one panel); for one_way and one_way_regions "
+                      "the output or comma-separated outputs, e.g. y_r,y_ss (one_way: same "
+                      "units; one_way_regions: units may differ)")
     plot.add_argument("--x", metavar="X", help="dimension along the x axis (heatmap, "
-                      "region_map)")
+                      "region_map, line); for one_way and one_way_regions: relative (the "
+                      "default, value / base value) or value")
     plot.add_argument("--y", metavar="Y", help="dimension along the y axis (heatmap, "
                       "region_map)")
     plot.add_argument("--sel", metavar="NAME=VALUE", nargs="+", action="extend",
                       help="fix a further dimension at (the value nearest) VALUE, e.g. "
-                      "--sel D_J=1e7 p=0.3 (heatmap, region_map)")
+                      "--sel D_J=1e7 p=0.3 (heatmap, region_map, line)")
+    plot.add_argument("--facet", metavar="DIM",
+                      help="a third dimension: one panel per value of it, side by side, "
+                      "sharing one colour scale and one set of contour levels (heatmap)")
+    plot.add_argument("--by", metavar="DIM",
+                      help="another dimension: one line per value of it, one colour each "
+                      "(line)")
+    plot.add_argument("--xmarks", metavar="V,...",
+                      help="comma-separated variables that are thresholds of --x (e.g. rho): "
+                      "a dotted vertical line where x crosses each, its value in the legend "
+                      "(line)")
+    plot.add_argument("--background", metavar="V",
+                      help="integer or boolean variable (a case, a regime, status, ...) whose "
+                      "categories colour the x axis behind the lines (one_way_regions)")
+    plot.add_argument("--labels", metavar="VALUE=TEXT", nargs="+", action="extend",
+                      help="legend text of a category, e.g. --labels 0=solved '4=invalid "
+                      "input' or true=deterred (region_map, one_way_regions)")
+    plot.add_argument("--sharey", action=argparse.BooleanOptionalAction,
+                      help="one y axis for all panels, or (--no-sharey) one per panel "
+                      "(one_way: default shared; one_way_regions: default one per panel)")
     plot.add_argument("--output", metavar="NAME",
                       help="the output to draw (tornado, sobol)")
     plot.add_argument("--png", metavar="PATH", required=True,

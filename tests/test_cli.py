@@ -110,7 +110,8 @@ def tiny_zarr(tmp_path):
     ds = xr.Dataset(
         {"t_r": (("f", "p", "D_J"), np.arange(24.0).reshape(shape) / 3, {"units": "$"}),
          "status": (("f", "p", "D_J"), np.zeros(shape, np.int32)),
-         "converged": (("f", "p", "D_J"), np.ones(shape, bool))},
+         "converged": (("f", "p", "D_J"), np.ones(shape, bool)),
+         "f_bar": (("f", "p", "D_J"), np.full(shape, 0.5), {"description": "threshold of f"})},
         coords={"f": f, "p": p, "D_J": d})
     path = tmp_path / "tiny.zarr"
     ds.to_zarr(path, consolidated=False)
@@ -200,6 +201,9 @@ def _sensitivity_datasets():
     value = np.array([[0.1, 0.2, 0.3], [0.2, 0.3, 0.4]])
     one = xr.Dataset(
         {"y_r": (("parameter", "step"), value * 10, {"units": "$"}),
+         "I": (("parameter", "step"), value * 3, {"units": "unit"}),
+         "case": (("parameter", "step"), np.array([[0, 0, 1], [1, 1, 2]], np.int32)),
+         "flat": (("parameter",), np.array([0, 1], np.int32)),
          "converged": (("parameter", "step"), np.ones((2, 3), bool))},
         coords={"parameter": params, "step": np.arange(3), "value": (("parameter", "step"), value),
                 "relative": (("parameter", "step"), value / value[:, 1:2])},
@@ -234,3 +238,162 @@ def test_plot_sensitivity_datasets(capsys, tmp_path):
                      "--png", str(tmp_path / "x.png")]) == 2
     line = _one_error_line(capsys.readouterr().err, "plot")
     assert "--output W: not in the dataset; its outputs are y_r, t_r" in line
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures ``jaxgames plot`` saves (still written to disk)."""
+    from jaxgames import plots
+
+    figures = []
+    save = plots.save
+
+    def recording_save(fig, path, *args, **kwargs):
+        figures.append(fig)
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "save", recording_save)
+    return figures
+
+
+def _legend_texts(fig) -> list[str]:
+    legends = [ax.get_legend() for ax in fig.axes] + list(fig.legends)
+    return [t.get_text() for leg in legends if leg is not None for t in leg.get_texts()]
+
+
+def test_plot_line_by_and_xmarks(capsys, tiny_zarr, tmp_path, drawn):
+    png = tmp_path / "line.png"
+    assert cli.main(["plot", str(tiny_zarr), "--kind", "line", "--var", "t_r", "--x", "f",
+                     "--by", "D_J", "--sel", "p=0.3", "--xmarks", "f_bar",
+                     "--png", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert f"figure written to {png}" in capsys.readouterr().out
+    texts = _legend_texts(drawn[-1])
+    assert "D_J = 1e6" in texts and "D_J = 1e7" in texts  # one line per value of --by
+    assert sum("(f_bar) = 0.5" in t for t in texts) == 2  # the threshold, in each line
+    # several variables in one panel, every other dim fixed
+    png = tmp_path / "lines.png"
+    assert cli.main(["plot", str(tiny_zarr), "--kind", "line", "--var", "t_r,f_bar", "--x",
+                     "p", "--sel", "f=0.5", "D_J=1e6", "--png", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert {"t_r", "f_bar"} <= set(_legend_texts(drawn[-1]))
+
+
+def test_plot_heatmap_facet_and_region_map_labels(tiny_zarr, tmp_path, drawn):
+    png = tmp_path / "facet.png"
+    assert cli.main(["plot", str(tiny_zarr), "--kind", "heatmap", "--var", "t_r", "--x", "p",
+                     "--y", "f", "--facet", "D_J", "--png", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    titles = [ax.get_title() for ax in drawn[-1].axes]
+    assert "D_J = 1e6" in titles and "D_J = 1e7" in titles  # one panel per value
+    assert len(drawn[-1].axes) == 3  # two panels and one shared colour bar
+    png = tmp_path / "regions.png"
+    assert cli.main(["plot", str(tiny_zarr), "--kind", "region_map", "--var", "status", "--x",
+                     "p", "--y", "f", "--sel", "D_J=1e7", "--labels", "0=solved",
+                     "4=invalid input", "--png", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert "solved" in _legend_texts(drawn[-1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kind", "line", "--var", "t_r"], "--kind line needs --x"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--y", "p"], "--kind line does not take --y"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "f", "--sel", "p=0.3"],
+     "--by f: f is plotted along --x; --by needs another dimension"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "theta"],
+     "--by theta: not a dimension of 't_r'; its dimensions are f, p, D_J"),
+    (["--kind", "line", "--var", "t_r", "--x", "f"],
+     "'t_r' has dimensions p, D_J besides f; fix them with --sel"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "D_J", "--sel", "p=0.3",
+      "D_J=1e6"], "--sel D_J: D_J is plotted along --by; it cannot be fixed too"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "D_J", "--sel", "p=0.3",
+      "--xmarks", "f_bar,rho"], "--xmarks rho: no variable 'rho'; its variables are"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--xmarks", ","], "--xmarks ','"),
+    (["--kind", "line", "--var", "t_r", "--x", "f", "--facet", "D_J"],
+     "--kind line does not take --facet"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "f"],
+     "--facet f: f is plotted along --x; --facet needs another dimension"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "theta"],
+     "--facet theta: not a dimension of 't_r'"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "D_J", "--sel",
+      "D_J=1e6"], "--sel D_J: D_J is plotted along --facet"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--by", "D_J"],
+     "--kind heatmap does not take --by"),
+    (["--kind", "region_map", "--var", "status", "--x", "f", "--y", "p", "--facet", "D_J"],
+     "--kind region_map does not take --facet"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "D_J=1e6",
+      "--labels", "0=a"], "--kind heatmap does not take --labels"),
+    (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "D_J=1e6",
+      "--no-sharey"], "--kind heatmap does not take --sharey/--no-sharey"),
+    (["--kind", "region_map", "--var", "status", "--x", "f", "--y", "p", "--sel", "D_J=1e6",
+      "--labels", "zero=solved"], "--labels 'zero=solved': the category 'zero' is not an "
+     "integer or true/false"),
+    (["--kind", "region_map", "--var", "status", "--x", "f", "--y", "p", "--sel", "D_J=1e6",
+      "--labels", "0"], "--labels '0': expected VALUE=TEXT"),
+    (["--kind", "one_way", "--var", "t_r", "--x", "f"],
+     "--x f: --kind one_way takes --x relative"),
+    (["--kind", "one_way", "--var", "t_r", "--background", "status"],
+     "--kind one_way does not take --background"),
+    (["--kind", "one_way_regions", "--var", "t_r"], "--kind one_way_regions needs --background"),
+    (["--kind", "one_way_regions", "--var", "t_r", "--background", "status", "--by", "p"],
+     "--kind one_way_regions does not take --by"),
+    (["--kind", "one_way_regions", "--var", "t_r", "--background", "status"],
+     "is not a one-way dataset"),
+    (["--kind", "tornado", "--output", "t_r", "--sharey"],
+     "--kind tornado does not take --sharey/--no-sharey"),
+])
+def test_plot_new_flags_errors_exit_2(capsys, tiny_zarr, tmp_path, argv, message):
+    png = str(tmp_path / "x.png")
+    assert cli.main(["plot", str(tiny_zarr), *argv, "--png", png]) == 2
+    assert message in _one_error_line(capsys.readouterr().err, "plot")
+    assert not (tmp_path / "x.png").exists()
+
+
+def _shared_y(fig) -> bool:
+    a, b = fig.axes[:2]
+    return a.get_shared_y_axes().joined(a, b)
+
+
+def test_plot_one_way_regions_and_sharey(capsys, tmp_path, drawn):
+    pytest.importorskip("h5py")
+    one, _, _ = _sensitivity_datasets()
+    path = tmp_path / "one.nc"
+    one.to_netcdf(path, engine="h5netcdf")
+
+    def plot(*argv):
+        png = tmp_path / "x.png"
+        png.unlink(missing_ok=True)
+        code = cli.main(["plot", str(path), *argv, "--png", str(png)])
+        if code == 0:
+            assert png.stat().st_size > 5000
+        return code
+
+    # outputs with different units over the case; labels for some categories
+    assert plot("--kind", "one_way_regions", "--var", "y_r,I", "--background", "case",
+                "--labels", "0=no case", "2=case two") == 0
+    fig = drawn[-1]
+    texts = _legend_texts(fig)
+    assert {"no case", "case = 1", "case two"} <= set(texts)
+    assert not _shared_y(fig)  # one_way_regions: one y axis per panel by default
+    assert plot("--kind", "one_way_regions", "--var", "y_r", "--background", "case", "--x",
+                "value", "--sharey") == 0
+    assert _shared_y(drawn[-1])
+    assert drawn[-1].axes[0].get_xlabel() == "f"  # the value, not "f / base value"
+    # one_way: shared by default, --no-sharey one y axis per panel
+    assert plot("--kind", "one_way", "--var", "y_r") == 0
+    assert _shared_y(drawn[-1])
+    assert plot("--kind", "one_way", "--var", "y_r", "--no-sharey", "--x", "value") == 0
+    assert not _shared_y(drawn[-1])
+    capsys.readouterr()
+
+    for argv, message in (
+            (("--background", "nope"), "--background nope: no variable 'nope'"),
+            (("--background", "I"), "--background I: needs an integer or boolean variable"),
+            (("--background", "flat"), "--background flat: needs dims (parameter, step), it "
+                                       "has (parameter)"),
+            (("--background", "case", "--x", "bogus"), "--x bogus: --kind one_way_regions "
+                                                       "takes --x relative")):
+        assert plot("--kind", "one_way_regions", "--var", "y_r", *argv) == 2, argv
+        assert message in _one_error_line(capsys.readouterr().err, "plot")
+    assert plot("--kind", "one_way", "--var", "y_r,I") == 2  # units differ: one_way_regions
+    assert "different units" in _one_error_line(capsys.readouterr().err, "plot")
