@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgames._solver import Status
+
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
@@ -94,3 +96,31 @@ def describe_setting(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {"type": type(value).__name__, **dataclasses.asdict(value)}
     return repr(value)
+
+
+def as_point(params: Any, domains: Mapping[str, Interval], model: str) -> tuple[Any, jax.Array]:
+    """One parameter point for a model's solvers: the numeric fields of the NamedTuple
+    ``params`` as JAX scalars of one floating dtype (settings untouched), and
+    :func:`inputs_valid`. A leaf that is not a scalar is a ``ValueError``: solvers take one
+    point, batches are ``vmap``-ped."""
+    numeric = numeric_fields(params)
+    dtype = jnp.result_type(*[jnp.asarray(getattr(params, f)) for f in numeric], float)
+    params = params._replace(**{f: jnp.asarray(getattr(params, f), dtype) for f in numeric})
+    shapes = {jnp.shape(getattr(params, f)) for f in numeric}
+    if shapes != {()}:
+        raise ValueError(f"{model}: the solvers take one parameter point (scalar leaves); vmap "
+                         f"over a batch. Got leaf shapes {sorted(shapes)}")
+    return params, inputs_valid(params, domains)
+
+
+def flag_invalid(status: jax.Array, valid: jax.Array) -> jax.Array:
+    """``status``, or ``INVALID_INPUT`` where the inputs were outside the domain."""
+    return jnp.where(valid, status, jnp.int32(Status.INVALID_INPUT))
+
+
+def first_failure(*statuses: jax.Array) -> jax.Array:
+    """The first non-SUCCESS status of a chain of solves (SUCCESS if all succeeded)."""
+    out = statuses[0]
+    for st in statuses[1:]:
+        out = jnp.where(out == Status.SUCCESS, st, out)
+    return out

@@ -287,6 +287,16 @@ def _assumption_label(ds: xr.Dataset) -> str:
     return "assumptions violated" + (f" (assumptions_hold: {desc})" if desc else "")
 
 
+def _hatch_handles(ds: xr.Dataset, failed: bool, violated: bool) -> list[Patch]:
+    """Legend entries for the hatched cells of a map: not converged, assumptions violated."""
+    out = []
+    if failed:
+        out.append(Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH, label="not converged"))
+    if violated:
+        out.append(_assumption_patch(ds))
+    return out
+
+
 def _assumption_patch(ds: xr.Dataset) -> Patch:
     return Patch(facecolor="white", edgecolor=_ASSUMPTION_EDGE, hatch=_ASSUMPTION_HATCH,
                  label=_assumption_label(ds))
@@ -750,11 +760,7 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
     if css:
         bar.add_lines(css[0])
     handles = []
-    if failed:
-        handles.append(Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH,
-                             label="not converged"))
-    if violated:
-        handles.append(_assumption_patch(ds))
+    handles += _hatch_handles(ds, failed, violated)
     desc, _ = _meta(ds, var)
     title = f"{desc} ({var})" if desc else var
     if facet is None:
@@ -827,11 +833,7 @@ def region_map(ds: xr.Dataset, var: str, x: str, y: str, *,
     text = dict(labels or {})
     handles = [Patch(color=palette[slot[c]], label=text.get(c, str(c)))
                for c in sorted(cats, key=lambda c: slot[c])]
-    if failed:
-        handles.append(Patch(facecolor="0.82", edgecolor="0.35", hatch=_HATCH,
-                             label="not converged"))
-    if violated:
-        handles.append(_assumption_patch(ds))
+    handles += _hatch_handles(ds, failed, violated)
     desc, _ = _meta(ds, var)
     ax.legend(handles=handles, title=var, loc="upper left", bbox_to_anchor=(1.02, 1),
               fontsize=9, title_fontsize=9, frameon=False)

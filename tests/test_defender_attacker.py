@@ -277,8 +277,7 @@ def _check_optimum(p, out):
         assert u - top <= max(top - near, 0.0) + 1e-10 * (1 + abs(u)), (mech, top, near, u)
         # the reported strategy is a real one: R is the attacker's best response, u_G its payoff
         r = float(getattr(out, f"r_{mech}"))
-        k = {"none": 0, "inventory": 0}.get(mech) if mech in ("none", "inventory") else \
-            int(getattr(out, f"k_{mech}"))
+        k = int(getattr(out, f"k_{mech}")) if mech in ("backup", "combined") else 0
         I = float(getattr(out, f"I_{mech}")) if inventory else 0.0
         R = float(getattr(out, f"R_{mech}"))
         R_cf = float(da.attacker_best_response_closed_form(p, np.float64(r), k, np.float64(I),

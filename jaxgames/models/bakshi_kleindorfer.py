@@ -54,7 +54,13 @@ import numpy as np
 
 from jaxgames._games import bayesian_nash, nash_bargaining, nash_equilibrium
 from jaxgames._solver import Newton, Status
-from jaxgames._validation import Interval, check_domain, inputs_valid
+from jaxgames._validation import (
+    Interval,
+    as_point,
+    check_domain,
+    first_failure,
+    flag_invalid,
+)
 
 Array = jax.Array
 
@@ -177,27 +183,7 @@ def _dtype(params: Params):
 
 def _prepare(params: Params) -> tuple[Params, Array]:
     validate(params)
-    dtype = _dtype(params)
-    params = Params(*[jnp.asarray(v, dtype) for v in params])
-    shapes = {jnp.shape(v) for v in params}
-    if shapes != {()}:
-        raise ValueError(
-            f"{MODEL}: the solvers take one parameter point (scalar leaves); vmap over a batch. "
-            f"Got leaf shapes {sorted(shapes)}"
-        )
-    return params, inputs_valid(params, DOMAIN)
-
-
-def _flag(status, valid):
-    return jnp.where(valid, status, jnp.int32(Status.INVALID_INPUT))
-
-
-def _first_failure(*statuses):
-    """The first non-SUCCESS status of a chain of solves (SUCCESS if all succeeded)."""
-    out = statuses[0]
-    for st in statuses[1:]:
-        out = jnp.where(out == Status.SUCCESS, st, out)
-    return out
+    return as_point(params, DOMAIN, MODEL)
 
 
 def _warm_start(theta, alpha, share):
@@ -256,7 +242,7 @@ def first_best(params: Params, *, solver: Newton = SOLVER, x0: Array | None = No
     y = eq.x
     w_s = welfare_cost(y[0], y[2], pr, 0)
     w_u = welfare_cost(y[1], y[3], pr, 1)
-    status = _flag(eq.status, valid)
+    status = flag_invalid(eq.status, valid)
     return FirstBest(
         y[0], y[1], y[2], y[3], w_s, w_u, pr.p * w_s + (1 - pr.p) * w_u,
         status == Status.SUCCESS, eq.residual, eq.iterations, status, assumptions_hold(pr),
@@ -330,7 +316,8 @@ def noncooperative(
         _nc_costs, (2, 1), (1, 1), _type_prior, x0, params, lower=0.0,
         x_scale=scale, solver=solver,
     )
-    return _noncooperative_result(pr, eq.x, eq.residual, eq.iterations, _flag(eq.status, valid))
+    status = flag_invalid(eq.status, valid)
+    return _noncooperative_result(pr, eq.x, eq.residual, eq.iterations, status)
 
 
 def _noncooperative_result(pr: Params, y, residual, iterations, status, xp=jnp):
@@ -576,8 +563,8 @@ def bargaining(
     c_r = jnp.where(interior, c_r, g_r)
     f_ss, f_su, gamma_ss, gamma_su, exists = _contract(pr, y, c_ss, c_su, (*t, c_r), tol)
 
-    gnp_status = _flag(gnp.status, valid)
-    status = _first_failure(nc.status, fb.status, gnp_status)
+    gnp_status = flag_invalid(gnp.status, valid)
+    status = first_failure(nc.status, fb.status, gnp_status)
     return Bargaining(
         y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
         nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
@@ -656,7 +643,7 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     c_su = jnp.where(exists, c_s, nc.t_su)
     c_r = jnp.where(exists, fb.W - c_s, nc.t_r)
     eq_status = jnp.where(exists, eq.status, jnp.int32(Status.SUCCESS))
-    status = _first_failure(_flag(_first_failure(nc.status, eq_status), valid), fb.status)
+    status = first_failure(flag_invalid(first_failure(nc.status, eq_status), valid), fb.status)
     return RobustBargaining(
         y[0], y[1], y[2], y[3], c_ss, c_su, c_r,
         nc.t_ss - c_ss, nc.t_su - c_su, nc.t_r - c_r,
@@ -770,7 +757,7 @@ def cost_comparison(params: Params, *, solver: Newton = SOLVER) -> CostCompariso
     def pct(w):
         return jnp.where(w_nc > 0, 100.0 * (w_nc - w) / safe, 0.0)
 
-    status = _first_failure(nc.status, fb.status, hsn.status, rob.status)
+    status = first_failure(nc.status, fb.status, hsn.status, rob.status)
     return CostComparison(
         w_nc, fb.W, w_hsn, w_rob, pct(w_hsn), pct(w_rob), pct(fb.W),
         hsn.contract_exists, hsn.interior, rob.contract_exists,

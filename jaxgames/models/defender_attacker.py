@@ -85,7 +85,13 @@ import numpy as np
 
 from jaxgames._games import best_response
 from jaxgames._solver import Newton, Status, solve_mcp
-from jaxgames._validation import Interval, check_domain, inputs_valid
+from jaxgames._validation import (
+    Interval,
+    as_point,
+    check_domain,
+    first_failure,
+    flag_invalid,
+)
 
 Array = jax.Array
 
@@ -222,10 +228,6 @@ UNITS = {
 _PARAM_DOMAIN = {k: v for k, v in DOMAIN.items() if k in Params._fields}
 
 
-def _numeric_fields(p) -> tuple[str, ...]:
-    return tuple(f for f in p._fields if not f.startswith("law_"))
-
-
 def validate(params: Params) -> None:
     """Raise ``ValueError`` naming the parameter if a concrete input is outside its domain."""
     if not isinstance(params, Params):
@@ -240,25 +242,7 @@ def validate(params: Params) -> None:
 
 def _prepare(params: Params) -> tuple[Params, Array]:
     validate(params)
-    numeric = _numeric_fields(params)
-    dtype = jnp.result_type(*[jnp.asarray(getattr(params, f)) for f in numeric], float)
-    params = params._replace(**{f: jnp.asarray(getattr(params, f), dtype) for f in numeric})
-    shapes = {jnp.shape(getattr(params, f)) for f in numeric}
-    if shapes != {()}:
-        raise ValueError(f"{MODEL}: the solvers take one parameter point (scalar leaves); vmap "
-                         f"over a batch. Got leaf shapes {sorted(shapes)}")
-    return params, inputs_valid(params, _PARAM_DOMAIN)
-
-
-def _flag(status, valid):
-    return jnp.where(valid, status, jnp.int32(Status.INVALID_INPUT))
-
-
-def _first_failure(*statuses):
-    out = statuses[0]
-    for st in statuses[1:]:
-        out = jnp.where(out == Status.SUCCESS, st, out)
-    return out
+    return as_point(params, _PARAM_DOMAIN, MODEL)
 
 
 # ----------------------------------------------------------------------------- expectations
@@ -294,12 +278,12 @@ def quadrature_moments(nodes, weights, c, xp=jnp):
             (weights * xp.maximum(nodes - c, 0.0)).sum(-1))
 
 
-def _law_moments(mean, spread, law: Quadrature | None, c):
+def _law_moments(mean, spread, law: Quadrature | None, c, xp=jnp):
     if law is None:
-        return uniform_moments(mean * (1.0 - spread), 2.0 * mean * spread, c)
-    dtype = jnp.result_type(mean)
-    nodes = mean * jnp.asarray(law.nodes, dtype)
-    return quadrature_moments(nodes, jnp.asarray(law.weights, dtype), c)
+        return uniform_moments(mean * (1.0 - spread), 2.0 * mean * spread, c, xp=xp)
+    dtype = xp.result_type(mean)
+    nodes = mean * xp.asarray(law.nodes, dtype)
+    return quadrature_moments(nodes, xp.asarray(law.weights, dtype), c, xp=xp)
 
 
 def _law_support(mean, spread, law: Quadrature | None):
@@ -332,32 +316,32 @@ class Days(NamedTuple):
     H: Array
 
 
-def _cap(pr: Params):
+def _cap(pr: Params, xp=jnp):
     """A length beyond every support: inventory cover beyond it changes nothing but ``H``."""
     _, l_hi = _law_support(pr.E_L, pr.c_L, pr.law_L)
     _, d_hi = _law_support(pr.E_D, pr.c_D, pr.law_D)
-    return jnp.maximum(l_hi, d_hi)
+    return xp.maximum(l_hi, d_hi)
 
 
-def _days(pr: Params, k, r, I, c):
+def _days(pr: Params, k, r, I, c, xp=jnp):
     """``A, B, H`` for days of cover ``c = I / r`` (``c`` at or above every support for
-    ``r = 0``); ``k`` is 0 or 1."""
-    c = jnp.minimum(c, _cap(pr))
-    l_m1, l_m2, l_ex = _law_moments(pr.E_L, pr.c_L, pr.law_L, c)
-    d_m1, _, d_ex = _law_moments(pr.E_D, pr.c_D, pr.law_D, c)
+    ``r = 0``); ``k`` is 0 or 1. ``xp``: ``jax.numpy`` or ``numpy`` (the oracles)."""
+    c = xp.minimum(c, _cap(pr, xp))
+    l_m1, l_m2, l_ex = _law_moments(pr.E_L, pr.c_L, pr.law_L, c, xp)
+    d_m1, _, d_ex = _law_moments(pr.E_D, pr.c_D, pr.law_D, c, xp)
     backup = k == 1
-    a = pr.E_X + jnp.where(backup, pr.E_L - pr.E_D + d_m1, l_m1)
-    b = jnp.where(backup, d_ex, l_ex)
+    a = pr.E_X + xp.where(backup, pr.E_L - pr.E_D + d_m1, l_m1)
+    b = xp.where(backup, d_ex, l_ex)
     # E[int_0^L (I - r z)^+ dz] = E[I min(L, c) - r min(L, c)^2 / 2]
     h = I * pr.E_X + I * l_m1 - 0.5 * r * l_m2
     return Days(a, b, h)
 
 
-def _cover(r, I, cap):
+def _cover(r, I, cap, xp=jnp):
     """Days of cover ``I / r``; at ``r = 0`` its limit ``r -> 0^+``: unbounded (``cap``) for
     ``I > 0`` and 0 for ``I = 0``."""
     pos = r > 0
-    return jnp.where(pos, I / jnp.where(pos, r, 1.0), jnp.where(I > 0, cap, 0.0))
+    return xp.where(pos, I / xp.where(pos, r, 1.0), xp.where(I > 0, cap, 0.0))
 
 
 def contest_days(params: Params, r, k, I) -> Days:
@@ -379,11 +363,11 @@ class Payoffs(NamedTuple):
     u_T: Array
 
 
-def _payoffs(pr: Params, r, k, I, R, days: Days) -> Payoffs:
+def _payoffs(pr: Params, r, k, I, R, days: Days, xp=jnp) -> Payoffs:
     a, b, h = days
     # Contest success function r / (r + R), with its r -> 0 limit (the attacker wins).
     pos = r > 0
-    share_g = jnp.where(pos, r / jnp.where(pos, r + R, 1.0), 0.0)
+    share_g = xp.where(pos, r / xp.where(pos, r + R, 1.0), 0.0)
     share_t = 1.0 - share_g
     u_g = (pr.v * share_g - pr.gamma_G * r) * a - k * r * _backup_cost(pr) - pr.h * h \
         - pr.m * r * b
@@ -482,7 +466,7 @@ def attacker_best_response(params: Params, r, k, I, *,
     days = _days(pr, k, r, I, _cover(r, I, _cap(pr)))
     sol = _follower(pr, r, k, I, days, bounded=True, solver=solver)
     R = sol.value[0]
-    status = _flag(sol.status, valid)
+    status = flag_invalid(sol.status, valid)
     return BestResponse(R, _payoffs(pr, r, k, I, R, days).u_T, status == Status.SUCCESS,
                         sol.residual, sol.iterations, status)
 
@@ -501,29 +485,14 @@ def attacker_best_response_closed_form(params: Params, r, k, I, xp: types.Module
 
 
 def _days_xp(pr: Params, k, r, I, xp):
-    """``A, B, H`` for uniform laws in plain ``xp`` (NumPy oracle of :func:`_days`)."""
-    l_lo, l_hi = pr.E_L * (1 - pr.c_L), pr.E_L * (1 + pr.c_L)
-    d_lo, d_hi = pr.E_D * (1 - pr.c_D), pr.E_D * (1 + pr.c_D)
-    cap = xp.maximum(l_hi, d_hi)
-    pos = r > 0
-    c = xp.minimum(xp.where(pos, I / xp.where(pos, r, 1.0), xp.where(I > 0, cap, 0.0)), cap)
-    l_m1, l_m2, l_ex = uniform_moments(l_lo, l_hi - l_lo, c, xp=xp)
-    d_m1, _, d_ex = uniform_moments(d_lo, d_hi - d_lo, c, xp=xp)
-    a = pr.E_X + xp.where(k == 1, pr.E_L - pr.E_D + d_m1, l_m1)
-    b = xp.where(k == 1, d_ex, l_ex)
-    return a, b, I * pr.E_X + I * l_m1 - 0.5 * r * l_m2
+    """``A, B, H`` at strategies ``(r, k, I)`` in plain ``xp`` (the oracles' entry point)."""
+    return _days(pr, k, r, I, _cover(r, I, _cap(pr, xp), xp), xp)
 
 
 def payoffs_closed_form(params: Params, r, k, I, R, xp: types.ModuleType = jnp) -> Payoffs:
-    """``u_G, u_T`` in plain ``xp`` (uniform laws): the NumPy oracle of :func:`payoffs`."""
-    pr = params
-    a, b, h = _days_xp(pr, k, r, I, xp)
-    pos = r > 0
-    share_g = xp.where(pos, r / xp.where(pos, r + R, 1.0), 0.0)
-    u_g = (pr.v * share_g - pr.gamma_G * r) * a - k * r * _backup_cost(pr) - pr.h * h \
-        - pr.m * r * b
-    u_t = (pr.V * (1 - share_g) - pr.gamma_T * R) * a + (pr.V - pr.gamma_T * R) * b
-    return Payoffs(u_g, u_t)
+    """``u_G, u_T`` (10)-(11) in plain ``xp``, broadcasting: the NumPy oracle of
+    :func:`payoffs` (no validation, no solve)."""
+    return _payoffs(params, r, k, I, R, _days_xp(params, k, r, I, xp), xp)
 
 
 # ----------------------------------------------------------------------------- defender
@@ -645,10 +614,10 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     c_hi = jnp.where(inventory, jnp.maximum(c_max, 1e-6 * pr.E_L), 0.0)
     c_lo = _feasible_cover(pr, k, c_hi)
     c_grid = c_lo + (c_hi - c_lo) * jnp.linspace(0.0, 1.0, search.n_c, dtype=dt)
-    kinks = [x for x in (_law_kinks(pr.E_L, pr.law_L), _law_kinks(pr.E_D, pr.law_D))
+    nodes = [x for x in (_law_kinks(pr.E_L, pr.law_L), _law_kinks(pr.E_D, pr.law_D))
              if x is not None]
-    if kinks:
-        kinks = jnp.sort(jnp.clip(jnp.concatenate(kinks), c_lo, c_hi))
+    kinks = jnp.sort(jnp.clip(jnp.concatenate(nodes), c_lo, c_hi)) if nodes else None
+    if kinks is not None:
         c_grid = jnp.sort(jnp.concatenate([c_grid, kinks]))
 
     def inner(c):
@@ -709,7 +678,7 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     c0 = jax.vmap(golden)(idx)
     _, s0 = jax.vmap(inner)(c0)
     c_scale = jnp.where(c_hi > 0, c_hi, 1.0)
-    if isinstance(kinks, list):
+    if kinks is None:
         # Uniform/deterministic laws: the payoff is C^1 in c on the whole box.
         lo_c = jnp.full_like(c0, c_lo)
         hi_c = jnp.full_like(c0, c_hi)
@@ -859,9 +828,9 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     pay = _payoffs(pr, r, k, I, R, days)
     # A failed subproblem might have held the optimum: then no answer is certified.
     others = [subs.status[keys.index(key)] for key in allowed]
-    status = _first_failure(best.status, jnp.where(is_corner, jnp.int32(Status.SUCCESS),
+    status = first_failure(best.status, jnp.where(is_corner, jnp.int32(Status.SUCCESS),
                                                    br.status), *others)
-    status = _flag(status, valid)
+    status = flag_invalid(status, valid)
     return Equilibrium(
         r, k.astype(jnp.int32), I, R, pay.u_G, pay.u_T, classify(r, k, I, R), c,
         status == Status.SUCCESS, best.residual, iterations + br.iterations, status,
@@ -936,7 +905,7 @@ def compare_mechanisms(params: Params, *, search: Search = SEARCH, solver: Newto
     keys = _ALLOWED["combined"]
     subs = _solve_subproblems(pr, keys, search, solver, follower_solver)
     eq = {m: _select(pr, subs, keys, _ALLOWED[m], valid, follower_solver) for m in MECHANISMS}
-    status = _first_failure(*(eq[m].status for m in MECHANISMS))
+    status = first_failure(*(eq[m].status for m in MECHANISMS))
     return Mechanisms(
         *(eq[m].u_G for m in MECHANISMS), *(eq[m].r for m in MECHANISMS),
         eq["inventory"].I, eq["combined"].I, eq["backup"].k, eq["combined"].k,
