@@ -36,7 +36,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgames._linalg import jacobian_columns, linear_solve, matvec, small_solve, vall, vmax, vsum
+from jaxgames._linalg import (
+    ball,
+    bdot,
+    bjacobian,
+    bmatvec,
+    bmax,
+    brmatvec,
+    bsolve,
+    bwhere,
+    jacobian_columns,
+    join,
+    linear_solve,
+    split,
+)
 
 Array = jax.Array
 PyTree = Any
@@ -263,49 +276,72 @@ def _scaled_residual(fn, pattern, xi, args, lower, upper, x_scale, f_scale):
     return complementarity_residual(f, xi, lower / x_scale, upper / x_scale, pattern)
 
 
+def _block_residual(f, xi, lo, up, pattern):
+    """``Phi`` on block vectors (see ``_linalg``): per scalar, or for one array block."""
+    if xi[0].ndim != 0:
+        return (complementarity_residual(f[0], xi[0], lo[0], up[0], pattern),)
+    if pattern is None:
+        return tuple(complementarity_residual(*a) for a in zip(f, xi, lo, up, strict=True))
+    return tuple(_component_residual(k, *a) for k, *a in zip(pattern, f, xi, lo, up, strict=True))
+
+
 def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
+    # Vectors are tuples of blocks (n scalars for small n, see _linalg): under vmap every
+    # operation of a Newton step is then elementwise over the batch and fuses.
     args, lower, upper, x_scale, f_scale = inputs
     tol = solver.tolerance(x0.dtype)
     xtol = solver.step_tolerance(x0.dtype)
     loose = tol**0.5
+    xs, fs = split(x_scale), split(f_scale)
+    lo = tuple(v / s for v, s in zip(split(lower), xs, strict=True))
+    up = tuple(v / s for v, s in zip(split(upper), xs, strict=True))
+
+    def add(a, b, t=None):
+        return tuple(u + v if t is None else u + t * v for u, v in zip(a, b, strict=True))
 
     def phi(xi):
-        return _scaled_residual(fn, pattern, xi, args, lower, upper, x_scale, f_scale)
+        f = split(fn(join(tuple(v * s for v, s in zip(xi, xs, strict=True))), args))
+        return _block_residual(tuple(v / s for v, s in zip(f, fs, strict=True)), xi, lo, up,
+                               pattern)
+
+    def phi_and_jac(xi):
+        return bjacobian(phi, xi)
 
     def merit(r):
-        m = 0.5 * vsum(r * r)
+        m = 0.5 * bdot(r, r)
         return jnp.where(jnp.isfinite(m), m, jnp.inf)
 
     def norm(r):
-        return vmax(jnp.abs(r))
+        return bmax(tuple(jnp.abs(v) for v in r))
 
-    def phi_and_jac(xi):
-        return jacobian_columns(phi, xi)
+    def cap(d):
+        if solver.max_step is None:
+            return d
+        big = norm(d)
+        c = jnp.minimum(1.0, solver.max_step / jnp.where(big > 0, big, 1.0))
+        return tuple(v * c for v in d)
 
     def newton_direction(r, jac):
-        d, ok = small_solve(jac, -r)
-        if solver.max_step is not None:
-            big = vmax(jnp.abs(d))
-            d = d * jnp.minimum(1.0, solver.max_step / jnp.where(big > 0, big, 1.0))
-        return d, ok
+        d, ok = bsolve(jac, tuple(-v for v in r))
+        return cap(d), ok
 
-    xi0 = x0 / x_scale
+    def finite(v):
+        return ball(tuple(jnp.isfinite(b) for b in v))
+
+    xi0 = tuple(v / s for v, s in zip(split(x0), xs, strict=True))
     r0, jac0 = phi_and_jac(xi0)
-    finite0 = vall(jnp.isfinite(r0)) & vall(jnp.isfinite(xi0))
+    finite0 = finite(r0) & finite(xi0)
     it0 = jnp.int32(0)
     # Fast phase: unrolled full Newton steps, each kept only if it decreases the merit
     # function by the Armijo factor at t = 1 (Newton slope is -2 * merit).
     for step in range(min(solver.fast_steps, solver.max_steps)):
         active = finite0 & ((norm(r0) > tol) | (step == 0))
         d, ok = newton_direction(r0, jac0)
-        trial = xi0 + jnp.where(ok, d, 0.0)
+        trial = bwhere(ok, add(xi0, d), xi0)
         r1, jac1 = phi_and_jac(trial)
-        m0 = merit(r0)
-        slope = vsum(r0 * matvec(jac0, d))
-        accept = active & ok & (merit(r1) <= m0 + solver.armijo * slope)
-        xi0 = jnp.where(accept, trial, xi0)
-        r0 = jnp.where(accept, r1, r0)
-        jac0 = jnp.where(accept, jac1, jac0)
+        slope = bdot(r0, bmatvec(jac0, d))
+        accept = active & ok & (merit(r1) <= merit(r0) + solver.armijo * slope)
+        xi0, r0, jac0 = bwhere(accept, (trial, r1, jac1), (xi0, r0, jac0))
         it0 = it0 + active.astype(jnp.int32)
     status0 = jnp.where(finite0, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.NONFINITE))
     if solver.fast_steps > 0:
@@ -315,7 +351,7 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     # start within 1000 eps in float32 can still be 1e-3 off in relative terms).
 
     def cond(state):
-        _, _, it, status = state
+        *_, it, status = state
         return (status == Status.MAX_STEPS) & (it < solver.max_steps)
 
     def body(state):
@@ -323,21 +359,19 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         # Under vmap the loop runs until the last lane finishes; finished lanes must not keep
         # the batched line search backtracking (their Armijo test fails on round-off).
         active = status_in == Status.MAX_STEPS
+        # The Jacobian is evaluated here, not carried from the previous trial point: the
+        # last trial of the fast phase then needs only Phi (XLA drops its Jacobian), and the
+        # loop state stays small.
         _, jac = phi_and_jac(xi)
-        grad = matvec(jac.T, r)  # gradient of the merit function
+        grad = brmatvec(jac, r)  # gradient of the merit function
         d, ok = newton_direction(r, jac)
         # Fall back to steepest descent when the Newton system is singular or the Newton
         # direction is not a descent direction for the merit function.
-        use_newton = ok & (vsum(grad * jnp.where(ok, d, 0.0)) < 0)
-        at_root = (use_newton & (vmax(jnp.abs(d)) <= xtol * (1.0 + vmax(jnp.abs(xi))))
-                   & (norm(r) <= loose))
-        g = -grad
-        if solver.max_step is not None:
-            big = vmax(jnp.abs(g))
-            g = g * jnp.minimum(1.0, solver.max_step / jnp.where(big > 0, big, 1.0))
-        d = jnp.where(use_newton, d, g)
+        use_newton = ok & (bdot(grad, tuple(jnp.where(ok, v, 0.0) for v in d)) < 0)
+        at_root = (use_newton & (norm(d) <= xtol * (1.0 + norm(xi))) & (norm(r) <= loose))
+        d = bwhere(use_newton, d, cap(tuple(-g for g in grad)))
         m0 = merit(r)
-        slope = vsum(grad * d)
+        slope = bdot(grad, d)
 
         def ls_cond(ls):
             t, r_trial, m_new, k = ls
@@ -350,28 +384,33 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         def ls_body(ls):
             t, _, _, k = ls
             t = 0.5 * t
-            r_new = phi(xi + t * d)
+            r_new = phi(add(xi, d, t))
             return t, r_new, merit(r_new), k + 1
 
-        r1 = phi(xi + d)
+        r1 = phi(add(xi, d))
         t, r_new, m_new, _ = jax.lax.while_loop(
-            ls_cond, ls_body, (jnp.asarray(1.0, xi.dtype), r1, merit(r1), 0)
+            ls_cond, ls_body, (jnp.asarray(1.0, r1[0].dtype), r1, merit(r1), 0)
         )
         # A zero direction (stationary point of the merit function) is no progress.
         accepted = (((m_new <= m0 + solver.armijo * t * slope) & (slope < 0))
                     | ((norm(r_new) <= tol) & (m_new <= m0)))
-        xi_new = jnp.where(accepted, xi + t * d, xi)
-        r_new = jnp.where(accepted, r_new, r)
+        xi_new = bwhere(accepted, add(xi, d, t), xi)
+        r_new = bwhere(accepted, r_new, r)
         status = jnp.where(accepted, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.STAGNATED))
         status = jnp.where((norm(r_new) <= tol) | at_root, jnp.int32(Status.SUCCESS), status)
         return xi_new, r_new, it + 1, status
 
     xi, r, it, status = jax.lax.while_loop(cond, body, (xi0, r0, it0, status0))
-    finite = vall(jnp.isfinite(xi)) & vall(jnp.isfinite(r))
-    status = jnp.where(finite, status, jnp.int32(Status.NONFINITE))
+    status = jnp.where(finite(xi) & finite(r), status, jnp.int32(Status.NONFINITE))
     # Fischer-Burmeister solutions sit within the tolerance of the box, possibly just outside
-    # (-1e-9 for an investment of 0, say); report a point of the box.
-    x = jnp.clip(xi * x_scale, lower, upper)
+    # (-1e-9 for an investment of 0, say) or a denormal inside it. A component within the
+    # tolerance of a bound (in scaled units, the accuracy of the solve) is reported exactly at
+    # the bound, so boundary solutions come out as exact zeros, independent of how a batch
+    # was compiled; the rest is clipped to the box.
+    x = jnp.clip(join(tuple(
+        jnp.where(v - lo_i <= tol, lower_i, jnp.where(up_i - v <= tol, upper_i, v * s))
+        for v, s, lo_i, up_i, lower_i, upper_i in zip(
+            xi, xs, lo, up, split(lower), split(upper), strict=True))), lower, upper)
     return Solution(x, norm(r), it, status)
 
 
