@@ -51,10 +51,12 @@ PARAMS = ("f", "theta_ss", "theta_su", "theta_r", "alpha_ss", "alpha_su", "alpha
 TARGETS_CPU = {"engine_over_cf_numpy": 0.1, "engine_over_scipy_loop": 1000.0}
 TARGETS_GPU = {"engine_over_cf_jax": 0.2}
 
-DEFAULTS = {  # platform -> (n, chunk, n_diag)
-    "cpu": (1_000_000, 2**16, 2**16),
-    "gpu": (2**24, 2**22, 2**20),
+DEFAULTS = {  # platform -> (n, chunk sizes, n_diag)
+    "cpu": (1_000_000, (2**12, 2**14, 2**16), 2**14),
+    "gpu": (2**24, (2**20, 2**22), 2**20),
 }
+#: Methods that process the points in chunks (each is timed at every chunk size).
+VECTORISED = ("engine", "cf_jax", "cf_numpy", "optimistix", "sensitivity")
 #: The sensitivity matrices are checked on at most this many points (memory: 27 floats each).
 N_SENS_CHECK = 2**20
 
@@ -336,13 +338,35 @@ def _time_round_robin(methods: list[Timed], repeats: int) -> None:
             del out
 
 
+def _best_chunks(methods: list[Timed]) -> list[Timed]:
+    """One entry per method: the chunk size with the best time; all sizes kept in ``by_chunk``."""
+    best: dict[str, Timed] = {}
+    by_chunk: dict[str, dict] = {}
+    for m in methods:
+        if getattr(m, "chunk", None) is None:
+            best[m.key] = m
+            continue
+        by_chunk.setdefault(m.key, {})[m.chunk] = {
+            "best_s": min(m.times), "median_s": float(np.median(m.times)),
+            "eq_per_s_best": m.n / min(m.times), "first_call_s": m.first_call_s}
+        if m.key not in best or min(m.times) < min(best[m.key].times):
+            best[m.key] = m
+    for key, m in best.items():
+        m.by_chunk = by_chunk.get(key)
+    return list(best.values())
+
+
 def _summary(m: Timed) -> dict:
     best, med = min(m.times), float(np.median(m.times))
-    return {
+    out = {
         "label": m.label, "n": m.n, "times_s": m.times, "best_s": best, "median_s": med,
         "eq_per_s_best": m.n / best, "eq_per_s_median": m.n / med,
         "first_call_s": m.first_call_s,
     }
+    if getattr(m, "chunk", None) is not None:
+        out["chunk"] = m.chunk
+        out["by_chunk"] = m.by_chunk
+    return out
 
 
 # ----------------------------------------------------------------------------- one dtype
@@ -363,7 +387,7 @@ def run_one(args) -> dict:
     dev = jax.devices()[0]
     plat = "cpu" if dev.platform == "cpu" else "gpu"
     n = args.n or DEFAULTS[plat][0]
-    chunk = min(args.chunk or DEFAULTS[plat][1], n)
+    chunk_sizes = sorted({min(c, n) for c in (args.chunk or DEFAULTS[plat][1])})
     args.n_diag = min(DEFAULTS[plat][2] if args.n_diag is None else args.n_diag, n)
     dtype = np.float64 if args.dtype == "float64" else np.float32
     tol = 1000.0 * float(np.finfo(dtype).eps)  # the engine's default tolerance rule
@@ -383,12 +407,12 @@ def run_one(args) -> dict:
           f"reference vs cancellation-free closed form: max rel diff {ref_self_err.max():.2e}",
           flush=True)
 
-    np_chunks = _chunks(params64, n, chunk, dtype)
-    dev_chunks = [jax.device_put(bk.Params(*c)) for c in np_chunks]
+    np_chunks = {c: _chunks(params64, n, c, dtype) for c in chunk_sizes}
+    dev_chunks = {c: [jax.device_put(bk.Params(*b)) for b in np_chunks[c]] for c in chunk_sizes}
 
-    def jax_runner(fn):
+    def jax_runner(fn, chunk):
         def run():
-            outs = [fn(c) for c in dev_chunks]
+            outs = [fn(c) for c in dev_chunks[chunk]]
             jax.block_until_ready(outs)
             return outs
         return run
@@ -418,8 +442,10 @@ def run_one(args) -> dict:
     sens = jax.jit(jax.vmap(
         lambda p: jaxgames.jacobian(bk.noncooperative, p, outputs=list(OUTPUTS))))
 
-    def run_cf_numpy():
-        return [bk.noncooperative_closed_form(bk.Params(*c), np) for c in np_chunks]
+    def cf_numpy_runner(chunk):
+        def run():
+            return [bk.noncooperative_closed_form(bk.Params(*c), np) for c in np_chunks[chunk]]
+        return run
 
     n_loop = min(args.n_loop, n)
     # The loop always runs in float64 (at the dtype-rounded points, like the reference).
@@ -435,27 +461,36 @@ def run_one(args) -> dict:
         ok = np.concatenate([  # every entry finite, all points
             np.all([np.isfinite(np.asarray(o[a][b])) for a in OUTPUTS for b in PARAMS], axis=0)
             for o in outs])[:n]
-        head = outs[: math.ceil(n_sens / chunk)]
+        head = outs[: math.ceil(n_sens / outs[0][OUTPUTS[0]][PARAMS[0]].shape[0])]
         jac = np.stack([
             np.stack([np.concatenate([np.asarray(o[a][b]) for o in head])[:n_sens]
                       for b in PARAMS], axis=1)
             for a in OUTPUTS], axis=1)  # (n_sens, 3, 9)
         return {"jac": jac, "ok": ok}
 
-    methods = [
-        Timed("engine", "engine jit(vmap(noncooperative))", n, jax_runner(engine), collect_nc),
-        Timed("cf_jax", "closed form, jit(vmap) JAX", n, jax_runner(cf_jax), collect_cf),
-        Timed("cf_numpy", "closed form, NumPy arrays", n, run_cf_numpy, collect_cf),
-        Timed("scipy_loop", "scipy.optimize.root hybr loop", n_loop,
-              lambda: _scipy_loop(loop_points, scipy_tol), collect_scipy),
-        Timed("optimistix", "optimistix.Newton jit(vmap)", n, jax_runner(optx_fn),
-              collect_tuple),
-        Timed("sensitivity", "engine + dy*/dtheta (3x9) jit(vmap)", n, jax_runner(sens),
-              collect_sens),
-    ]
+    vectorised = {
+        "engine": ("engine jit(vmap(noncooperative))", lambda c: jax_runner(engine, c),
+                   collect_nc),
+        "cf_jax": ("closed form, jit(vmap) JAX", lambda c: jax_runner(cf_jax, c), collect_cf),
+        "cf_numpy": ("closed form, NumPy arrays", cf_numpy_runner, collect_cf),
+        "optimistix": ("optimistix.Newton jit(vmap)", lambda c: jax_runner(optx_fn, c),
+                       collect_tuple),
+        "sensitivity": ("engine + dy*/dtheta (3x9) jit(vmap)", lambda c: jax_runner(sens, c),
+                        collect_sens),
+    }
+    # Every vectorised method runs at every chunk size and is reported at its own best one:
+    # on a CPU the best size depends on how much of a method's working set stays in cache.
+    methods = [Timed("scipy_loop", "scipy.optimize.root hybr loop", n_loop,
+                     lambda: _scipy_loop(loop_points, scipy_tol), collect_scipy)]
+    for key, (label, runner, collect) in vectorised.items():
+        for c in chunk_sizes:
+            m = Timed(key, label, n, runner(c), collect)
+            m.chunk = c
+            methods.append(m)
     if args.skip:
         methods = [m for m in methods if m.key not in args.skip]
     _time_round_robin(methods, args.repeats)
+    methods = _best_chunks(methods)
 
     # --- accuracy
     results = {}
@@ -512,7 +547,8 @@ def run_one(args) -> dict:
         "versions": {m: _version(m) for m in
                      ("jax", "jaxlib", "numpy", "scipy", "optimistix", "equinox", "jaxgames")},
         "setup": {
-            "n": n, "n_loop": n_loop, "chunk": chunk, "repeats": args.repeats,
+            "n": n, "n_loop": n_loop, "chunk_sizes": chunk_sizes, "repeats": args.repeats,
+            "chunk_rule": "each vectorised method is reported at its best chunk size",
             "seed": args.seed, "margin": args.margin, "acceptance": acceptance,
             "statistic": "best of repeats (round-robin); median also reported",
             "engine_tolerance": tol, "optimistix_tol": tol, "scipy_tol": scipy_tol,
@@ -680,15 +716,16 @@ def _print_report(rep: dict) -> None:
     print()
     print(f"Bakshi-Kleindorfer non-cooperative equilibrium -- {rep['dtype']} on "
           f"{mach['jax_platform']} ({mach['device_kind']}, {mach['cpu_model']}, "
-          f"{mach['cpu_count']} cores), n={st['n']}, chunk={st['chunk']}, "
+          f"{mach['cpu_count']} cores), n={st['n']}, chunk sizes {st['chunk_sizes']} (each "
+          f"method at its best), "
           f"repeats={st['repeats']}, statistic: best (median in JSON)")
-    head = (f"{'method':38s} {'n':>9s} {'best s':>9s} {'median s':>9s} {'eq/s':>10s} "
+    head = (f"{'method':38s} {'chunk':>6s} {'n':>9s} {'best s':>9s} {'median s':>9s} {'eq/s':>10s} "
             f"{'conv %':>7s} {'max rel err':>11s} {'p99 rel':>9s} {'vs stable':>9s} "
             f"{'1st call s':>10s}")
     print(head)
     print("-" * len(head))
     for r in rep["methods"].values():
-        print(f"{r['label']:38s} {r['n']:9d} {_fmt(r['best_s']):>9s} "
+        print(f"{r['label']:38s} {r.get('chunk', '-')!s:>6s} {r['n']:9d} {_fmt(r['best_s']):>9s} "
               f"{_fmt(r['median_s']):>9s} {_fmt(r['eq_per_s_best']):>10s} "
               f"{100 * r['converged_share']:7.2f} {_fmt(r.get('max_rel_err')):>11s} "
               f"{_fmt(r.get('p99_rel_err')):>9s} {_fmt(r.get('max_rel_err_vs_stable_cf')):>9s} "
@@ -741,8 +778,10 @@ def parse_args(argv=None):
     ap.add_argument("--n-loop", type=int, default=500, help="points for the scipy loop")
     ap.add_argument("--n-diag", type=int, default=None,
                     help="points for the diagnostics (default 2^16 CPU, 2^20 GPU)")
-    ap.add_argument("--chunk", type=int, default=None,
-                    help="points per call of a vectorised method (default 2^16 CPU, 2^22 GPU)")
+    ap.add_argument("--chunk", type=int, nargs="+", default=None,
+                    help="points per call of a vectorised method; several sizes are each timed "
+                         "and every method is reported at its best (default 2^12 2^14 2^16 "
+                         "CPU, 2^20 2^22 GPU)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=20090601)
     ap.add_argument("--margin", type=float, default=0.1,

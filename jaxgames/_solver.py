@@ -102,7 +102,10 @@ class Newton:
             globalised loop then only runs while some lane of a batch still needs it. Unrolled
             code lets XLA fuse the whole solve into a few kernels (no per-iteration loop
             overhead), which is what makes large vmapped batches fast. Fast steps count
-            towards ``max_steps``.
+            towards ``max_steps``. Either an int, or pairs ``((dtype name, steps), ...)`` for
+            a count per working dtype (a warm start may meet float32's tolerance after one
+            step but need two for float64's; an unneeded step still costs every lane of a
+            batch). Dtypes not listed get 0.
         xtol: a second convergence test, on the Newton step: the point is accepted when the
             full Newton step is below ``xtol * (1 + max|x / x_scale|)`` (the step estimates the
             distance to the root) and the residual is below ``sqrt(atol)``. It certifies
@@ -115,8 +118,19 @@ class Newton:
     max_step: float | None = None
     armijo: float = 1e-4
     max_backtracks: int = 30
-    fast_steps: int = 0
+    fast_steps: int | tuple[tuple[str, int], ...] = 0
     xtol: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.fast_steps, int):
+            object.__setattr__(self, "fast_steps",
+                               tuple((str(k), int(v)) for k, v in self.fast_steps))
+
+    def fast_steps_for(self, dtype) -> int:
+        """Unrolled fast steps for the working ``dtype`` (see ``fast_steps``)."""
+        if isinstance(self.fast_steps, int):
+            return self.fast_steps
+        return dict(self.fast_steps).get(jnp.dtype(dtype).name, 0)
 
     def tolerance(self, dtype) -> float:
         return self.atol if self.atol is not None else 100.0 * float(jnp.finfo(dtype).eps)
@@ -334,7 +348,8 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     it0 = jnp.int32(0)
     # Fast phase: unrolled full Newton steps, each kept only if it decreases the merit
     # function by the Armijo factor at t = 1 (Newton slope is -2 * merit).
-    for step in range(min(solver.fast_steps, solver.max_steps)):
+    fast_steps = solver.fast_steps_for(x0.dtype)
+    for step in range(min(fast_steps, solver.max_steps)):
         active = finite0 & ((norm(r0) > tol) | (step == 0))
         d, ok = newton_direction(r0, jac0)
         trial = bwhere(ok, add(xi0, d), xi0)
@@ -344,7 +359,7 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         xi0, r0, jac0 = bwhere(accept, (trial, r1, jac1), (xi0, r0, jac0))
         it0 = it0 + active.astype(jnp.int32)
     status0 = jnp.where(finite0, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.NONFINITE))
-    if solver.fast_steps > 0:
+    if fast_steps > 0:
         status0 = jnp.where(norm(r0) <= tol, jnp.int32(Status.SUCCESS), status0)
     # else: at least one Newton step, even from a point already within the tolerance: the
     # step costs little and makes the answer as accurate as the arithmetic allows (a warm

@@ -874,3 +874,25 @@ def test_fast_steps_reach_the_same_solution_and_count_iterations():
     far = solve_mcp(atan, jnp.array([20.0]), jnp.array([1.0]), solver=Newton(fast_steps=4))
     assert bool(far.converged)
     np.testing.assert_allclose(np.asarray(far.value), [1.0], atol=1e-12)
+
+
+def test_fast_steps_per_dtype():
+    """``fast_steps`` as ``((dtype, steps), ...)`` picks the count of the working dtype (0 for
+    dtypes not listed); the solve agrees with the plain loop either way."""
+    per_dtype = Newton(fast_steps=[("float32", 1), ("float64", 3)])
+    assert per_dtype.fast_steps == (("float32", 1), ("float64", 3))  # hashable for jit
+    hash(per_dtype)
+    assert per_dtype.fast_steps_for(jnp.float64) == 3
+    assert per_dtype.fast_steps_for(np.dtype("float32")) == 1
+    assert per_dtype.fast_steps_for(jnp.float16) == 0
+    assert Newton(fast_steps=2).fast_steps_for(jnp.float32) == 2
+
+    def fn(x, a):
+        return jnp.stack([x[0] ** 3 + x[1] - a[0], x[1] - jnp.exp(-x[0]) - a[1]])
+
+    a = jnp.array([2.0, 0.5])
+    plain = solve_mcp(fn, jnp.array([1.0, 1.0]), a, solver=Newton())
+    fast = jax.jit(lambda a: solve_mcp(fn, jnp.array([1.0, 1.0]), a, solver=per_dtype))(a)
+    assert bool(fast.converged)
+    np.testing.assert_allclose(np.asarray(fast.value), np.asarray(plain.value), rtol=1e-13)
+    assert int(fast.iterations) == int(plain.iterations)
