@@ -316,8 +316,10 @@ def _hand_newton(q, tol: float, max_steps: int = 60):
 class Timed:
     """A method to time: ``run()`` does the whole batch and blocks; ``collect(out)`` -> dict."""
 
-    def __init__(self, key, label, n, run, collect):
+    def __init__(self, key, label, n, run, collect, chunk=None):
         self.key, self.label, self.n, self.run, self.collect = key, label, n, run, collect
+        self.chunk = chunk  # points per call (None: not chunked)
+        self.by_chunk: dict | None = None  # after _best_chunks: timings at every chunk size
         self.times: list[float] = []
         self.first_call_s = float("nan")
         self.result: dict = {}
@@ -343,7 +345,7 @@ def _best_chunks(methods: list[Timed]) -> list[Timed]:
     best: dict[str, Timed] = {}
     by_chunk: dict[str, dict] = {}
     for m in methods:
-        if getattr(m, "chunk", None) is None:
+        if m.chunk is None:
             best[m.key] = m
             continue
         by_chunk.setdefault(m.key, {})[m.chunk] = {
@@ -363,7 +365,7 @@ def _summary(m: Timed) -> dict:
         "eq_per_s_best": m.n / best, "eq_per_s_median": m.n / med,
         "first_call_s": m.first_call_s,
     }
-    if getattr(m, "chunk", None) is not None:
+    if m.chunk is not None:
         out["chunk"] = m.chunk
         out["by_chunk"] = m.by_chunk
     return out
@@ -484,9 +486,7 @@ def run_one(args) -> dict:
                      lambda: _scipy_loop(loop_points, scipy_tol), collect_scipy)]
     for key, (label, runner, collect) in vectorised.items():
         for c in chunk_sizes:
-            m = Timed(key, label, n, runner(c), collect)
-            m.chunk = c
-            methods.append(m)
+            methods.append(Timed(key, label, n, runner(c), collect, chunk=c))
     if args.skip:
         methods = [m for m in methods if m.key not in args.skip]
     _time_round_robin(methods, args.repeats)

@@ -34,22 +34,6 @@ def vsum(v: jax.Array) -> jax.Array:
     return functools.reduce(operator.add, [v[..., i] for i in range(n)])
 
 
-def vmax(v: jax.Array) -> jax.Array:
-    """Maximum of a short vector, unrolled for small sizes."""
-    n = v.shape[-1]
-    if not _unrolled(n):
-        return jnp.max(v, axis=-1)
-    return functools.reduce(jnp.maximum, [v[..., i] for i in range(n)])
-
-
-def vall(v: jax.Array) -> jax.Array:
-    """Logical and of a short boolean vector, unrolled for small sizes."""
-    n = v.shape[-1]
-    if not _unrolled(n):
-        return jnp.all(v, axis=-1)
-    return functools.reduce(operator.and_, [v[..., i] for i in range(n)])
-
-
 def matvec(a: jax.Array, x: jax.Array) -> jax.Array:
     """``a @ x`` for a small matrix, as scalar products and sums."""
     n = a.shape[-1]
