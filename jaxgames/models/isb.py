@@ -1,0 +1,621 @@
+r"""Information-security breaches in a reconfigurable three-tier supply chain: Durowoju, Chan,
+Wang & Akenroye (2020), *Supply chain redesign implications to information disruption impact*,
+Int. J. Prod. Econ. 107939 (an agent-based simulation).
+
+**Agents and structures** (source Figure 1). Three tiers -- retailers R, wholesalers W,
+manufacturers M -- with two slots each (agents R1, R2, W1, W2, M1, M2) and two demand streams.
+A structure is *routing data*: ``A_RW[i, j]``, the share of retailer i's orders sent to
+wholesaler j; ``A_WM[j, k]`` likewise; and an ``active`` mask.
+
+* ``S`` serial: ``A_RW = A_WM = I`` (two independent chains);
+* ``WH`` merged wholesaler (W2 absent): both retailers order from W1, which splits each order
+  equally over M1 and M2;
+* ``MF`` merged manufacturer (M2 absent): each wholesaler orders from M1;
+* ``NT`` network: every retailer and wholesaler splits each order equally over both upstream
+  agents.
+
+All structures, policies and breach scenarios run in one compiled program: the structure, the
+policy and the breach profile are integer codes (:data:`CATEGORIES`) used as traced values
+(``jnp.take`` / ``jnp.where``), never Python branches.
+
+**Order of events in one day** (the source omits it; we follow the project's fixed reading,
+restated here). Every agent uses its state at the start of its step; ``tau_I = 1`` (an order sent
+on day t is received on t + 1), ``tau_T = 2`` (shipped on t, received on t + 2), ``tau_P = 3``
+(production started on t is finished on t + 3). Lead time in the reorder point:
+``LT = tau_I + tau_T`` for R and W, ``LT = tau_P`` for M.
+
+1. *Receive* shipments sent on ``t - tau_T`` (M: production started on ``t - tau_P``) into the
+   on-hand stock ``OH``; remove them from the on-order quantity ``OO``.
+2. *Incoming orders* per downstream link ``l``: a retailer's demand ``d[i, t]``, for W and M the
+   orders sent to them on ``t - tau_I``; ``O`` is their sum.
+3. *Ship*: link ``l`` is owed ``D[l] = BL[l] + o[l]``. If ``OH >= sum D`` all is shipped; else
+   ``OH`` is shared equally, each link capped at what it is owed and the cap's surplus going to
+   the other link (water-filling; source eq. (6): half of on-hand to each), and ``OH = 0``.
+   ``BL[l] = D[l] - ship[l]``.
+4. *Costs*: holding ``h OH``; backlog ``b sum BL`` plus a fixed shortage cost ``s_f`` for each
+   link that received a new order that day (``o[l] > 0``) and ends it short (``ship[l] < D[l]``).
+5. *Forecast*: ``O`` enters the moving window of the last ``W = 10`` daily incoming totals;
+   ``mu`` is its mean, ``sigma`` its sample standard deviation (ddof = 1).
+6. *Inventory position* ``IP = OH + OO - sum BL``.
+7. *Order* (source eqs. (1)-(4)): ``ROP = mu (LT + 1) + z sigma sqrt(LT + 1)``,
+   ``EOQ = sqrt(2 mu f (h + b) / (h b))`` (eq. (2)). If ``IP < ROP``:
+
+   * option I (order-up-to, eq. (1)): ``Q = ROP - IP``;
+   * option II (batch, eq. (3)): ``Q = n 2.2361 EOQ`` with ``n >= 1`` the smallest integer that
+     brings ``IP + Q`` to at least ``ROP`` (an (R, nQ) policy; ``batch_multiples=False``: one
+     batch, ``n = 1``); nothing if ``EOQ = 0``;
+   * option III (eq. (4)): ``Q = ROP + EOQ - IP``;
+
+   otherwise ``Q = 0``. ``OO += Q``; the ordering cost ``f`` is paid once if ``Q > 0``.
+8. *Send*: R and W split ``Q`` over their upstream agents by the routing matrix. A breached agent
+   holds its orders; on its first day out of breach it sends everything held plus that day's
+   order as one order per link (delayed, never lost). M adds ``Q`` to its production queue
+   (a breached M keeps it out of the queue until the breach ends) and starts
+   ``max(0, min(queue, cap - WIP))``, ``WIP`` the units started on days
+   ``t - tau_P + 1 ... t - 1`` (capacity is in use for the production lead time), ``cap`` the
+   total capacity (80) over the number of active manufacturers.
+
+**Demand** ``d[i, t] = max(0, demand_mean + demand_std eps[i, t])`` with ``eps`` standard normal,
+drawn from ``jax.random.fold_in(key, t)``: ``eps[i, t]`` depends only on the key, the retailer
+and the day (not on the scenario or the horizon), which gives common random numbers across
+scenarios. An explicit ``(days, 2)`` demand array replaces the draws.
+
+**Initial state.** Backlogs 0, pipelines and queues empty, ``OO = 0``; the window is filled with
+the agent's expected daily incoming total ``mu0`` (``demand_mean`` per demand stream routed to
+it: S 10/10/10, WH 10/20/10, MF 10/10/20, NT 10/10/10 for R/W/M) and ``OH = mu0 (LT + 1)``.
+
+**Breaches** (source Table 1), deterministic: an agent of the breach mask (default: both
+retailers) is breached on day t iff ``t >= offset`` and ``(t - offset) mod period < duration``.
+Profiles ``none``; ``BP1`` (period 90, duration 1, offset 45); ``BP2`` (7, 1, 3); ``BP3``
+(90, 5, 45); ``custom`` uses the numeric parameters ``period, duration, offset``.
+
+**Outputs** are daily averages over days ``warmup .. days - 1`` (100..799): per agent holding,
+backlog (incl. ``s_f``), ordering and total cost, ordering rate (share of days with ``Q > 0``)
+and effective average order quantity (mean ``Q`` over ordering days); tier means over the tier's
+active agents (source assumption); chain totals over all active agents.
+
+**Gap decisions** (MODELS.md §4 of the project, restated):
+
+* ``s_f`` is charged once per link and day on which a new order arrives and the link ends the
+  day short; old backlog on a day without a new order costs only ``b`` per unit.
+* A breached agent still runs steps 1-7: it decides ``Q``, pays ``f`` that day, and its
+  ordering rate and order quantity count the decided ``Q``, not the combined released order.
+* ``f`` is paid once per agent-day with ``Q > 0``, however many upstream agents share it.
+* A day without incoming orders adds 0 to the window. If ``mu = 0``, ``EOQ = 0`` and option II
+  orders nothing.
+* Tier means of the order quantity ignore agents that never ordered.
+
+**Our decisions where the section leaves room** (tested in ``tests/test_isb.py``):
+
+* ``mu0`` uses the ``demand_mean`` parameter (10 by default), not ``E[max(0, d)]``.
+* Absent agents (W2 in WH, M2 in MF) have every per-agent output NaN and ``active = False``; an
+  agent that never ordered has order quantity NaN (an undefined mean, not 0).
+* The window mean and variance are summed in window order (oldest first), so that a plain
+  Python reference reproduces every comparison ``IP < ROP`` exactly.
+* Breach parameters are real numbers of days; ``duration = 0`` is no breach.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgames._solver import Status
+from jaxgames._validation import Interval, check_domain, inputs_valid
+
+Array = jax.Array
+
+MODEL = "isb"
+
+AGENTS = ("R1", "R2", "W1", "W2", "M1", "M2")
+TIERS = ("R", "W", "M")
+STRUCTURES = ("S", "WH", "MF", "NT")
+POLICIES = ("I", "II", "III")
+BREACHES = ("none", "BP1", "BP2", "BP3", "custom")
+
+#: Categorical parameters: the Params leaf holds the index of the label.
+CATEGORIES = {"structure": STRUCTURES, "policy": POLICIES, "breach": BREACHES}
+
+#: Breach profiles of source Table 1: (period, duration, offset) in days. ``none`` has duration
+#: 0; ``custom`` (last) takes the numeric parameters.
+PROFILES = {"none": (1.0, 0.0, 0.0), "BP1": (90.0, 1.0, 45.0), "BP2": (7.0, 1.0, 3.0),
+            "BP3": (90.0, 5.0, 45.0)}
+
+_I2 = np.eye(2)
+_HALF = np.full((2, 2), 0.5)
+_TO_FIRST = np.array([[1.0, 0.0], [1.0, 0.0]])
+#: Routing data per structure (index = structure code): retailer -> wholesaler shares,
+#: wholesaler -> manufacturer shares, active agents (R1, R2, W1, W2, M1, M2).
+A_RW = np.stack([_I2, _TO_FIRST, _I2, _HALF])
+A_WM = np.stack([_I2, np.array([[0.5, 0.5], [0.0, 0.0]]), _TO_FIRST, _HALF])
+ACTIVE = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 1, 1], [1, 1, 1, 1, 1, 0],
+                   [1, 1, 1, 1, 1, 1]], dtype=bool)
+
+
+def code(name: str, label: str) -> int:
+    """The integer code of ``label`` of the categorical parameter ``name``."""
+    if name not in CATEGORIES:
+        raise ValueError(f"{MODEL}: {name!r} is not categorical; the categorical parameters are "
+                         f"{sorted(CATEGORIES)}")
+    if label not in CATEGORIES[name]:
+        raise ValueError(f"{MODEL}: {name}={label!r} is not one of {CATEGORIES[name]}")
+    return CATEGORIES[name].index(label)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Static settings: part of the compiled program, never swept.
+
+    ``days`` simulated, the first ``warmup`` excluded from the averages, the forecast
+    ``window``, the delays (days, each >= 1), the agents a breach hits, and whether option II
+    may order several batches (``batch_multiples``, see the module docstring).
+    """
+
+    days: int = 800
+    warmup: int = 100
+    window: int = 10
+    tau_I: int = 1
+    tau_T: int = 2
+    tau_P: int = 3
+    breach_mask: tuple[str, ...] = ("R1", "R2")
+    batch_multiples: bool = True
+
+    def __post_init__(self):
+        for name in ("days", "warmup", "window", "tau_I", "tau_T", "tau_P"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise TypeError(f"{MODEL}: setting {name} must be an integer, got {v!r}")
+        if self.days < 1:
+            raise ValueError(f"{MODEL}: setting days={self.days} must be >= 1")
+        if not 0 <= self.warmup < self.days:
+            raise ValueError(f"{MODEL}: setting warmup={self.warmup} must lie in "
+                             f"[0, days - 1] = [0, {self.days - 1}]")
+        if self.window < 2:
+            raise ValueError(f"{MODEL}: setting window={self.window} must be >= 2 (sample std)")
+        for name in ("tau_I", "tau_T", "tau_P"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{MODEL}: setting {name}={getattr(self, name)} must be >= 1 "
+                                 f"(every delay is at least one day)")
+        mask = tuple(self.breach_mask)
+        object.__setattr__(self, "breach_mask", mask)
+        bad = [a for a in mask if a not in AGENTS]
+        if bad:
+            raise ValueError(f"{MODEL}: setting breach_mask has unknown agents {bad}; the agents "
+                             f"are {AGENTS}")
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.array([a in self.breach_mask for a in AGENTS])
+
+    @property
+    def lead_times(self) -> np.ndarray:
+        lt = self.tau_I + self.tau_T
+        return np.array([lt, lt, lt, lt, self.tau_P, self.tau_P], dtype=float)
+
+
+class Params(NamedTuple):
+    """Parameters (defaults: MODELS.md §4; the source's own values where it gives them).
+
+    Numeric leaves may be swept; ``structure``, ``policy`` and ``breach`` are integer codes of
+    :data:`CATEGORIES` (see :func:`code` and :func:`make_params`); ``settings`` is static.
+    """
+
+    h: Array | float = 1.0  # holding cost per unit per day
+    b: Array | float = 5.0  # backlog cost per unit per day
+    f: Array | float = 1.0  # fixed ordering cost per order
+    s_f: Array | float = 10.0  # fixed shortage cost per order not filled in full that day
+    z: Array | float = 1.65  # safety factor of the reorder point
+    demand_mean: Array | float = 10.0  # mean daily demand per retailer (source: 10)
+    demand_std: Array | float = 2.0  # std of daily demand (source: 2; sensitivity 4)
+    capacity: Array | float = 80.0  # total manufacturer capacity (source: 80)
+    eoq_factor: Array | float = 2.2361  # batch multiplier of option II (source eq. (3))
+    period: Array | float = 90.0  # custom breach: days between breach starts
+    duration: Array | float = 5.0  # custom breach: days breached
+    offset: Array | float = 45.0  # custom breach: first breached day
+    structure: Array | int = 0  # code of S, WH, MF, NT
+    policy: Array | int = 0  # code of I, II, III
+    breach: Array | int = 0  # code of none, BP1, BP2, BP3, custom
+    settings: Settings = Settings()
+
+
+DEFAULT = Params()
+
+_POS = Interval(0.0, math.inf, lo_open=True)
+_NONNEG = Interval(0.0, math.inf)
+
+#: Allowed values. ``h, b > 0`` (the EOQ divides by ``h b``), ``period >= 1`` day.
+DOMAIN = {
+    "h": _POS, "b": _POS, "f": _NONNEG, "s_f": _NONNEG, "z": Interval(),
+    "demand_mean": _NONNEG, "demand_std": _NONNEG, "capacity": _POS, "eoq_factor": _POS,
+    "period": Interval(1.0, math.inf), "duration": _NONNEG, "offset": _NONNEG,
+    "structure": Interval(0, len(STRUCTURES) - 1), "policy": Interval(0, len(POLICIES) - 1),
+    "breach": Interval(0, len(BREACHES) - 1),
+}
+
+UNITS = {
+    "h": "$/(unit day)", "b": "$/(unit day)", "f": "$/order", "s_f": "$/order", "z": "1",
+    "demand_mean": "unit/day", "demand_std": "unit/day", "capacity": "unit",
+    "eoq_factor": "1", "period": "day", "duration": "day", "offset": "day",
+    "structure": "1", "policy": "1", "breach": "1",
+}
+
+_NUMERIC = ("h", "b", "f", "s_f", "z", "demand_mean", "demand_std", "capacity", "eoq_factor",
+            "period", "duration", "offset")
+_CODES = ("structure", "policy", "breach")
+
+
+def make_params(structure: str = "S", policy: str = "I", breach: str = "none", *,
+                settings: Settings | None = None, **numeric) -> Params:
+    """A :class:`Params` from labels, e.g. ``make_params("WH", "II", "BP3", demand_std=4.0)``."""
+    unknown = set(numeric) - set(_NUMERIC)
+    if unknown:
+        raise ValueError(f"{MODEL}: unknown parameters {sorted(unknown)}; the numeric "
+                         f"parameters are {_NUMERIC}")
+    return Params(**numeric, structure=code("structure", structure),
+                  policy=code("policy", policy), breach=code("breach", breach),
+                  settings=settings or Settings())
+
+
+def validate(params: Params) -> None:
+    """Raise ``ValueError`` naming the parameter if a concrete input is outside its domain."""
+    if not isinstance(params, Params):
+        raise TypeError(f"{MODEL}: expected a Params, got {type(params).__name__}")
+    if not isinstance(params.settings, Settings):
+        raise TypeError(f"{MODEL}: settings must be a Settings, got "
+                        f"{type(params.settings).__name__}")
+    check_domain(params, DOMAIN, MODEL)
+    for name in _CODES:
+        v = getattr(params, name)
+        if not isinstance(v, jax.core.Tracer):
+            arr = np.asarray(v)
+            if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
+                raise ValueError(f"{MODEL}: parameter {name} must be an integer code of "
+                                 f"{CATEGORIES[name]}, got {v!r}")
+
+
+def _prepare(params: Params) -> tuple[Params, Array]:
+    validate(params)
+    dtype = jnp.result_type(float)
+    params = params._replace(
+        **{k: jnp.asarray(getattr(params, k), dtype) for k in _NUMERIC},
+        **{k: jnp.asarray(getattr(params, k), jnp.int32) for k in _CODES})
+    shapes = {jnp.shape(getattr(params, k)) for k in (*_NUMERIC, *_CODES)}
+    if shapes != {()}:
+        raise ValueError(f"{MODEL}: simulate takes one parameter point (scalar leaves); vmap "
+                         f"over a batch. Got leaf shapes {sorted(shapes)}")
+    return params, inputs_valid(params, DOMAIN)
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class Result(NamedTuple):
+    """Daily averages over days ``warmup .. days - 1``. ``(6,)`` fields have dim ``agent``,
+    ``(3,)`` fields dim ``tier``; absent agents are NaN with ``active = False``."""
+
+    holding: Array  # (6,) holding cost
+    backlog: Array  # (6,) backlog cost incl. fixed shortage cost
+    ordering: Array  # (6,) ordering cost
+    cost: Array  # (6,) total cost
+    order_rate: Array  # (6,) share of days with Q > 0
+    order_qty: Array  # (6,) mean Q over ordering days (NaN if none)
+    active: Array  # (6,) bool, the agent exists in the structure
+    breached_days: Array  # (6,) days breached in the averaging period
+    holding_tier: Array  # (3,) means over the tier's active agents
+    backlog_tier: Array
+    ordering_tier: Array
+    cost_tier: Array
+    order_rate_tier: Array
+    order_qty_tier: Array  # (3,) mean over active agents that ordered
+    holding_chain: Array  # () sums over active agents
+    backlog_chain: Array
+    ordering_chain: Array
+    cost_chain: Array
+    assumptions_hold: Array  # () bool, inputs inside DOMAIN
+    status: Array  # () int32: SUCCESS, or INVALID_INPUT
+
+
+class Trace(NamedTuple):
+    """Daily state (leading dim: day). Agent dims follow :data:`AGENTS`; links ``l`` of a W or M
+    are its downstream agents (slot 1, 2 of the tier below); a retailer's link 0 is its
+    customers."""
+
+    demand: Array  # (days, 2)
+    received: Array  # (days, 6) material received (step 1)
+    orders: Array  # (days, 6, 2) incoming orders per link o[l] (step 2)
+    shipped: Array  # (days, 6, 2) shipped per link (step 3)
+    on_hand: Array  # (days, 6) after shipping
+    backlog: Array  # (days, 6, 2) after shipping
+    on_order: Array  # (days, 6) after ordering (step 7)
+    position: Array  # (days, 6) IP of step 6
+    mu: Array  # (days, 6)
+    sigma: Array  # (days, 6)
+    rop: Array  # (days, 6)
+    q: Array  # (days, 6) the decided order
+    sent: Array  # (days, 6, 2) orders released to upstream slot u (R, W)
+    held: Array  # (days, 6) orders held by a breach, after step 8
+    breached: Array  # (days, 6) bool
+    queue: Array  # (days, 6) M's production queue after the start
+    started: Array  # (days, 6) production started (M)
+    wip: Array  # (days, 6) units in production before the start (M)
+    holding_cost: Array  # (days, 6)
+    backlog_cost: Array  # (days, 6)
+    ordering_cost: Array  # (days, 6)
+
+
+OUTPUT_DIMS = {
+    **{k: ("agent",) for k in ("holding", "backlog", "ordering", "cost", "order_rate",
+                                "order_qty", "active", "breached_days")},
+    **{f"{k}_tier": ("tier",) for k in ("holding", "backlog", "ordering", "cost",
+                                        "order_rate", "order_qty")},
+}
+DIM_COORDS = {"agent": AGENTS, "tier": TIERS}
+STOCHASTIC = ("simulate",)
+SOLVE_FUNCTIONS = ("simulate",)
+
+_MONEY = "$/day"
+OUTPUT_UNITS = {
+    **{k: _MONEY for k in ("holding", "backlog", "ordering", "cost")},
+    **{f"{k}_tier": _MONEY for k in ("holding", "backlog", "ordering", "cost")},
+    **{f"{k}_chain": _MONEY for k in ("holding", "backlog", "ordering", "cost")},
+    "order_rate": "1", "order_rate_tier": "1", "order_qty": "unit", "order_qty_tier": "unit",
+    "active": "1", "breached_days": "day",
+}
+
+DESCRIPTIONS = {
+    "h": "holding cost per unit and day", "b": "backlog cost per unit and day",
+    "f": "fixed cost per order", "s_f": "fixed shortage cost per order not filled that day",
+    "z": "safety factor of the reorder point", "demand_mean": "mean daily demand per retailer",
+    "demand_std": "standard deviation of daily demand", "capacity": "total manufacturer capacity",
+    "eoq_factor": "batch multiple of the EOQ under option II (eq. (3))",
+    "period": "days between breach starts (custom profile)",
+    "duration": "days breached per breach (custom profile)",
+    "offset": "first breached day (custom profile)",
+    "structure": "supply-chain structure (S, WH, MF, NT)",
+    "policy": "ordering policy (I order-up-to, II batch, III batch-and-parameter)",
+    "breach": "breach profile (none, BP1, BP2, BP3 of Table 1, custom)",
+    "holding": "daily holding cost", "backlog": "daily backlog cost incl. fixed shortage cost",
+    "ordering": "daily ordering cost", "cost": "daily total cost",
+    "order_rate": "share of days with an order", "order_qty": "mean order over ordering days",
+    "active": "agent exists in the structure", "breached_days": "breached days after warm-up",
+    **{f"{k}_tier": f"tier mean of {k} over active agents" for k in
+       ("holding", "backlog", "ordering", "cost", "order_rate", "order_qty")},
+    **{f"{k}_chain": f"supply-chain total of {k} over active agents" for k in
+       ("holding", "backlog", "ordering", "cost")},
+}
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+def demand_draws(key: Array, days: int, mean, std) -> Array:
+    """``(days, 2)`` demand ``max(0, mean + std eps)``; ``eps[t]`` from ``fold_in(key, t)``, so
+    that day t's draws do not depend on the horizon."""
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(days))
+    eps = jax.vmap(lambda k: jax.random.normal(k, (2,), jnp.result_type(float)))(keys)
+    return jnp.maximum(0.0, mean + std * eps)
+
+
+def _as_key(key) -> Array:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    # An integer: replication ``key`` of seed 0.
+    return jax.random.fold_in(jax.random.key(0), jnp.asarray(key, jnp.uint32))
+
+
+def _breached(pr: Params, t, mask: np.ndarray):
+    table = jnp.asarray(np.array([PROFILES[k] for k in BREACHES[:-1]]), pr.h.dtype)
+    custom = pr.breach == len(BREACHES) - 1
+    prof = jnp.take(table, jnp.minimum(pr.breach, len(BREACHES) - 2), axis=0)
+    period = jnp.where(custom, pr.period, prof[0])
+    duration = jnp.where(custom, pr.duration, prof[1])
+    offset = jnp.where(custom, pr.offset, prof[2])
+    tt = jnp.asarray(t, pr.h.dtype)
+    on = (tt >= offset) & (jnp.mod(tt - offset, period) < duration)
+    return on & jnp.asarray(mask)
+
+
+def _waterfill(oh, owed):
+    """Ship per link (two links): all if ``oh`` covers it, else equal shares capped at what a
+    link is owed, the surplus going to the other link (source eq. (6))."""
+    d0, d1 = owed[..., 0], owed[..., 1]
+    full = oh >= d0 + d1
+    half = 0.5 * oh
+    s0 = jnp.where(full, d0, jnp.minimum(d0, jnp.maximum(half, oh - d1)))
+    s1 = jnp.where(full, d1, jnp.minimum(d1, jnp.maximum(half, oh - d0)))
+    return jnp.stack([s0, s1], -1), full
+
+
+def _seq_sum(x):
+    # Oldest first, one addition at a time: the order a plain reference uses.
+    s = x[0]
+    for k in range(1, x.shape[0]):
+        s = s + x[k]
+    return s
+
+
+class _State(NamedTuple):
+    oh: Array  # (6,) on hand
+    bl: Array  # (6, 2) backlog per downstream link
+    oo: Array  # (6,) on order
+    win: Array  # (W, 6) last W daily incoming totals, oldest first
+    held: Array  # (6,) orders held during a breach (R, W) or kept out of the queue (M)
+    queue: Array  # (6,) production queue (M)
+    info: Array  # (tau_I, 6, 2) orders in information transit [sender, upstream slot]
+    trans: Array  # (tau_T, 6) material in transport to an agent
+    prod: Array  # (tau_P, 6) production started (M)
+    sums: Array  # (4, 6) holding, backlog, ordering cost; sum of Q (after warm-up)
+    count: Array  # (2, 6) ordering days, breached days (after warm-up)
+
+
+def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
+    dtype = pr.h.dtype
+    W = settings.window
+    a_rw = jnp.take(jnp.asarray(A_RW, dtype), pr.structure, axis=0)
+    a_wm = jnp.take(jnp.asarray(A_WM, dtype), pr.structure, axis=0)
+    active = jnp.take(jnp.asarray(ACTIVE), pr.structure, axis=0)
+    zeros22 = jnp.zeros((2, 2), dtype)
+    # up[a, u]: share of agent a's order sent to upstream slot u (M: none, it produces).
+    up = jnp.concatenate([a_rw, a_wm, zeros22])
+    lt1 = jnp.asarray(settings.lead_times + 1.0, dtype)
+    sqrt_lt1 = jnp.sqrt(lt1)
+    n_m = active[4].astype(dtype) + active[5].astype(dtype)
+    cap = jnp.where(jnp.arange(6) >= 4, pr.capacity / n_m, 0.0)
+    is_m = jnp.arange(6) >= 4
+    mask = settings.mask
+
+    mu_r = jnp.full((2,), pr.demand_mean)
+    mu_w = mu_r @ a_rw
+    mu_m = mu_w @ a_wm
+    mu0 = jnp.concatenate([mu_r, mu_w, mu_m]) * active
+    state = _State(
+        oh=mu0 * lt1, bl=jnp.zeros((6, 2), dtype), oo=jnp.zeros(6, dtype),
+        win=jnp.broadcast_to(mu0, (W, 6)), held=jnp.zeros(6, dtype), queue=jnp.zeros(6, dtype),
+        info=jnp.zeros((settings.tau_I, 6, 2), dtype), trans=jnp.zeros((settings.tau_T, 6), dtype),
+        prod=jnp.zeros((settings.tau_P, 6), dtype), sums=jnp.zeros((4, 6), dtype),
+        count=jnp.zeros((2, 6), dtype))
+    policy = pr.policy
+
+    def shift(pipe):
+        return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
+
+    def day(s: _State, inp):
+        t, d = inp
+        # 1. receive
+        received = s.trans[0] + s.prod[0]
+        trans, prod = shift(s.trans), shift(s.prod)
+        oh = s.oh + received
+        oo = s.oo - received
+        # 2. incoming orders per link: R its demand; W link l = orders of R_l; M link l: W_l
+        arrived = s.info[0]
+        info = shift(s.info)
+        o = jnp.concatenate([jnp.stack([d, jnp.zeros_like(d)], -1), arrived[0:2].T,
+                             arrived[2:4].T])
+        incoming = o[:, 0] + o[:, 1]
+        # 3. ship
+        owed = s.bl + o
+        ship, full = _waterfill(oh, owed)
+        bl = owed - ship
+        oh = jnp.where(full, oh - (owed[:, 0] + owed[:, 1]), 0.0)
+        to_r = ship[2] + ship[3]  # W_j ships ship[2 + j, l] to R_l
+        to_w = ship[4] + ship[5]
+        trans = trans.at[-1].add(jnp.concatenate([to_r, to_w, jnp.zeros(2, dtype)]))
+        # 4. costs
+        short = (o > 0) & (ship < owed)
+        hold_c = pr.h * oh
+        back_c = pr.b * (bl[:, 0] + bl[:, 1]) + pr.s_f * (
+            short[:, 0].astype(dtype) + short[:, 1].astype(dtype))
+        # 5. forecast
+        win = jnp.concatenate([s.win[1:], incoming[None]])
+        mu = _seq_sum(win) / W
+        sigma = jnp.sqrt(_seq_sum((win - mu) ** 2) / (W - 1))
+        # 6. inventory position
+        ip = oh + oo - (bl[:, 0] + bl[:, 1])
+        # 7. order
+        rop = mu * lt1 + pr.z * sigma * sqrt_lt1
+        eoq = jnp.sqrt(2.0 * mu * pr.f * (pr.h + pr.b) / (pr.h * pr.b))
+        batch = pr.eoq_factor * eoq
+        gap = rop - ip
+        if settings.batch_multiples:
+            n = jnp.maximum(1.0, jnp.ceil(gap / jnp.where(batch > 0, batch, 1.0)))
+        else:
+            n = 1.0
+        q_by_policy = jnp.stack([gap, jnp.where(batch > 0, n * batch, 0.0), gap + eoq])
+        q = jnp.where((ip < rop) & active, jnp.take(q_by_policy, policy, axis=0), 0.0)
+        ordered = q > 0
+        oo = oo + q
+        order_c = jnp.where(ordered, pr.f, 0.0)
+        # 8. send (R, W) or queue and produce (M)
+        breached = _breached(pr, t, mask) & active
+        release = jnp.where(breached, 0.0, s.held + q)
+        held = jnp.where(breached, s.held + q, 0.0)
+        sent = release[:, None] * up
+        info = info.at[-1].set(sent)
+        queue = s.queue + jnp.where(is_m, release, 0.0)
+        wip = _seq_sum(prod)
+        start = jnp.where(is_m, jnp.maximum(0.0, jnp.minimum(queue, cap - wip)), 0.0)
+        queue = queue - start
+        prod = prod.at[-1].set(start)
+        # averages after warm-up
+        after = (t >= settings.warmup).astype(dtype)
+        sums = s.sums + after * jnp.stack([hold_c, back_c, order_c, q])
+        count = s.count + after * jnp.stack([ordered.astype(dtype), breached.astype(dtype)])
+        new = _State(oh, bl, oo, win, held, queue, info, trans, prod, sums, count)
+        out = None
+        if trace:
+            out = Trace(d, received, o, ship, oh, bl, oo, ip, mu, sigma, rop, q, sent, held,
+                        breached, queue, start, wip, hold_c, back_c, order_c)
+        return new, out
+
+    ts = jnp.arange(settings.days)
+    final, tr = jax.lax.scan(day, state, (ts, demand))
+    return final, active, tr
+
+
+def _summarise(final: _State, active: Array, settings: Settings, valid) -> Result:
+    dtype = final.sums.dtype
+    n = settings.days - settings.warmup
+    nan = jnp.asarray(jnp.nan, dtype)
+    hold, back, order, qsum = final.sums / jnp.array([n, n, n, 1.0], dtype)[:, None]
+    cost = hold + back + order
+    n_orders, breached_days = final.count
+    rate = n_orders / n
+    qty = jnp.where(n_orders > 0, qsum / jnp.where(n_orders > 0, n_orders, 1.0), nan)
+    act = active.astype(dtype)
+
+    def agent(x):
+        return jnp.where(active, x, nan)
+
+    def tier_mean(x, w):
+        x, w = jnp.where(w > 0, x, 0.0).reshape(3, 2), w.reshape(3, 2)
+        k = w[:, 0] + w[:, 1]
+        return jnp.where(k > 0, (x[:, 0] * w[:, 0] + x[:, 1] * w[:, 1]) / jnp.where(k > 0, k, 1.0),
+                         nan)
+
+    def chain(x):
+        return jnp.sum(jnp.where(active, x, 0.0))
+
+    ordered = act * (n_orders > 0)
+    status = jnp.where(valid, jnp.int32(Status.SUCCESS), jnp.int32(Status.INVALID_INPUT))
+    return Result(
+        holding=agent(hold), backlog=agent(back), ordering=agent(order), cost=agent(cost),
+        order_rate=agent(rate), order_qty=agent(qty), active=active,
+        breached_days=agent(breached_days),
+        holding_tier=tier_mean(hold, act), backlog_tier=tier_mean(back, act),
+        ordering_tier=tier_mean(order, act), cost_tier=tier_mean(cost, act),
+        order_rate_tier=tier_mean(rate, act), order_qty_tier=tier_mean(qty, ordered),
+        holding_chain=chain(hold), backlog_chain=chain(back), ordering_chain=chain(order),
+        cost_chain=chain(cost), assumptions_hold=valid, status=status)
+
+
+def simulate(params: Params, key, demand: Array | None = None, trace: bool = False):
+    """Simulate one run of the supply chain (module docstring) and return its :class:`Result`
+    (and the daily :class:`Trace` if ``trace``).
+
+    ``key`` is a JAX PRNG key (the sweep passes ``fold_in(key(seed), replication)``) or an
+    integer replication of seed 0. ``demand`` (``(days, 2)``, non-negative) replaces the random
+    demand. Pure: ``jit``/``vmap`` it over parameters, keys or demand arrays.
+    """
+    pr, valid = _prepare(params)
+    settings = params.settings
+    if demand is None:
+        demand = demand_draws(_as_key(key), settings.days, pr.demand_mean, pr.demand_std)
+    else:
+        demand = jnp.asarray(demand, pr.h.dtype)
+        if demand.shape != (settings.days, 2):
+            raise ValueError(f"{MODEL}: demand must have shape (days, 2) = ({settings.days}, 2),"
+                             f" got {demand.shape}")
+        if not isinstance(demand, jax.core.Tracer) and not bool(jnp.all(demand >= 0)):
+            raise ValueError(f"{MODEL}: demand must be >= 0 everywhere")
+    final, active, tr = _run(pr, demand, settings, trace)
+    result = _summarise(final, active, settings, valid)
+    return (result, tr) if trace else result
