@@ -104,6 +104,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from jaxgames._solver import Status
 from jaxgames._validation import Interval, check_domain, inputs_valid
@@ -619,3 +620,348 @@ def simulate(params: Params, key, demand: Array | None = None, trace: bool = Fal
     final, active, tr = _run(pr, demand, settings, trace)
     result = _summarise(final, active, settings, valid)
     return (result, tr) if trace else result
+
+
+# ----------------------------------------------------------------------------- experiment
+
+#: The breach scenarios of the source's experiment (Table 1 plus no breach).
+EXPERIMENT_BREACHES = ("none", "BP1", "BP2", "BP3")
+
+
+def replication_keys(seed: int, reps: int) -> Array:
+    """``fold_in(key(seed), r)`` for ``r = 0 .. reps - 1``: the key of each replication."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), jnp.arange(reps))
+
+
+def _experiment_program(base: Params, s, p, b, demand):
+    # Inner vmap: replications (their demand); outer vmap: scenarios (codes). The demand of a
+    # replication is the same array in every scenario: common random numbers by construction.
+    def one(s_, p_, b_, d_):
+        return simulate(base._replace(structure=s_, policy=p_, breach=b_), None, d_)
+
+    per_rep = jax.vmap(one, (None, None, None, 0))
+    return jax.vmap(per_rep, (0, 0, 0, None))(s, p, b, demand)
+
+
+_experiment_jit = jax.jit(_experiment_program)
+
+
+def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies=POLICIES,
+               breaches=EXPERIMENT_BREACHES, settings: Settings | None = None,
+               **overrides) -> xr.Dataset:
+    """The source's experiment: every structure x policy x breach scenario, ``reps``
+    replications on common random numbers (replication r uses ``fold_in(key(seed), r)`` in every
+    scenario), from one vectorised, jit-compiled call.
+
+    ``overrides`` are numeric parameters (e.g. ``demand_std=4.0``). Returns a Dataset over
+    ``(structure, policy, breach, replication[, agent | tier])`` with every :class:`Result`
+    field (``active`` over ``(structure, agent)``).
+    """
+    if int(reps) < 2:
+        raise ValueError(f"{MODEL}: reps={reps} must be >= 2 (paired-t intervals)")
+    for name, labels, allowed in (("structures", structures, STRUCTURES),
+                                  ("policies", policies, POLICIES),
+                                  ("breaches", breaches, BREACHES)):
+        bad = [x for x in labels if x not in allowed]
+        if bad or not labels:
+            raise ValueError(f"{MODEL}: {name} must be a non-empty subset of {allowed}, got "
+                             f"{tuple(labels)}")
+    base = make_params(settings=settings, **overrides)
+    validate(base)
+    st = base.settings
+    grid = np.meshgrid(*[np.array([code(n, x) for x in labels], np.int32) for n, labels in
+                         (("structure", structures), ("policy", policies),
+                          ("breach", breaches))], indexing="ij")
+    s, p, b = (g.ravel() for g in grid)
+    pr, _ = _prepare(base)
+    demand = jax.vmap(demand_draws, (0, None, None, None))(
+        replication_keys(seed, reps), st.days, pr.demand_mean, pr.demand_std)
+    res = _experiment_jit(pr, jnp.asarray(s), jnp.asarray(p), jnp.asarray(b), demand)
+    shape = (len(structures), len(policies), len(breaches), int(reps))
+    dims = ("structure", "policy", "breach", "replication")
+    data = {}
+    for name, value in res._asdict().items():
+        value = np.asarray(value).reshape(shape + np.shape(value)[2:])
+        extra = OUTPUT_DIMS.get(name, ())
+        if name == "active":
+            data[name] = (("structure", "agent"), value[:, 0, 0, 0])
+        else:
+            data[name] = (dims + extra, value)
+        attrs = {"description": DESCRIPTIONS.get(name, name)}
+        if name in OUTPUT_UNITS:
+            attrs["units"] = OUTPUT_UNITS[name]
+        data[name] = (*data[name], attrs)
+    coords = {"structure": list(structures), "policy": list(policies), "breach": list(breaches),
+              "replication": np.arange(int(reps)), "agent": list(AGENTS), "tier": list(TIERS)}
+    numeric = {k: float(getattr(base, k)) for k in _NUMERIC}
+    attrs = {"model": MODEL, "seed": int(seed), "reps": int(reps),
+             "settings": repr(st), **{f"param_{k}": v for k, v in numeric.items()}}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def paired_t(x, y, axis: int = -1, m: int = 1, alpha: float = 0.05):
+    """Paired-t confidence interval of ``mean(x - y)`` at overall level ``1 - alpha`` with a
+    Bonferroni correction over ``m`` comparisons (each at ``1 - alpha / m``).
+
+    Returns ``(mean difference, lower, upper, significant)``; significant: the interval
+    excludes 0.
+    """
+    from scipy import stats  # deferred: the simulator itself does not need scipy
+
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = d.shape[axis]
+    mean = d.mean(axis)
+    se = d.std(axis, ddof=1) / math.sqrt(n)
+    half = stats.t.ppf(1.0 - alpha / (2.0 * m), n - 1) * se
+    lo, hi = mean - half, mean + half
+    return mean, lo, hi, (lo > 0) | (hi < 0)
+
+
+_LEVELS = (("agent", "cost"), ("tier", "cost_tier"), ("chain", "cost_chain"))
+
+
+def _effect(base: xr.DataArray, other: xr.DataArray, m: int, alpha: float, dim: str) -> dict:
+    """Relative effect ``(mean(base) - mean(other)) / mean(base)`` and the paired-t interval of
+    ``base - other`` over ``dim`` (``base`` and ``other`` aligned)."""
+    base, other = xr.broadcast(base, other)
+    axis = base.get_axis_num(dim)
+    diff, lo, hi, sig = paired_t(base.values, other.values, axis=axis, m=m, alpha=alpha)
+    mb = base.mean(dim)
+    dims = mb.dims
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = (mb - other.mean(dim)) / mb
+    return {"effect": rel, "diff": xr.DataArray(diff, dims=dims, coords=mb.coords),
+            "lo": xr.DataArray(lo, dims=dims, coords=mb.coords),
+            "hi": xr.DataArray(hi, dims=dims, coords=mb.coords),
+            "significant": xr.DataArray(sig & np.isfinite(diff), dims=dims, coords=mb.coords)}
+
+
+def analyse(ds: xr.Dataset, high: xr.Dataset | None = None, alpha: float = 0.05):
+    """The source's analysis of an :func:`experiment` dataset.
+
+    * Reconfiguration effect ``(C_S - C_X) / C_S`` (X = WH, MF, NT) per policy and breach, for
+      each agent, tier and the chain; paired-t intervals of ``C_S - C_X`` with a Bonferroni
+      correction over the three reconfigurations of one policy and breach (m = 3).
+    * Breach impact ``(C_BP - C_none) / C_none`` per structure and policy; family: the three
+      breaches of one structure and policy (m = 3).
+    * Ordering pattern (source Table 4): change of ordering rate (percentage points, S minus X)
+      and of the effective average order quantity (``(Q_S - Q_X) / Q_S``).
+    * With ``high`` (the experiment at ``demand_std = 4``): the sensitivity
+      ``(C_low - C_high) / C_low`` of the serial structure; family: its twelve policy x breach
+      scenarios (m = 12).
+
+    Percent effects are ratios of means over replications; intervals are of the paired
+    differences, at ``1 - alpha`` overall per family. Returns ``(Dataset, tables)``:
+    ``tables`` maps ``"table3" .. "table8"`` to :class:`Table` (``.markdown``, ``.csv``).
+    """
+    out = {}
+    rep = "replication"
+    structures = list(ds.structure.values)
+    if "S" not in structures:
+        raise ValueError(f"{MODEL}: analyse needs the serial structure S as the base model")
+    others = [x for x in structures if x != "S"]
+    for level, var in _LEVELS:
+        c = ds[var]
+        if others:
+            e = _effect(c.sel(structure="S"), c.sel(structure=others), len(others), alpha, rep)
+            for k, v in e.items():
+                out[f"reconf_{k}_{level}"] = v.rename(structure="reconfiguration")
+        bps = [x for x in ds.breach.values if x != "none"]
+        if "none" in ds.breach.values and bps:
+            # impact = (C_BP - C_none) / C_none; the paired difference is C_BP - C_none.
+            e = _effect(c.sel(breach="none"), c.sel(breach=bps), len(bps), alpha, rep)
+            out[f"impact_{level}"] = -e["effect"]
+            out[f"impact_diff_{level}"] = -e["diff"]
+            out[f"impact_lo_{level}"] = -e["hi"]
+            out[f"impact_hi_{level}"] = -e["lo"]
+            out[f"impact_significant_{level}"] = e["significant"]
+        if high is not None:
+            lo_c = c.sel(structure="S")
+            hi_c = high[var].sel(structure="S")
+            m = lo_c.sizes["policy"] * lo_c.sizes["breach"]
+            e = _effect(lo_c, hi_c, m, alpha, rep)
+            for k, v in e.items():
+                out[f"sensitivity_{k}_{level}"] = v
+    for var, tier_var in (("order_rate", "order_rate_tier"), ("order_qty", "order_qty_tier")):
+        for level, v in (("agent", ds[var]), ("tier", ds[tier_var])):
+            vb = v.sel(structure="S").mean(rep)
+            vx = v.sel(structure=others).mean(rep)
+            if var == "order_rate":
+                change = 100.0 * (vb - vx)
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    change = (vb - vx) / vb
+            out[f"{var}_change_{level}"] = change.rename(structure="reconfiguration")
+    if others and {"BP1", "BP2", "BP3"} <= set(ds.breach.values):
+        # Source Table 8: does reconfiguration reduce the cost increase of a more frequent
+        # (RoC: BP2 vs BP1) or a longer (DD: BP3 vs BP1) breach? Paired over replications:
+        # (C_S,BPk - C_S,BP1) - (C_X,BPk - C_X,BP1), family: the three reconfigurations.
+        for level, var in _LEVELS:
+            c = ds[var]
+            rise = xr.concat([c.sel(breach="BP2") - c.sel(breach="BP1"),
+                              c.sel(breach="BP3") - c.sel(breach="BP1")],
+                             dim=xr.DataArray(["RoC", "DD"], dims="element", name="element"))
+            e = _effect(rise.sel(structure="S"), rise.sel(structure=others), len(others), alpha,
+                        rep)
+            for k in ("diff", "lo", "hi", "significant"):
+                out[f"profile_{k}_{level}"] = e[k].rename(structure="reconfiguration")
+    result = xr.Dataset(out)
+    result.attrs = {"model": MODEL, "alpha": alpha,
+                    **{f"experiment_{k}": v for k, v in ds.attrs.items()}}
+    for name in result.data_vars:
+        if "_lo_" in name or "_hi_" in name or "_diff_" in name:
+            result[name].attrs["units"] = OUTPUT_UNITS["cost"]
+    return result, tables(result, ds)
+
+
+class Table(NamedTuple):
+    """One results table: a title, a pandas DataFrame of strings, and a note."""
+
+    title: str
+    frame: object  # pandas.DataFrame
+    note: str = ""
+
+    @property
+    def markdown(self) -> str:
+        df = self.frame
+        head = [*df.index.names, *df.columns]
+        rows = [[*(i if isinstance(i, tuple) else (i,)), *r] for i, r in
+                zip(df.index, df.values.tolist(), strict=True)]
+        lines = [f"**{self.title}**", "", "| " + " | ".join(map(str, head)) + " |",
+                 "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def csv(self) -> str:
+        return self.frame.to_csv()
+
+
+def _pct(effect, significant) -> str:
+    if not np.isfinite(effect):
+        return "n/a"
+    return f"{100.0 * effect:.2f}" + ("" if significant else "*")
+
+
+def _symbol(diff, significant) -> str:
+    if not np.isfinite(diff):
+        return "n/a"
+    return "-" if not significant else (">" if diff > 0 else "<")
+
+
+_STAR = "'*': not significant (paired-t with Bonferroni, 95% overall per family)."
+_MERGED = ("Per-agent effects of a merged agent (W1 in WH, M1 in MF) compare an agent serving "
+           "two demand streams with one serving one.")
+
+
+def tables(res: xr.Dataset, ds: xr.Dataset) -> dict[str, Table]:
+    """Tables in the form of the source's Tables 3-8 from :func:`analyse`'s Dataset."""
+    import pandas as pd  # deferred: only the tables need pandas
+
+    out = {}
+    cols_t = list(TIERS)
+    if "sensitivity_effect_tier" in res:
+        rows, idx = [], []
+        for p in res.policy.values:
+            for b in res.breach.values:
+                sel = {"policy": p, "breach": b}
+                e = res.sensitivity_effect_tier.sel(sel)
+                g = res.sensitivity_significant_tier.sel(sel)
+                ec = res.sensitivity_effect_chain.sel(sel)
+                gc = res.sensitivity_significant_chain.sel(sel)
+                rows.append([_pct(e.sel(tier=t).item(), g.sel(tier=t).item()) for t in cols_t]
+                            + [_pct(ec.item(), gc.item())])
+                idx.append((p, b))
+        out["table3"] = Table(
+            "Table 3: effect of demand std 2 -> 4 on cost, serial structure, (C_low - C_high) / "
+            "C_low in % (negative: higher cost at std 4)",
+            pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(idx, names=["policy", "breach"]),
+                         columns=[*cols_t, "chain"]), _STAR + " Family: 12 scenarios.")
+    if "reconf_effect_tier" in res:
+        recs = list(res.reconfiguration.values)
+        rows, idx = [], []
+        for p in res.policy.values:
+            for x in recs:
+                r = res.order_rate_change_tier.sel(policy=p, reconfiguration=x, breach="none")
+                q = res.order_qty_change_tier.sel(policy=p, reconfiguration=x, breach="none")
+                rows.append([f"{r.sel(tier=t).item():.2f}" for t in cols_t]
+                            + [f"{100 * q.sel(tier=t).item():.2f}" for t in cols_t])
+                idx.append((p, x))
+        out["table4"] = Table(
+            "Table 4: ordering pattern, no breach: change of ordering rate (S - X, percentage "
+            "points) and of effective average order quantity ((Q_S - Q_X) / Q_S, %)",
+            pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(idx, names=["policy", "structure"]),
+                         columns=[f"OR {t}" for t in cols_t] + [f"EAOQ {t}" for t in cols_t]),
+            "Negative OR: orders more often than in S; positive EAOQ: smaller orders than in S.")
+        cols = [*AGENTS, *cols_t, "chain"]
+
+        def cells(p, x, b, fmt):
+            sel = {"policy": p, "reconfiguration": x, "breach": b}
+            a = [fmt(res.reconf_effect_agent.sel(sel).sel(agent=k).item(),
+                     res.reconf_significant_agent.sel(sel).sel(agent=k).item()) for k in AGENTS]
+            t = [fmt(res.reconf_effect_tier.sel(sel).sel(tier=k).item(),
+                     res.reconf_significant_tier.sel(sel).sel(tier=k).item()) for k in cols_t]
+            return a + t + [fmt(res.reconf_effect_chain.sel(sel).item(),
+                                res.reconf_significant_chain.sel(sel).item())]
+
+        idx = [(p, x) for p in res.policy.values for x in recs]
+        if "none" in res.breach.values:
+            out["table5"] = Table(
+                "Table 5: reconfiguration effect on cost, no breach, (C_S - C_X) / C_S in % "
+                "(positive: X is cheaper)",
+                pd.DataFrame([cells(p, x, "none", _pct) for p, x in idx],
+                             index=pd.MultiIndex.from_tuples(idx, names=["policy", "structure"]),
+                             columns=cols), _STAR + " Family: 3 reconfigurations. " + _MERGED)
+            out["table6"] = Table(
+                "Table 6: summary of Table 5 ('>' significant benefit, '<' significant "
+                "detriment, '-' no significant effect)",
+                pd.DataFrame([cells(p, x, "none", _symbol) for p, x in idx],
+                             index=pd.MultiIndex.from_tuples(idx, names=["policy", "structure"]),
+                             columns=cols), _MERGED)
+        bps = [b for b in res.breach.values if b != "none"]
+        idx7 = [(p, b, x) for p in res.policy.values for b in bps for x in recs]
+        rows = [cells(p, x, b, _pct)[6:] for p, b, x in idx7]
+        if "impact_tier" in res:
+            impact = {(p, b, x): _pct(res.impact_chain.sel(policy=p, breach=b, structure=x).item(),
+                                      res.impact_significant_chain.sel(
+                                          policy=p, breach=b, structure=x).item())
+                      for p in res.policy.values for b in bps for x in ds.structure.values}
+            rows = [r + [impact[(p, b, "S")], impact[(p, b, x)]]
+                    for r, (p, b, x) in zip(rows, idx7, strict=True)]
+            extra = ["impact S", "impact X"]
+        else:
+            extra = []
+        out["table7"] = Table(
+            "Table 7: reconfiguration effect on cost under breach, (C_S - C_X) / C_S in %, and "
+            "breach impact on the chain, (C_BP - C_none) / C_none in %, of S and of X",
+            pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(
+                idx7, names=["policy", "breach", "structure"]), columns=[*cols_t, "chain", *extra]),
+            _STAR + " Families: 3 reconfigurations (effects), 3 breaches (impacts).")
+    if "profile_diff_chain" in res:
+        idx8, rows = [], []
+        for p in res.policy.values:
+            for el in res.element.values:
+                for x in res.reconfiguration.values:
+                    sel = {"policy": p, "element": el, "reconfiguration": x}
+                    rows.append([_symbol(res.profile_diff_tier.sel(sel).sel(tier=t).item(),
+                                         res.profile_significant_tier.sel(sel).sel(tier=t).item())
+                                 for t in cols_t]
+                                + [_symbol(res.profile_diff_chain.sel(sel).item(),
+                                           res.profile_significant_chain.sel(sel).item()),
+                                   f"{res.profile_diff_chain.sel(sel).item():.3f}"])
+                    idx8.append((p, el, x))
+        out["table8"] = Table(
+            "Table 8: does reconfiguration reduce the cost increase of a more frequent (RoC: BP2 "
+            "vs BP1) or a longer (DD: BP3 vs BP1) breach? '>' ameliorates (significantly "
+            "smaller increase than in S), '<' exacerbates, '-' no significant difference",
+            pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(
+                idx8, names=["policy", "element", "structure"]),
+                columns=[*cols_t, "chain", "chain diff ($/day)"]),
+            "Paired over replications: (C_S,BPk - C_S,BP1) - (C_X,BPk - C_X,BP1); family: 3 "
+            "reconfigurations.")
+    return out
