@@ -173,7 +173,7 @@ def simulate(structure, policy, breach, demand, *, h=1.0, b=5.0, f=1.0, s_f=10.0
             rop = mu * (ag.lt + 1) + z * sigma * math.sqrt(ag.lt + 1)
             eoq = math.sqrt(2.0 * mu * f * (h + b) / (h * b))
             q = 0.0
-            if ip < rop:
+            if rop - ip > 1e-9 * (1.0 + abs(rop)):  # IP < ROP beyond rounding (model docs)
                 if policy == "I":
                     q = rop - ip
                 elif policy == "II":

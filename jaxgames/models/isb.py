@@ -93,6 +93,9 @@ active agents (source assumption); chain totals over all active agents.
 * The window mean and variance are summed in window order (oldest first), so that a plain
   Python reference reproduces every comparison ``IP < ROP`` exactly.
 * Breach parameters are real numbers of days; ``duration = 0`` is no breach.
+* ``IP < ROP`` means ``ROP - IP > 1e-9 (1 + |ROP|)`` (:data:`ORDER_RTOL`): when ``IP = ROP``
+  in exact arithmetic (option I after a day without change), rounding must not decide whether a
+  1e-14-unit order (and its cost ``f``) is placed.
 """
 
 from __future__ import annotations
@@ -248,6 +251,12 @@ UNITS = {
     "eoq_factor": "1", "period": "day", "duration": "day", "offset": "day",
     "structure": "1", "policy": "1", "breach": "1",
 }
+
+#: ``IP < ROP`` is decided as ``ROP - IP > ORDER_RTOL (1 + |ROP|)``: under option I the
+#: position after an order equals ROP, and on a day that changes neither (no incoming order, a
+#: window that drops the value it adds) ``IP = ROP`` exactly in exact arithmetic; rounding would
+#: otherwise place orders of 1e-14 units depending on the order of floating-point operations.
+ORDER_RTOL = 1e-9
 
 _NUMERIC = ("h", "b", "f", "s_f", "z", "demand_mean", "demand_std", "capacity", "eoq_factor",
             "period", "duration", "offset")
@@ -518,7 +527,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         # 5. forecast
         win = jnp.concatenate([s.win[1:], incoming[None]])
         mu = _seq_sum(win) / W
-        sigma = jnp.sqrt(_seq_sum((win - mu) ** 2) / (W - 1))
+        sigma = jnp.sqrt(_seq_sum((win - mu[None]) ** 2) / (W - 1))
         # 6. inventory position
         ip = oh + oo - (bl[:, 0] + bl[:, 1])
         # 7. order
@@ -531,7 +540,8 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         else:
             n = 1.0
         q_by_policy = jnp.stack([gap, jnp.where(batch > 0, n * batch, 0.0), gap + eoq])
-        q = jnp.where((ip < rop) & active, jnp.take(q_by_policy, policy, axis=0), 0.0)
+        below = gap > ORDER_RTOL * (1.0 + jnp.abs(rop))  # IP < ROP beyond rounding
+        q = jnp.where(below & active, jnp.take(q_by_policy, policy, axis=0), 0.0)
         ordered = q > 0
         oo = oo + q
         order_c = jnp.where(ordered, pr.f, 0.0)
