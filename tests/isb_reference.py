@@ -4,9 +4,9 @@ vectorised code: agents are objects, structures are lists of upstream links, eve
 Python loop over agents. It is the oracle of ``tests/test_isb.py`` and the baseline of
 ``benchmarks/bench_isb.py`` (the kind of simulator the source and its users write).
 
-Floating-point sums follow one fixed order (links and window oldest first) so that the results
-agree with the vectorised simulator to rounding, and every discrete decision (``IP < ROP``,
-shortages) comes out the same.
+Its results agree with the vectorised simulator to rounding; every discrete decision
+(``IP < ROP``, shortages, batches) comes out the same because the model decides ``IP < ROP``
+beyond a relative 1e-9 (``isb.ORDER_RTOL``), as this reference does.
 """
 
 from __future__ import annotations

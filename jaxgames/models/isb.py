@@ -90,8 +90,8 @@ active agents (source assumption); chain totals over all active agents.
 * ``mu0`` uses the ``demand_mean`` parameter (10 by default), not ``E[max(0, d)]``.
 * Absent agents (W2 in WH, M2 in MF) have every per-agent output NaN and ``active = False``; an
   agent that never ordered has order quantity NaN (an undefined mean, not 0).
-* The window mean and variance are summed in window order (oldest first), so that a plain
-  Python reference reproduces every comparison ``IP < ROP`` exactly.
+* The window is a ring buffer (slot ``t mod W``); its mean and variance are sums in slot
+  order, which differs from oldest-first summation only by rounding.
 * Breach parameters are real numbers of days; ``duration = 0`` is no breach.
 * ``IP < ROP`` means ``ROP - IP > 1e-9 (1 + |ROP|)`` (:data:`ORDER_RTOL`): when ``IP = ROP``
   in exact arithmetic (option I after a day without change), rounding must not decide whether a
@@ -422,31 +422,35 @@ def _as_key(key) -> Array:
     return jax.random.fold_in(jax.random.key(0), jnp.asarray(key, jnp.uint32))
 
 
-def _breached(pr: Params, t, mask: np.ndarray):
+def _breached(pr: Params, t):
+    """Whether the breach profile is on at day ``t`` (batch shape of the codes)."""
     table = jnp.asarray(np.array([PROFILES[k] for k in BREACHES[:-1]]), pr.h.dtype)
     custom = pr.breach == len(BREACHES) - 1
     prof = jnp.take(table, jnp.minimum(pr.breach, len(BREACHES) - 2), axis=0)
-    period = jnp.where(custom, pr.period, prof[0])
-    duration = jnp.where(custom, pr.duration, prof[1])
-    offset = jnp.where(custom, pr.offset, prof[2])
+    period = jnp.where(custom, pr.period, prof[..., 0])
+    duration = jnp.where(custom, pr.duration, prof[..., 1])
+    offset = jnp.where(custom, pr.offset, prof[..., 2])
     tt = jnp.asarray(t, pr.h.dtype)
-    on = (tt >= offset) & (jnp.mod(tt - offset, period) < duration)
-    return on & jnp.asarray(mask)
+    return (tt >= offset) & (jnp.mod(tt - offset, period) < duration)
 
 
 def _waterfill(oh, owed):
-    """Ship per link (two links): all if ``oh`` covers it, else equal shares capped at what a
-    link is owed, the surplus going to the other link (source eq. (6))."""
-    d0, d1 = owed[..., 0], owed[..., 1]
+    """Ship per link (two links, axis 1 of ``owed``): all if ``oh`` covers it, else equal shares
+    capped at what a link is owed, the surplus going to the other link (source eq. (6))."""
+    d0, d1 = owed[:, 0], owed[:, 1]
     full = oh >= d0 + d1
     half = 0.5 * oh
     s0 = jnp.where(full, d0, jnp.minimum(d0, jnp.maximum(half, oh - d1)))
     s1 = jnp.where(full, d1, jnp.minimum(d1, jnp.maximum(half, oh - d0)))
-    return jnp.stack([s0, s1], -1), full
+    return jnp.stack([s0, s1], 1), full
+
+
+def _barrier(x):
+    return jax.lax.optimization_barrier(x)
 
 
 def _seq_sum(x):
-    # Oldest first, one addition at a time: the order a plain reference uses.
+    # One addition at a time along the leading axis (a fixed order on every backend).
     s = x[0]
     for k in range(1, x.shape[0]):
         s = s + x[k]
@@ -454,46 +458,63 @@ def _seq_sum(x):
 
 
 class _State(NamedTuple):
-    oh: Array  # (6,) on hand
-    bl: Array  # (6, 2) backlog per downstream link
-    oo: Array  # (6,) on order
-    win: Array  # (W, 6) last W daily incoming totals, oldest first
-    held: Array  # (6,) orders held during a breach (R, W) or kept out of the queue (M)
-    queue: Array  # (6,) production queue (M)
-    info: Array  # (tau_I, 6, 2) orders in information transit [sender, upstream slot]
-    trans: Array  # (tau_T, 6) material in transport to an agent
-    prod: Array  # (tau_P, 6) production started (M)
-    sums: Array  # (4, 6) holding, backlog, ordering cost; sum of Q (after warm-up)
-    count: Array  # (2, 6) ordering days, breached days (after warm-up)
+    # Agent (or pipeline) dims first, then the batch dims of the parameters (trailing, so that
+    # a batched run vectorises over runs, the long axis, in memory order).
+    oh: Array  # (6, *b) on hand
+    bl: Array  # (6, 2, *b) backlog per downstream link
+    oo: Array  # (6, *b) on order
+    win: Array  # (W, 6, *b) last W daily incoming totals (ring buffer, slot t mod W)
+    held: Array  # (6, *b) orders held during a breach (R, W) or kept out of the queue (M)
+    queue: Array  # (6, *b) production queue (M)
+    info: Array  # (tau_I, 6, 2, *b) orders in information transit [sender, upstream slot]
+    trans: Array  # (tau_T, 6, *b) material in transport to an agent
+    prod: Array  # (tau_P, 6, *b) production started (M)
+    sums: Array  # (4, 6, *b) holding, backlog, ordering cost; sum of Q (after warm-up)
+    count: Array  # (2, 6, *b) ordering days, breached days (after warm-up)
 
 
 def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
+    """Simulate ``settings.days`` days. Parameter leaves have a batch shape ``b`` (``()`` for
+    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``."""
     dtype = pr.h.dtype
+    bs = jnp.shape(pr.h)
     W = settings.window
-    a_rw = jnp.take(jnp.asarray(A_RW, dtype), pr.structure, axis=0)
-    a_wm = jnp.take(jnp.asarray(A_WM, dtype), pr.structure, axis=0)
-    active = jnp.take(jnp.asarray(ACTIVE), pr.structure, axis=0)
-    zeros22 = jnp.zeros((2, 2), dtype)
-    # up[a, u]: share of agent a's order sent to upstream slot u (M: none, it produces).
-    up = jnp.concatenate([a_rw, a_wm, zeros22])
-    lt1 = jnp.asarray(settings.lead_times + 1.0, dtype)
-    sqrt_lt1 = jnp.sqrt(lt1)
-    n_m = active[4].astype(dtype) + active[5].astype(dtype)
-    cap = jnp.where(jnp.arange(6) >= 4, pr.capacity / n_m, 0.0)
-    is_m = jnp.arange(6) >= 4
-    mask = settings.mask
 
-    mu_r = jnp.full((2,), pr.demand_mean)
-    mu_w = mu_r @ a_rw
-    mu_m = mu_w @ a_wm
+    def col(v):  # (6,) constants against (6, *b) states
+        v = jnp.asarray(v)
+        return v.reshape(v.shape + (1,) * len(bs))
+
+    def par(v):  # (*b) parameters against (6, *b) states
+        return v[None]
+
+    def batch_first(x):  # (*b, i, j) -> (i, j, *b)
+        return jnp.moveaxis(x, (-2, -1), (0, 1))
+
+    a_rw = batch_first(jnp.take(jnp.asarray(A_RW, dtype), pr.structure, axis=0))
+    a_wm = batch_first(jnp.take(jnp.asarray(A_WM, dtype), pr.structure, axis=0))
+    active = jnp.moveaxis(jnp.take(jnp.asarray(ACTIVE), pr.structure, axis=0), -1, 0)
+    # up[a, u]: share of agent a's order sent to upstream slot u (M: none, it produces).
+    up = jnp.concatenate([a_rw, a_wm, jnp.zeros((2, 2, *bs), dtype)])
+    lt1 = col(jnp.asarray(settings.lead_times + 1.0, dtype))
+    sqrt_lt1 = jnp.sqrt(lt1)
+    is_m = col(np.arange(6) >= 4)
+    mask = col(settings.mask)
+    n_m = active[4].astype(dtype) + active[5].astype(dtype)
+    cap = jnp.where(is_m, par(pr.capacity / n_m), 0.0)
+    h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
+    policy = par(pr.policy)
+
+    mu_r = jnp.broadcast_to(pr.demand_mean, (2, *bs))
+    mu_w = jnp.einsum("i...,ij...->j...", mu_r, a_rw)
+    mu_m = jnp.einsum("i...,ij...->j...", mu_w, a_wm)
     mu0 = jnp.concatenate([mu_r, mu_w, mu_m]) * active
     state = _State(
-        oh=mu0 * lt1, bl=jnp.zeros((6, 2), dtype), oo=jnp.zeros(6, dtype),
-        win=jnp.broadcast_to(mu0, (W, 6)), held=jnp.zeros(6, dtype), queue=jnp.zeros(6, dtype),
-        info=jnp.zeros((settings.tau_I, 6, 2), dtype), trans=jnp.zeros((settings.tau_T, 6), dtype),
-        prod=jnp.zeros((settings.tau_P, 6), dtype), sums=jnp.zeros((4, 6), dtype),
-        count=jnp.zeros((2, 6), dtype))
-    policy = pr.policy
+        oh=mu0 * lt1, bl=jnp.zeros((6, 2, *bs), dtype), oo=jnp.zeros((6, *bs), dtype),
+        win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((6, *bs), dtype),
+        queue=jnp.zeros((6, *bs), dtype), info=jnp.zeros((settings.tau_I, 6, 2, *bs), dtype),
+        trans=jnp.zeros((settings.tau_T, 6, *bs), dtype),
+        prod=jnp.zeros((settings.tau_P, 6, *bs), dtype), sums=jnp.zeros((4, 6, *bs), dtype),
+        count=jnp.zeros((2, 6, *bs), dtype))
 
     def shift(pipe):
         return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
@@ -508,45 +529,52 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         # 2. incoming orders per link: R its demand; W link l = orders of R_l; M link l: W_l
         arrived = s.info[0]
         info = shift(s.info)
-        o = jnp.concatenate([jnp.stack([d, jnp.zeros_like(d)], -1), arrived[0:2].T,
-                             arrived[2:4].T])
+        o = jnp.concatenate([jnp.stack([d, jnp.zeros_like(d)], 1),
+                             jnp.swapaxes(arrived[0:2], 0, 1), jnp.swapaxes(arrived[2:4], 0, 1)])
         incoming = o[:, 0] + o[:, 1]
         # 3. ship
         owed = s.bl + o
         ship, full = _waterfill(oh, owed)
         bl = owed - ship
         oh = jnp.where(full, oh - (owed[:, 0] + owed[:, 1]), 0.0)
+        # Materialise the day's intermediate results once: without the barriers XLA fuses the
+        # whole day into each consumer and recomputes it several times (about 3x slower).
+        o, ship, bl, oh, oo = _barrier((o, ship, bl, oh, oo))
         to_r = ship[2] + ship[3]  # W_j ships ship[2 + j, l] to R_l
         to_w = ship[4] + ship[5]
-        trans = trans.at[-1].add(jnp.concatenate([to_r, to_w, jnp.zeros(2, dtype)]))
+        trans = trans.at[-1].add(jnp.concatenate([to_r, to_w, jnp.zeros_like(to_r)]))
         # 4. costs
         short = (o > 0) & (ship < owed)
-        hold_c = pr.h * oh
-        back_c = pr.b * (bl[:, 0] + bl[:, 1]) + pr.s_f * (
+        hold_c = h * oh
+        back_c = b * (bl[:, 0] + bl[:, 1]) + s_f * (
             short[:, 0].astype(dtype) + short[:, 1].astype(dtype))
         # 5. forecast
-        win = jnp.concatenate([s.win[1:], incoming[None]])
+        # Ring buffer: day t's total replaces the one of day t - W (slot t mod W).
+        win = jax.lax.dynamic_update_index_in_dim(s.win, incoming, t % W, 0)
         mu = _seq_sum(win) / W
         sigma = jnp.sqrt(_seq_sum((win - mu[None]) ** 2) / (W - 1))
+        win, mu, sigma = _barrier((win, mu, sigma))
         # 6. inventory position
         ip = oh + oo - (bl[:, 0] + bl[:, 1])
         # 7. order
-        rop = mu * lt1 + pr.z * sigma * sqrt_lt1
-        eoq = jnp.sqrt(2.0 * mu * pr.f * (pr.h + pr.b) / (pr.h * pr.b))
-        batch = pr.eoq_factor * eoq
+        rop = mu * lt1 + z * sigma * sqrt_lt1
+        eoq = jnp.sqrt(2.0 * mu * f * (h + b) / (h * b))
+        batch = par(pr.eoq_factor) * eoq
         gap = rop - ip
         if settings.batch_multiples:
             n = jnp.maximum(1.0, jnp.ceil(gap / jnp.where(batch > 0, batch, 1.0)))
         else:
             n = 1.0
-        q_by_policy = jnp.stack([gap, jnp.where(batch > 0, n * batch, 0.0), gap + eoq])
+        q_batch = jnp.where(batch > 0, n * batch, 0.0)
+        q_policy = jnp.where(policy == 0, gap, jnp.where(policy == 1, q_batch, gap + eoq))
         below = gap > ORDER_RTOL * (1.0 + jnp.abs(rop))  # IP < ROP beyond rounding
-        q = jnp.where(below & active, jnp.take(q_by_policy, policy, axis=0), 0.0)
+        q = jnp.where(below & active, q_policy, 0.0)
+        q, gap = _barrier((q, gap))
         ordered = q > 0
         oo = oo + q
-        order_c = jnp.where(ordered, pr.f, 0.0)
+        order_c = jnp.where(ordered, f, 0.0)
         # 8. send (R, W) or queue and produce (M)
-        breached = _breached(pr, t, mask) & active
+        breached = par(_breached(pr, t)) & mask & active
         release = jnp.where(breached, 0.0, s.held + q)
         held = jnp.where(breached, s.held + q, 0.0)
         sent = release[:, None] * up
@@ -573,10 +601,13 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
 
 
 def _summarise(final: _State, active: Array, settings: Settings, valid) -> Result:
+    """Averages, tier means and chain totals; agent and tier dims first, then the batch."""
     dtype = final.sums.dtype
+    bs = final.oh.shape[1:]
     n = settings.days - settings.warmup
     nan = jnp.asarray(jnp.nan, dtype)
-    hold, back, order, qsum = final.sums / jnp.array([n, n, n, 1.0], dtype)[:, None]
+    hold, back, order = final.sums[0] / n, final.sums[1] / n, final.sums[2] / n
+    qsum = final.sums[3]
     cost = hold + back + order
     n_orders, breached_days = final.count
     rate = n_orders / n
@@ -587,13 +618,13 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
         return jnp.where(active, x, nan)
 
     def tier_mean(x, w):
-        x, w = jnp.where(w > 0, x, 0.0).reshape(3, 2), w.reshape(3, 2)
+        x, w = jnp.where(w > 0, x, 0.0).reshape((3, 2, *bs)), w.reshape((3, 2, *bs))
         k = w[:, 0] + w[:, 1]
         return jnp.where(k > 0, (x[:, 0] * w[:, 0] + x[:, 1] * w[:, 1]) / jnp.where(k > 0, k, 1.0),
                          nan)
 
     def chain(x):
-        return jnp.sum(jnp.where(active, x, 0.0))
+        return jnp.sum(jnp.where(active, x, 0.0), axis=0)
 
     ordered = act * (n_orders > 0)
     status = jnp.where(valid, jnp.int32(Status.SUCCESS), jnp.int32(Status.INVALID_INPUT))
@@ -643,17 +674,35 @@ def replication_keys(seed: int, reps: int) -> Array:
     return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), jnp.arange(reps))
 
 
-def _experiment_program(base: Params, s, p, b, demand):
-    # Inner vmap: replications (their demand); outer vmap: scenarios (codes). The demand of a
-    # replication is the same array in every scenario: common random numbers by construction.
-    def one(s_, p_, b_, d_):
-        return simulate(base._replace(structure=s_, policy=p_, breach=b_), None, d_)
+def _runs_program(pr: Params, demand: Array) -> Result:
+    # Every leaf of ``pr`` has the batch shape (n,); demand is (days, 2, n). The batch is the
+    # trailing (memory-contiguous) axis of every state array, so each step of the scan is a
+    # few loops over n runs (several times faster on a CPU than vmap, whose batch axis leads).
+    valid = inputs_valid(pr, DOMAIN)
+    final, active, _ = _run(pr, demand, pr.settings, False)
+    res = _summarise(final, active, pr.settings, valid)
+    return res._replace(**{k: jnp.moveaxis(getattr(res, k), 0, -1) for k in OUTPUT_DIMS})
 
-    per_rep = jax.vmap(one, (None, None, None, 0))
-    return jax.vmap(per_rep, (0, 0, 0, None))(s, p, b, demand)
+
+_runs_jit = jax.jit(_runs_program)
 
 
-_experiment_jit = jax.jit(_experiment_program)
+def simulate_runs(params: Params, demand: Array) -> Result:
+    """Many runs in one call: ``params`` leaves broadcast to one batch shape ``(n,)``, ``demand``
+    is ``(n, days, 2)``. Equal to ``vmap(simulate)`` on explicit demand (tested), with runs as the
+    innermost axis. Returns a :class:`Result` with a leading dim ``n``."""
+    validate(params)
+    dtype = jnp.result_type(float)
+    demand = jnp.asarray(demand, dtype)
+    n = demand.shape[0]
+    if demand.shape != (n, params.settings.days, 2):
+        raise ValueError(f"{MODEL}: demand must have shape (runs, days, 2) = "
+                         f"(n, {params.settings.days}, 2), got {demand.shape}")
+    pr = params._replace(
+        **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
+        **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
+           for k in _CODES})
+    return _runs_jit(pr, jnp.moveaxis(demand, 0, -1))
 
 
 def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies=POLICIES,
@@ -683,15 +732,20 @@ def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies
                          (("structure", structures), ("policy", policies),
                           ("breach", breaches))], indexing="ij")
     s, p, b = (g.ravel() for g in grid)
-    pr, _ = _prepare(base)
+    dtype = jnp.result_type(float)
     demand = jax.vmap(demand_draws, (0, None, None, None))(
-        replication_keys(seed, reps), st.days, pr.demand_mean, pr.demand_std)
-    res = _experiment_jit(pr, jnp.asarray(s), jnp.asarray(p), jnp.asarray(b), demand)
+        replication_keys(seed, reps), st.days, jnp.asarray(base.demand_mean, dtype),
+        jnp.asarray(base.demand_std, dtype))
+    # Runs ordered (scenario, replication); replication r has the same demand in every scenario.
+    n_scen = len(s)
+    runs = base._replace(structure=np.repeat(s, reps), policy=np.repeat(p, reps),
+                         breach=np.repeat(b, reps))
+    res = simulate_runs(runs, jnp.tile(demand, (n_scen, 1, 1)))
     shape = (len(structures), len(policies), len(breaches), int(reps))
     dims = ("structure", "policy", "breach", "replication")
     data = {}
     for name, value in res._asdict().items():
-        value = np.asarray(value).reshape(shape + np.shape(value)[2:])
+        value = np.asarray(value).reshape(shape + np.shape(value)[1:])
         extra = OUTPUT_DIMS.get(name, ())
         if name == "active":
             data[name] = (("structure", "agent"), value[:, 0, 0, 0])
