@@ -56,9 +56,10 @@ on day t is received on t + 1), ``tau_T = 2`` (shipped on t, received on t + 2),
    total capacity (80) over the number of active manufacturers.
 
 **Demand** ``d[i, t] = max(0, demand_mean + demand_std eps[i, t])`` with ``eps`` standard normal,
-drawn from ``jax.random.fold_in(key, t)``: ``eps[i, t]`` depends only on the key, the retailer
-and the day (not on the scenario or the horizon), which gives common random numbers across
-scenarios. An explicit ``(days, 2)`` demand array replaces the draws.
+drawn as ``jax.random.normal(key, (days, 2))``: ``eps[i, t]`` depends only on the key, the
+retailer and the day (not on the scenario, nor, with JAX's default partitionable threefry, on
+the horizon), which gives common random numbers across scenarios. An explicit ``(days, 2)``
+demand array replaces the draws.
 
 **Initial state.** Backlogs 0, pipelines and queues empty, ``OO = 0``; the window is filled with
 the agent's expected daily incoming total ``mu0`` (``demand_mean`` per demand stream routed to
@@ -408,10 +409,12 @@ DESCRIPTIONS = {
 
 
 def demand_draws(key: Array, days: int, mean, std) -> Array:
-    """``(days, 2)`` demand ``max(0, mean + std eps)``; ``eps[t]`` from ``fold_in(key, t)``, so
-    that day t's draws do not depend on the horizon."""
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(days))
-    eps = jax.vmap(lambda k: jax.random.normal(k, (2,), jnp.result_type(float)))(keys)
+    """``(days, 2)`` demand ``max(0, mean + std eps)``, ``eps = normal(key, (days, 2))``.
+
+    With JAX's partitionable threefry (the default, ``jax_threefry_partitionable = True``)
+    element ``(t, i)`` is drawn from its own counter, so day t's draws depend only on the key,
+    the day and the retailer, not on the horizon (tested)."""
+    eps = jax.random.normal(key, (days, 2), jnp.result_type(float))
     return jnp.maximum(0.0, mean + std * eps)
 
 

@@ -1,0 +1,225 @@
+"""Runs per second of the ``isb`` agent-based supply-chain simulation (Durowoju et al. 2020):
+the vectorised simulator against the plain per-agent Python reference (tests/isb_reference.py),
+measured in the same run.
+
+One "run" is one simulated supply chain over ``days`` = 800 days (one structure, policy, breach
+scenario and replication); an "agent-day" is one active agent simulated for one day (6 agents in
+S and NT, 5 in WH and MF).
+
+* ``experiment``   ``isb.experiment(reps)``: the source's whole design (4 structures x 3
+                   policies x 4 breach scenarios x ``reps`` replications = 2,160 runs at 45), one
+                   jit-compiled call of ``simulate_runs`` (runs on the trailing axis) plus the
+                   demand draws and building the xarray Dataset.
+* ``core``         ``simulate_runs`` alone on the same runs and demand (no draws, no Dataset).
+* ``vmap_keys``    ``jit(vmap(simulate))`` over (scenario, key) pairs with the demand drawn inside
+                   from each key: the path a generic sweep over ``STOCHASTIC`` functions takes.
+* ``reference``    the per-agent Python simulator on ``--ref-runs`` of the same runs (scenarios
+                   in turn, replication 0's demand); its runs/s is extrapolated to the whole
+                   design (it is linear in runs). Its results are compared with the experiment's.
+* ``sweep``        ``--big`` runs (default 10^5): random structure/policy/breach codes and
+                   replication keys, in chunks of ``--chunk`` runs (demand drawn per chunk);
+                   total time, runs/s and the peak resident memory of the process.
+
+Compilation is timed separately (first call minus the best later call; ``core`` reuses the
+program ``experiment`` compiled, so its compile time is ~0). Each timed method runs
+once first, then ``--repeats`` rounds; the headline figure is the best round, medians in the
+JSON. The machine is shared: load averages at the start and end are recorded.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/bench_isb.py                 # float64, ~2 min on 2 cores
+    PYTHONPATH=. python benchmarks/bench_isb.py --float32
+    PYTHONPATH=. python benchmarks/bench_isb.py --quick         # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=45)
+    ap.add_argument("--ref-runs", type=int, default=48)
+    ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--chunk", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--float32", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--note", default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.reps, args.ref_runs, args.big, args.chunk, args.repeats = 3, 4, 4096, 1024, 1
+
+    import jax
+
+    jax.config.update("jax_enable_x64", not args.float32)
+    import isb_reference as ref
+    import jax.numpy as jnp
+    import numpy as np
+    from bench_bakshi_kleindorfer import (
+        _cpu_model,
+        _device_tag,
+        _jsonable,
+        _library_info,
+        _version,
+    )
+
+    import jaxgames
+    from jaxgames.models import isb
+
+    dtype = "float32" if args.float32 else "float64"
+    dev = jax.devices()[0]
+    load_start = os.getloadavg()
+    st = isb.Settings()
+    active_per_structure = isb.ACTIVE.sum(1)  # S 6, WH 5, MF 5, NT 6
+    n_scen = len(isb.STRUCTURES) * len(isb.POLICIES) * len(isb.EXPERIMENT_BREACHES)
+    runs_exp = n_scen * args.reps
+    agent_days_exp = float(active_per_structure.mean() * st.days * runs_exp)
+
+    def timed(fn, repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - t0)
+        return {"first_s": first, "best_s": min(times), "median_s": statistics.median(times),
+                "all_s": times, "compile_s": max(0.0, first - min(times))}
+
+    out = {"benchmark": "isb.experiment / simulate_runs vs per-agent Python reference",
+           "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+           "dtype": dtype, "setup": vars(args) | {"days": st.days, "warmup": st.warmup,
+                                                  "runs_experiment": runs_exp,
+                                                  "agent_days_experiment": agent_days_exp}}
+
+    # --- the whole experiment and its core
+    exp = timed(lambda: isb.experiment(reps=args.reps).cost_chain.values, args.repeats)
+    ds = isb.experiment(reps=args.reps)
+    keys = isb.replication_keys(0, args.reps)
+    fdt = jnp.result_type(float)
+    demand = jax.vmap(isb.demand_draws, (0, None, None, None))(
+        keys, st.days, jnp.asarray(10.0, fdt), jnp.asarray(2.0, fdt))
+    grid = np.meshgrid(np.arange(4), np.arange(3), np.arange(4), indexing="ij")
+    s, p, b = (np.repeat(g.ravel(), args.reps) for g in grid)
+    runs = isb.DEFAULT._replace(structure=s, policy=p, breach=b)
+    big_demand = jnp.tile(demand, (n_scen, 1, 1))
+    core = timed(lambda: isb.simulate_runs(runs, big_demand).cost_chain, args.repeats)
+
+    vsim = jax.jit(jax.vmap(lambda s_, p_, b_, k_: isb.simulate(
+        isb.DEFAULT._replace(structure=s_, policy=p_, breach=b_), k_).cost_chain))
+    rep_keys = jnp.tile(keys, n_scen)
+    vk = timed(lambda: vsim(jnp.asarray(s), jnp.asarray(p), jnp.asarray(b), rep_keys),
+               args.repeats)
+
+    for r in (exp, core, vk):
+        r["runs_per_s"] = runs_exp / r["best_s"]
+        r["agent_days_per_s"] = agent_days_exp / r["best_s"]
+    out.update(experiment=exp, core=core, vmap_keys=vk)
+
+    # --- the per-agent Python reference on a sample of the same runs
+    d0 = np.asarray(demand[0], float).tolist()
+    scen = [(x, y, z) for x in isb.STRUCTURES for y in isb.POLICIES
+            for z in isb.EXPERIMENT_BREACHES]
+    chosen = [scen[i % n_scen] for i in range(args.ref_runs)]
+    t0 = time.perf_counter()
+    ref_out = [ref.simulate(*sc, d0) for sc in chosen]
+    ref_s = time.perf_counter() - t0
+    ref_agent_days = sum(len(o) for o in ref_out) * st.days
+    worst = 0.0
+    for sc, o in zip(chosen, ref_out, strict=True):
+        v = float(ds.cost_chain.sel(structure=sc[0], policy=sc[1], breach=sc[2],
+                                    replication=0))
+        r_ = sum(a["cost"] for a in o.values())
+        worst = max(worst, abs(v - r_) / abs(r_))
+    ref_runs_per_s = args.ref_runs / ref_s
+    ref_adps = ref_agent_days / ref_s
+    out["reference"] = {"runs": args.ref_runs, "time_s": ref_s, "runs_per_s": ref_runs_per_s,
+                        "agent_days_per_s": ref_adps,
+                        "experiment_time_extrapolated_s": runs_exp / ref_runs_per_s,
+                        "max_rel_diff_cost_chain_vs_experiment": worst}
+    out["speedup"] = {k: {"runs": out[k]["runs_per_s"] / ref_runs_per_s,
+                          "agent_days": out[k]["agent_days_per_s"] / ref_adps}
+                      for k in ("experiment", "core", "vmap_keys")}
+
+    # --- a large sweep in chunks
+    rng = np.random.default_rng(20200928)
+    n, c = args.big, args.chunk
+    codes = [rng.integers(0, k, n) for k in (4, 3, 4)]
+    draw = jax.jit(jax.vmap(isb.demand_draws, (0, None, None, None)), static_argnums=1)
+
+    all_keys = isb.replication_keys(1, n)
+
+    def sweep():
+        totals = []
+        for i in range(0, n, c):
+            sl = slice(i, min(i + c, n))
+            m = sl.stop - sl.start
+            idx = np.arange(i, i + c) % n  # pad the last chunk (same shape: no recompile)
+            dd = draw(all_keys[idx], st.days, jnp.asarray(10.0, fdt), jnp.asarray(2.0, fdt))
+            rr = isb.DEFAULT._replace(structure=codes[0][idx], policy=codes[1][idx],
+                                      breach=codes[2][idx])
+            totals.append(np.asarray(isb.simulate_runs(rr, dd).cost_chain)[:m])
+        return np.concatenate(totals)
+
+    t0 = time.perf_counter()
+    first_total = sweep()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    total = sweep()
+    again = time.perf_counter() - t0
+    assert np.array_equal(first_total, total) and np.all(np.isfinite(total))
+    adays = float(active_per_structure[codes[0]].sum() * st.days)
+    out["sweep"] = {"runs": n, "chunk": c, "first_s": first, "time_s": again,
+                    "runs_per_s": n / again, "agent_days_per_s": adays / again,
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    out["machine"] = {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+                      "jax_platform": dev.platform, "device_kind": dev.device_kind,
+                      "load_avg_start": load_start, "load_avg_end": os.getloadavg()}
+    out["library"] = _library_info(jaxgames, args.note)
+    out["versions"] = {m: _version(m) for m in ("jax", "jaxlib", "numpy", "xarray")}
+    path = Path(args.out) if args.out else HERE / "results" / (
+        f"isb_{_device_tag(dev)}_{dtype}{'_quick' if args.quick else ''}.json")
+    path.write_text(json.dumps(_jsonable(out), indent=1) + "\n")
+
+    f = lambda x: f"{x:,.0f}"  # noqa: E731
+    print(f"isb benchmark ({dtype}, {dev.platform}, load {load_start[0]:.1f} -> "
+          f"{out['machine']['load_avg_end'][0]:.1f})")
+    print(f"  runs in the experiment {runs_exp:,} ({agent_days_exp:,.0f} agent-days)")
+    for k in ("experiment", "core", "vmap_keys"):
+        r = out[k]
+        print(f"  {k:<11} best {r['best_s']:.3f} s (median {r['median_s']:.3f}, compile "
+              f"{r['compile_s']:.1f} s): {f(r['runs_per_s'])} runs/s, "
+              f"{r['agent_days_per_s']:.3g} agent-days/s, x{out['speedup'][k]['runs']:.0f} "
+              f"the reference")
+    r = out["reference"]
+    print(f"  reference   {r['runs']} runs in {r['time_s']:.2f} s: {r['runs_per_s']:.1f} runs/s, "
+          f"{r['agent_days_per_s']:.3g} agent-days/s (experiment "
+          f"~{r['experiment_time_extrapolated_s']:.0f} s); max rel diff "
+          f"{r['max_rel_diff_cost_chain_vs_experiment']:.1e}")
+    r = out["sweep"]
+    print(f"  sweep       {r['runs']:,} runs in {r['time_s']:.1f} s (first {r['first_s']:.1f} s): "
+          f"{f(r['runs_per_s'])} runs/s, {r['agent_days_per_s']:.3g} agent-days/s, peak RSS "
+          f"{r['peak_rss_mib']:.0f} MiB")
+    print(f"  -> {path}")
+
+
+if __name__ == "__main__":
+    main()
