@@ -121,7 +121,7 @@ def fig_impact(res):
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
     for ax, p in zip(axes, res.policy.values, strict=True):
         vals, sig, labels, colors, lo, hi = [], [], [], [], [], []
-        for b in res.impact_chain.breach.values:
+        for b in [b for b in res.breach.values if b != "none"]:
             for s in res.impact_chain.structure.values:
                 sel = dict(policy=p, breach=b, structure=s)
                 base = float(res.impact_diff_chain.sel(sel) / res.impact_chain.sel(sel))
@@ -294,7 +294,7 @@ def findings(ds, high, res, cost):
     lines.append("")
     for p in res.policy.values:
         parts = []
-        for b in res.impact_chain.breach.values:
+        for b in [b for b in res.breach.values if b != "none"]:
             v = res.impact_chain.sel(policy=p, breach=b)
             parts.append(f"{b} {pc(v.mean())} ({pc(v.min())} .. {pc(v.max())})")
         lines.append(f"- option {p}: " + "; ".join(parts))

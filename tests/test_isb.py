@@ -480,3 +480,11 @@ def test_analyse_effects_and_tables(small_experiment):
     assert "| I | WH |" in t5.markdown and "n/a" in t5.markdown
     assert t5.csv.splitlines()[0].startswith("policy,structure,R1")
     assert set(np.unique(tables["table6"].frame.values)) <= {">", "<", "-", "n/a"}
+
+
+def test_analyse_keeps_breach_order(small_experiment):
+    ds, high = small_experiment
+    res, _ = isb.analyse(ds, high)
+    assert list(res.breach.values) == ["none", "BP1", "BP2", "BP3"]
+    assert np.isnan(res.impact_chain.sel(breach="none")).all()
+    assert np.isfinite(res.impact_chain.sel(breach="BP3")).all()

@@ -875,7 +875,9 @@ def analyse(ds: xr.Dataset, high: xr.Dataset | None = None, alpha: float = 0.05)
                         rep)
             for k in ("diff", "lo", "hi", "significant"):
                 out[f"profile_{k}_{level}"] = e[k].rename(structure="reconfiguration")
-    result = xr.Dataset(out)
+    # Variables over different subsets of breaches (impacts: BP1..BP3 only) are aligned by an
+    # outer join, which sorts the labels; restore the experiment's order.
+    result = xr.Dataset(out).reindex(breach=list(ds.breach.values))
     result.attrs = {"model": MODEL, "alpha": alpha,
                     **{f"experiment_{k}": v for k, v in ds.attrs.items()}}
     for name in result.data_vars:
