@@ -228,9 +228,10 @@ def fig_breach_map(cost):
                 ax.set_xlabel("breach duration (days)")
     fig.colorbar(im, ax=axes, shrink=0.6, label="(C_S - C_X)/C_S of chain cost (%)")
     fig.suptitle("isb beyond the source: reconfiguration effect over breach duration x period "
-                 "(retailers breached; offset = period/2). '+': X significantly cheaper, "
-                 "'×': significantly dearer, no mark: not significant (paired-t, Bonferroni "
-                 "m = 3 per cell, 45 common-random-number replications)", fontsize=9)
+                 "(retailers breached; offset = period/2; '·': duration >= period, left out)\n"
+                 "'+': X significantly cheaper, '×': significantly dearer, no mark: not "
+                 "significant (paired-t, Bonferroni m = 3 per cell, 45 common-random-number "
+                 "replications)", fontsize=9)
     fig.savefig(HERE / "isb_breach_map.png", dpi=110)
     plt.close(fig)
 
