@@ -14,7 +14,9 @@ S and NT, 5 in WH and MF).
 * ``vmap_keys``    ``jit(vmap(simulate))`` over (scenario, key) pairs with the demand drawn inside
                    from each key: the path a generic sweep over ``STOCHASTIC`` functions takes.
 * ``reference``    the per-agent Python simulator on ``--ref-runs`` of the same runs (scenarios
-                   in turn, replication 0's demand); its runs/s is extrapolated to the whole
+                   in turn, replication 0's demand), timed in ``--repeats`` slices, one after
+                   each round of the vectorised methods, so that both see the same machine load
+                   (the per-round ratio is recorded too); its runs/s is extrapolated to the whole
                    design (it is linear in runs). Its results are compared with the experiment's.
 * ``sweep``        ``--big`` runs (default 10^5): random structure/policy/breach codes and
                    replication keys, in chunks of ``--chunk`` runs (demand drawn per chunk);
@@ -22,7 +24,8 @@ S and NT, 5 in WH and MF).
 
 Compilation is timed separately (first call minus the best later call; ``core`` reuses the
 program ``experiment`` compiled, so its compile time is ~0). Each timed method runs
-once first, then ``--repeats`` rounds; the headline figure is the best round, medians in the
+once first, then ``--repeats`` rounds; the headline figure is the best round (the speed-up:
+best method round against the reference's whole time), medians and per-round ratios in the
 JSON. The machine is shared: load averages at the start and end are recorded.
 
 Usage (from the repository root)::
@@ -56,7 +59,7 @@ def main(argv=None):
     ap.add_argument("--ref-runs", type=int, default=48)
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=4096)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--float32", action="store_true")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
@@ -91,17 +94,15 @@ def main(argv=None):
     runs_exp = n_scen * args.reps
     agent_days_exp = float(active_per_structure.mean() * st.days * runs_exp)
 
-    def timed(fn, repeats):
+    def first_call(fn):
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
-        first = time.perf_counter() - t0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times.append(time.perf_counter() - t0)
-        return {"first_s": first, "best_s": min(times), "median_s": statistics.median(times),
-                "all_s": times, "compile_s": max(0.0, first - min(times))}
+        return time.perf_counter() - t0
+
+    def once(fn):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        return time.perf_counter() - t0
 
     out = {"benchmark": "isb.experiment / simulate_runs vs per-agent Python reference",
            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -109,9 +110,7 @@ def main(argv=None):
                                                   "runs_experiment": runs_exp,
                                                   "agent_days_experiment": agent_days_exp}}
 
-    # --- the whole experiment and its core
-    exp = timed(lambda: isb.experiment(reps=args.reps).cost_chain.values, args.repeats)
-    ds = isb.experiment(reps=args.reps)
+    # --- the methods: the whole experiment, its core, the generic vmap-over-keys path
     keys = isb.replication_keys(0, args.reps)
     fdt = jnp.result_type(float)
     demand = jax.vmap(isb.demand_draws, (0, None, None, None))(
@@ -120,43 +119,63 @@ def main(argv=None):
     s, p, b = (np.repeat(g.ravel(), args.reps) for g in grid)
     runs = isb.DEFAULT._replace(structure=s, policy=p, breach=b)
     big_demand = jnp.tile(demand, (n_scen, 1, 1))
-    core = timed(lambda: isb.simulate_runs(runs, big_demand).cost_chain, args.repeats)
-
     vsim = jax.jit(jax.vmap(lambda s_, p_, b_, k_: isb.simulate(
         isb.DEFAULT._replace(structure=s_, policy=p_, breach=b_), k_).cost_chain))
     rep_keys = jnp.tile(keys, n_scen)
-    vk = timed(lambda: vsim(jnp.asarray(s), jnp.asarray(p), jnp.asarray(b), rep_keys),
-               args.repeats)
+    methods = {
+        "experiment": lambda: isb.experiment(reps=args.reps).cost_chain.values,
+        "core": lambda: isb.simulate_runs(runs, big_demand).cost_chain,
+        "vmap_keys": lambda: vsim(jnp.asarray(s), jnp.asarray(p), jnp.asarray(b), rep_keys),
+    }
+    first = {k: first_call(f) for k, f in methods.items()}
+    ds = isb.experiment(reps=args.reps)
 
-    for r in (exp, core, vk):
-        r["runs_per_s"] = runs_exp / r["best_s"]
-        r["agent_days_per_s"] = agent_days_exp / r["best_s"]
-    out.update(experiment=exp, core=core, vmap_keys=vk)
-
-    # --- the per-agent Python reference on a sample of the same runs
+    # --- the per-agent Python reference on a sample of the same runs (replication 0), timed
+    # in slices between the rounds of the vectorised methods, so that both see the same load
     d0 = np.asarray(demand[0], float).tolist()
     scen = [(x, y, z) for x in isb.STRUCTURES for y in isb.POLICIES
             for z in isb.EXPERIMENT_BREACHES]
     chosen = [scen[i % n_scen] for i in range(args.ref_runs)]
-    t0 = time.perf_counter()
-    ref_out = [ref.simulate(*sc, d0) for sc in chosen]
-    ref_s = time.perf_counter() - t0
-    ref_agent_days = sum(len(o) for o in ref_out) * st.days
+    slices = np.array_split(np.arange(args.ref_runs), args.repeats)
+    rounds = {k: [] for k in methods}
+    ref_rounds, ref_out = [], []
+    for sl in slices:
+        for k, f in methods.items():
+            rounds[k].append(once(f))
+        t0 = time.perf_counter()
+        part = [ref.simulate(*chosen[i], d0) for i in sl]
+        ref_rounds.append((time.perf_counter() - t0, len(sl),
+                           sum(len(o) for o in part) * st.days))
+        ref_out += part
     worst = 0.0
     for sc, o in zip(chosen, ref_out, strict=True):
         v = float(ds.cost_chain.sel(structure=sc[0], policy=sc[1], breach=sc[2],
                                     replication=0))
         r_ = sum(a["cost"] for a in o.values())
         worst = max(worst, abs(v - r_) / abs(r_))
+    ref_s = sum(t for t, _, _ in ref_rounds)
     ref_runs_per_s = args.ref_runs / ref_s
-    ref_adps = ref_agent_days / ref_s
+    ref_adps = sum(a for _, _, a in ref_rounds) / ref_s
     out["reference"] = {"runs": args.ref_runs, "time_s": ref_s, "runs_per_s": ref_runs_per_s,
                         "agent_days_per_s": ref_adps,
+                        "rounds_s": [t for t, _, _ in ref_rounds],
                         "experiment_time_extrapolated_s": runs_exp / ref_runs_per_s,
                         "max_rel_diff_cost_chain_vs_experiment": worst}
-    out["speedup"] = {k: {"runs": out[k]["runs_per_s"] / ref_runs_per_s,
-                          "agent_days": out[k]["agent_days_per_s"] / ref_adps}
-                      for k in ("experiment", "core", "vmap_keys")}
+    out["speedup"] = {}
+    for k in methods:
+        times = rounds[k]
+        r = {"first_s": first[k], "best_s": min(times), "median_s": statistics.median(times),
+             "all_s": times, "compile_s": max(0.0, first[k] - min(times))}
+        r["runs_per_s"] = runs_exp / r["best_s"]
+        r["agent_days_per_s"] = agent_days_exp / r["best_s"]
+        out[k] = r
+        # Per round: (reference time per run) / (method time per run), same load.
+        per_round = [(rt / n_ref) / (t / runs_exp) for t, (rt, n_ref, _) in
+                     zip(times, ref_rounds, strict=True)]
+        out["speedup"][k] = {"runs": r["runs_per_s"] / ref_runs_per_s,
+                             "agent_days": r["agent_days_per_s"] / ref_adps,
+                             "per_round_runs": per_round,
+                             "median_round_runs": statistics.median(per_round)}
 
     # --- a large sweep in chunks
     rng = np.random.default_rng(20200928)
@@ -208,7 +227,7 @@ def main(argv=None):
         print(f"  {k:<11} best {r['best_s']:.3f} s (median {r['median_s']:.3f}, compile "
               f"{r['compile_s']:.1f} s): {f(r['runs_per_s'])} runs/s, "
               f"{r['agent_days_per_s']:.3g} agent-days/s, x{out['speedup'][k]['runs']:.0f} "
-              f"the reference")
+              f"the reference (median of rounds x{out['speedup'][k]['median_round_runs']:.0f})")
     r = out["reference"]
     print(f"  reference   {r['runs']} runs in {r['time_s']:.2f} s: {r['runs_per_s']:.1f} runs/s, "
           f"{r['agent_days_per_s']:.3g} agent-days/s (experiment "
