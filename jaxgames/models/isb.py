@@ -448,10 +448,6 @@ def _waterfill(oh, owed):
     return jnp.stack([s0, s1], 1), full
 
 
-def _barrier(x):
-    return jax.lax.optimization_barrier(x)
-
-
 def _seq_sum(x):
     # One addition at a time along the leading axis (a fixed order on every backend).
     s = x[0]
@@ -540,9 +536,6 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         ship, full = _waterfill(oh, owed)
         bl = owed - ship
         oh = jnp.where(full, oh - (owed[:, 0] + owed[:, 1]), 0.0)
-        # Materialise the day's intermediate results once: without the barriers XLA fuses the
-        # whole day into each consumer and recomputes it several times (about 3x slower).
-        o, ship, bl, oh, oo = _barrier((o, ship, bl, oh, oo))
         to_r = ship[2] + ship[3]  # W_j ships ship[2 + j, l] to R_l
         to_w = ship[4] + ship[5]
         trans = trans.at[-1].add(jnp.concatenate([to_r, to_w, jnp.zeros_like(to_r)]))
@@ -556,7 +549,6 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         win = jax.lax.dynamic_update_index_in_dim(s.win, incoming, t % W, 0)
         mu = _seq_sum(win) / W
         sigma = jnp.sqrt(_seq_sum((win - mu[None]) ** 2) / (W - 1))
-        win, mu, sigma = _barrier((win, mu, sigma))
         # 6. inventory position
         ip = oh + oo - (bl[:, 0] + bl[:, 1])
         # 7. order
@@ -572,7 +564,6 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         q_policy = jnp.where(policy == 0, gap, jnp.where(policy == 1, q_batch, gap + eoq))
         below = gap > ORDER_RTOL * (1.0 + jnp.abs(rop))  # IP < ROP beyond rounding
         q = jnp.where(below & active, q_policy, 0.0)
-        q, gap = _barrier((q, gap))
         ordered = q > 0
         oo = oo + q
         order_c = jnp.where(ordered, f, 0.0)
