@@ -360,6 +360,17 @@ def test_common_random_numbers_and_determinism():
     assert not np.array_equal(other[1].demand, runs[1][1].demand)
 
 
+def test_key_forms():
+    pr = isb.make_params("WH", "III", "BP1", settings=SHORT)
+    a = isb.simulate(pr, jax.random.fold_in(jax.random.key(0), 5))
+    b = isb.simulate(pr, 5)  # replication 5 of seed 0
+    c = isb.simulate(pr, jax.random.key_data(jax.random.fold_in(jax.random.key(0), 5)))
+    np.testing.assert_array_equal(a.cost, b.cost)
+    np.testing.assert_array_equal(a.cost, c.cost)
+    with pytest.raises(TypeError, match="key must be"):
+        isb.simulate(pr, 1.5)
+
+
 def test_one_compilation_for_every_scenario():
     fn = jax.jit(lambda pr, d: isb.simulate(pr, None, d))
     demand = _const_demand(SHORT.days)

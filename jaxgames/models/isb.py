@@ -421,8 +421,14 @@ def demand_draws(key: Array, days: int, mean, std) -> Array:
 def _as_key(key) -> Array:
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
+    arr = jnp.asarray(key)
+    if arr.dtype == jnp.uint32 and arr.shape == (2,):  # a raw jax.random.PRNGKey
+        return jax.random.wrap_key_data(arr)
+    if arr.shape != () or not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(f"{MODEL}: key must be a JAX PRNG key or an integer replication, got "
+                        f"dtype {arr.dtype} and shape {arr.shape}")
     # An integer: replication ``key`` of seed 0.
-    return jax.random.fold_in(jax.random.key(0), jnp.asarray(key, jnp.uint32))
+    return jax.random.fold_in(jax.random.key(0), arr.astype(jnp.uint32))
 
 
 def _breached(pr: Params, t):
