@@ -97,6 +97,13 @@ active agents (source assumption); chain totals over all active agents.
 * ``IP < ROP`` means ``ROP - IP > 1e-9 (1 + |ROP|)`` (:data:`ORDER_RTOL`): when ``IP = ROP``
   in exact arithmetic (option I after a day without change), rounding must not decide whether a
   1e-14-unit order (and its cost ``f``) is placed.
+
+**API.** :func:`simulate` (one run; ``STOCHASTIC``: it takes a key; ``trace=True`` adds the
+daily :class:`Trace`), :func:`simulate_runs` (a batch of runs on explicit demand, runs on the
+trailing axis), :func:`experiment` (the source's 4 x 3 x 4 x 45 design as one labelled
+Dataset), :func:`analyse` (reconfiguration effects, breach impacts, demand-std sensitivity,
+paired-t intervals with Bonferroni correction, Tables 3-8 via :func:`tables`),
+:func:`make_params` / :func:`code` (labels of the categorical parameters).
 """
 
 from __future__ import annotations
