@@ -1,7 +1,8 @@
 """The ``jaxgames`` command line.
 
-    jaxgames sweep FILE [--out PATH] [--resume] [--overwrite] [--chunk-size N]
-                        [--dask ADDRESS] [--no-progress]
+    jaxgames sweep FILE [--out PATH] [--figures DIR] [--resume] [--overwrite]
+                        [--chunk-size N] [--dask ADDRESS] [--no-progress]
+                        [--no-compilation-cache]
                                     run a sweep file (see jaxgames.sweepfile, sweeps/README.md)
     jaxgames plot DATASET --kind KIND [--var V,...] [--x X] [--y Y]
                           [--sel NAME=VALUE ...] [--facet DIM] [--by DIM] [--xmarks V,...]
@@ -20,6 +21,7 @@ reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wr
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -47,10 +49,46 @@ def _positive_int(text: str) -> int:
     return n
 
 
+# ----------------------------------------------------------------------------- compilation cache
+
+
+def compilation_cache_dir() -> Path:
+    """Where the command line keeps JAX's persistent compilation cache:
+    ``$XDG_CACHE_HOME/jaxgames/jax`` (``~/.cache/jaxgames/jax`` without ``XDG_CACHE_HOME``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jaxgames" / "jax"
+
+
+def _enable_compilation_cache(args: argparse.Namespace) -> Path | None:
+    """Turn on JAX's persistent compilation cache (before anything is compiled), unless
+    ``--no-compilation-cache``: a second run of a study then skips most of its compilation."""
+    if getattr(args, "no_compilation_cache", True):
+        return None
+    import jax
+
+    path = compilation_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: run without the cache, say so
+        print(f"jaxgames: compilation cache disabled, cannot create {path}: {exc}",
+              file=sys.stderr)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # cache every program that took a noticeable time to compile (default: 1 s)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+_NO_CACHE_HELP = ("do not use the persistent JAX compilation cache (by default compiled "
+                  "programs are kept under $XDG_CACHE_HOME/jaxgames/jax, or "
+                  "~/.cache/jaxgames/jax, so a second run skips most compilation)")
+
+
 # ----------------------------------------------------------------------------- figure3, info
 
 
 def _figure3(args: argparse.Namespace) -> int:
+    _enable_compilation_cache(args)
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -92,6 +130,8 @@ def _info(args: argparse.Namespace) -> int:
         except ImportError:
             print(f"{label:<12} not installed")
     print(f"{'x64':<12} {jax.config.jax_enable_x64}")
+    print(f"{'compilation cache':<12} {compilation_cache_dir()} (jaxgames sweep and figure3; "
+          "--no-compilation-cache turns it off)")
     for d in jax.devices():
         print(f"{'device':<12} {d.platform}:{d.id} {d.device_kind}")
     return 0
@@ -148,7 +188,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except SweepFileError as exc:
         raise _UsageError(str(exc)) from None
     options = dict(out=args.out, resume=args.resume, overwrite=args.overwrite,
-                   chunk_size=args.chunk_size, dask=args.dask)
+                   chunk_size=args.chunk_size, dask=args.dask, figures=args.figures)
     try:
         output = spec.check_run_options(**options)
     except SweepFileError as exc:
@@ -157,6 +197,7 @@ def _sweep(args: argparse.Namespace) -> int:
     size = f"{spec.n_points:,} points, " if spec.mode in ("axes", "design") else ""
     print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
           f"{output}", file=sys.stderr, flush=True)
+    _enable_compilation_cache(args)
     t0 = time.perf_counter()
     try:
         ds = spec.run(**options, progress=not args.no_progress)
@@ -166,7 +207,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - t0
-    figures = [f.path for f in spec.figures]
+    figures = list(spec.figure_paths(out=args.out, figures=args.figures).values())
     print(f"{prog}: {args.file} done")
     print(_summary(spec, ds, seconds, output, figures))
     return 0
@@ -450,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "address (e.g. tcp://host:8786); needs a .zarr output")
     sweep.add_argument("--no-progress", action="store_true",
                        help="do not show the progress bar")
+    sweep.add_argument("--figures", metavar="DIR",
+                       help="write the file's figures into DIR (by default they follow "
+                       "--out: the directory of PATH; without --out the paths in the file)")
+    sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 
     plot = sub.add_parser(
@@ -514,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every computed number next to the printed one. Exit code 1 if any differs.",
     )
     fig3.add_argument("--png", metavar="PATH", help="also save a bar chart of the costs as PNG")
+    fig3.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     fig3.set_defaults(func=_figure3, subparser=fig3)
     info = sub.add_parser(
         "info", help="show jaxgames/jax/dependency versions and the available devices",

@@ -580,6 +580,17 @@ def _edges(c: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+def _sel(obj, sel: Mapping[str, Any]):
+    """``obj.sel(sel)``: nearest value on numeric coords (float round-off in a file or on the
+    command line), exact match on labels (categorical parameters, agents)."""
+    numeric = {k: v for k, v in sel.items()
+               if np.issubdtype(np.asarray(obj[k].values).dtype, np.number)}
+    exact = {k: v for k, v in sel.items() if k not in numeric}
+    if numeric:
+        obj = obj.sel(numeric, method="nearest")
+    return obj.sel(exact) if exact else obj
+
+
 def _is_log(c: np.ndarray) -> bool:
     c = c[np.isfinite(c)]
     return bool(c.size and c.min() > 0 and c.max() > 100 * c.min())
@@ -597,7 +608,7 @@ class _Grid:
             raise ValueError(f"x and y must differ, both are {x!r}")
         da = ds[var]
         if sel:
-            da = da.sel(dict(sel), method="nearest")
+            da = _sel(da, sel)
         if set(da.dims) != {x, y}:
             extra = [d for d in da.dims if d not in (x, y)]
             hint = (f"; select {extra} with keyword arguments, e.g. "
@@ -613,13 +624,13 @@ class _Grid:
         self.failed = None
         if "converged" in ds and var != "converged":
             conv = ds["converged"]
-            conv = conv.sel({k: v for k, v in sel.items() if k in conv.dims}, method="nearest")
+            conv = _sel(conv, {k: v for k, v in sel.items() if k in conv.dims})
             if set(conv.dims) == {x, y}:
                 self.failed = ~np.asarray(conv.transpose(y, x), bool)
         self.violated = None
         if "assumptions_hold" in ds and var != "assumptions_hold":
             hold = ds["assumptions_hold"]
-            hold = hold.sel({k: v for k, v in sel.items() if k in hold.dims}, method="nearest")
+            hold = _sel(hold, {k: v for k, v in sel.items() if k in hold.dims})
             if set(hold.dims) <= {x, y}:
                 hold = hold.broadcast_like(self.da)
                 self.violated = ~np.asarray(hold.transpose(y, x), bool)
@@ -969,7 +980,7 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
         raise ValueError(f"no variable(s) {missing} in the dataset")
     if by is not None and (by == x or by in sel):
         raise ValueError(f"by={by!r} must be another dim than x and not selected")
-    sub = ds.sel(sel, method="nearest") if sel else ds
+    sub = _sel(ds, sel) if sel else ds
     if by is not None and by not in sub[names[0]].dims:
         raise ValueError(f"by={by!r} is not a dim of {names[0]!r} (dims {sub[names[0]].dims})")
     extra = [d for d in sub[names[0]].dims if d not in (x, by)]
