@@ -498,3 +498,157 @@ def test_one_way_and_tornado_on_an_element_of_a_dimensioned_output():
         sensitivity.tornado(toy.equilibrium, toy.DEFAULT, {"c": (1.0, 4.0)}, ["q[7]"])
     with pytest.raises(ValueError, match=r"not real scalars at each point; choose one element"):
         sensitivity.tornado(toy.equilibrium, toy.DEFAULT, {"c": (1.0, 4.0)}, ["q"])
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+CLI_FILE = '''
+model = "toy_contract"
+solve = "equilibrium"
+output = "res/toy.nc"
+[axes]
+regime = { values = ["A", "C"] }
+c = { values = [1.0, 2.0] }
+[[figure]]
+kind = "line"
+var = "Q"
+x = "c"
+sel = { regime = "C" }
+path = "figs/Q.png"
+'''
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path):
+    from jaxgames import models
+
+    monkeypatch.setitem(models.REGISTRY, "toy_contract", "_toy_model")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "toy.toml").write_text(CLI_FILE)
+    return tmp_path
+
+
+def test_cli_figures_follow_out_or_figures_dir(cli_env, capsys):
+    from jaxgames import cli
+
+    assert cli.main(["sweep", "toy.toml", "--no-compilation-cache", "--no-progress"]) == 0
+    assert (cli_env / "figs" / "Q.png").exists() and (cli_env / "res" / "toy.nc").exists()
+    assert cli.main(["sweep", "toy.toml", "--out", "other/x.nc", "--no-compilation-cache",
+                     "--no-progress"]) == 0
+    assert (cli_env / "other" / "Q.png").exists()  # next to the dataset
+    out = capsys.readouterr().out
+    assert "other/Q.png" in out
+    assert cli.main(["sweep", "toy.toml", "--out", "third/x.nc", "--figures", "pics",
+                     "--no-compilation-cache", "--no-progress"]) == 0
+    assert (cli_env / "pics" / "Q.png").exists() and not (cli_env / "third" / "Q.png").exists()
+
+
+def test_cli_never_silently_overwrites_tracked_figures(cli_env, capsys):
+    import subprocess
+
+    from jaxgames import cli
+
+    (cli_env / "figs").mkdir()
+    (cli_env / "figs" / "Q.png").write_bytes(b"committed")
+    subprocess.run(["git", "init", "-q"], cwd=cli_env, check=True)
+    subprocess.run(["git", "add", "figs/Q.png"], cwd=cli_env, check=True)
+    assert cli.main(["sweep", "toy.toml", "--no-compilation-cache", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "figure[0].path: figs/Q.png is a tracked file of a git checkout" in err
+    assert (cli_env / "figs" / "Q.png").read_bytes() == b"committed"
+    assert not (cli_env / "res").exists()  # refused before anything ran
+    # naming the directory explicitly replaces it
+    assert cli.main(["sweep", "toy.toml", "--figures", "figs", "--no-compilation-cache",
+                     "--no-progress"]) == 0
+    assert (cli_env / "figs" / "Q.png").read_bytes() != b"committed"
+
+
+def test_cli_compilation_cache_under_xdg_cache_home(cli_env, capsys, monkeypatch):
+    import jax
+
+    from jaxgames import cli
+
+    assert cli.compilation_cache_dir() == cli_env / "cache" / "jaxgames" / "jax"
+    assert cli.main(["info"]) == 0
+    assert str(cli_env / "cache" / "jaxgames" / "jax") in capsys.readouterr().out
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        args = cli.build_parser().parse_args(["sweep", "toy.toml", "--no-compilation-cache"])
+        assert cli._enable_compilation_cache(args) is None
+        assert jax.config.jax_compilation_cache_dir == before
+        args = cli.build_parser().parse_args(["sweep", "toy.toml"])
+        path = cli._enable_compilation_cache(args)
+        assert path == cli.compilation_cache_dir() and path.is_dir()
+        assert jax.config.jax_compilation_cache_dir == str(path)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(cli_env / "home"))
+    assert cli.compilation_cache_dir() == cli_env / "home" / ".cache" / "jaxgames" / "jax"
+
+
+def test_progress_says_it_is_compiling_and_starts_the_eta_after(capsys):
+    bar = _sweep._progress_bar(True, 100, "toy", 0)
+    assert "compiling" in capsys.readouterr().err
+    bar.update(10)  # the first chunk: compilation is over, the points bar starts
+    bar.update(20)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "30.0/100" in err and "compiling" not in err.splitlines()[-1]
+    assert _sweep._progress_bar(False, 100, "toy", 0) is None
+
+
+# ----------------------------------------------------------------------------- scale-out
+
+
+def test_dask_cluster_with_dims_labels_and_replications(tmp_path, monkeypatch, replicated):
+    distributed = pytest.importorskip("distributed")
+    here = os.path.dirname(__file__)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([os.path.dirname(here), here]))
+    axes = {"regime": ["A", "B"], "noise": [0.0, 0.2]}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        ds = jg.sweep(toy.simulate, toy.DEFAULT, axes, replications=5, seed=11, chunk_size=4,
+                      store=tmp_path / "d.zarr", dask=client, progress=False)
+    xr.testing.assert_equal(ds.load(), replicated)
+
+
+_SHARD_SCRIPT = '''
+import sys
+import jax
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import xarray as xr
+import jaxgames as jg
+import _toy_model as toy
+
+assert len(jax.local_devices()) == 2, jax.local_devices()
+axes = {"regime": ["A", "C"], "v[2]": [1.0, 2.0, 3.0]}
+kw = dict(replications=3, seed=4, chunk_size=6, progress=False)
+both = jg.sweep(toy.simulate, toy.DEFAULT, axes, **kw)
+one = jg.sweep(toy.simulate, toy.DEFAULT, axes, devices=1, **kw)
+xr.testing.assert_equal(both, one)
+eq2 = jg.sweep(toy.equilibrium, toy.DEFAULT, axes, derivatives=["q"], wrt=["v"], chunk_size=3,
+               progress=False)
+eq1 = jg.sweep(toy.equilibrium, toy.DEFAULT, axes, derivatives=["q"], wrt=["v"], chunk_size=3,
+               progress=False, devices=1)
+xr.testing.assert_equal(eq2, eq1)
+print("OK")
+'''
+
+
+def test_sharded_across_two_host_devices_with_dims(tmp_path):
+    import subprocess
+
+    script = tmp_path / "shard.py"
+    script.write_text(_SHARD_SCRIPT)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.path.dirname(here),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, str(script), here], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
