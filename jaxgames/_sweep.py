@@ -31,6 +31,20 @@ How a sweep runs
   as tasks on a cluster; each task solves one chunk and writes its own region of the store, so
   the result is identical to a single-process run.
 
+What a sweep can vary and return is read from the model contract (:mod:`jaxgames._contract`):
+outputs with dims of their own (``OUTPUT_DIMS``) keep them after the sweep's dims, in memory,
+in the store (one Zarr chunk spans them) and on every device; a vector parameter
+(``PARAM_DIMS``) is swept whole (``"v"``) or by element (``"v[1]"``); a categorical parameter
+(``CATEGORIES``) takes labels, stored as string coords and passed to the model as traced
+integer codes; a stochastic solve function (``STOCHASTIC``) gets a last dim ``replication``
+and the key ``fold_in(key(seed), replication)``, computed inside the compiled function from
+the replication index, so its numbers do not depend on chunking, resume or devices.
+
+The work is done in stages with one job each: :func:`_resolve` (check the inputs against the
+contract), :func:`_find_outputs` (trace one point: names, dtypes, trailing dims),
+:func:`_plan_chunks` (layout, batch, devices), :func:`_provenance` (attrs and the sweep key)
+and :func:`_execute` (store, chunks, dataset).
+
 Failure is data: every diagnostic of the model function (``converged``, ``residual``,
 ``iterations``, ``status``, ``assumptions_hold``) is a variable of the dataset, and derivatives
 at points that did not converge are NaN (they would be derivatives of a non-solution).

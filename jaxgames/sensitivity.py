@@ -222,15 +222,16 @@ def _output(ds: xr.Dataset, name: str) -> xr.DataArray:
         return ds[name]
     var, label = name[:-1].split("[", 1)
     da = ds[var]
-    trailing = [d for d in da.dims[1:] if d in ds.coords]
-    if len(da.dims) != 2 or not trailing:
-        raise ValueError(f"{name}: element spelling output[coord] needs an output with one dim "
+    # an output's own dims come after the sweep's: the element is taken along the last one
+    last = da.dims[-1] if len(da.dims) > 1 else None
+    if last is None or last not in ds.coords:
+        raise ValueError(f"{name}: element spelling output[coord] needs an output with a dim "
                          f"of its own; {var} has dims {da.dims}")
-    coords = [str(c) for c in ds[trailing[0]].values]
+    coords = [str(c) for c in ds[last].values]
     if label not in coords:
-        raise ValueError(f"{name}: no element {label!r} of dim {trailing[0]!r}; the coords are "
+        raise ValueError(f"{name}: no element {label!r} of dim {last!r}; the coords are "
                          f"{coords}")
-    return da.isel({trailing[0]: coords.index(label)}, drop=True).rename(name)
+    return da.isel({last: coords.index(label)}, drop=True).rename(name)
 
 
 def _check_outputs(ds: xr.Dataset, outputs: Sequence[str], dim: str) -> list[str]:

@@ -722,10 +722,15 @@ class _Loader:
     def outputs_of(self, spec) -> None:
         self.outputs = spec.outputs
         self.real_outputs = spec.differentiable()
+        # one element of a real output with one dim of its own: "q[1]", "cost[R1]"
+        self.element_outputs = tuple(
+            f"{o}[{c}]" for o in self.real_outputs if len(spec.output_dims(o)) == 1
+            for c in self.dim_coords(spec.output_dims(o)[0]))
         self.units = {o: spec.output_units(o) for o in self.outputs}
         self.dims = {o: spec.output_dims(o) for o in self.outputs}
         self.categorical = tuple(o for o in self.outputs if o not in self.real_outputs
                                  and not o.endswith("residual") and not self.dims[o])
+        self.scalar_outputs = tuple(o for o in self.real_outputs if not self.dims[o])
 
     def replications(self, doc: dict, spec) -> tuple[int | None, int]:
         if not spec.stochastic:
@@ -900,8 +905,9 @@ class _Loader:
         if "n" in t:
             out["n"] = self.integer(t["n"], f"{section}.n", 2)
         if "outputs" in t:
-            out["outputs"] = self.names(t["outputs"], f"{section}.outputs", self.real_outputs,
-                                        "real-valued output")
+            out["outputs"] = self.names(t["outputs"], f"{section}.outputs",
+                                        self.scalar_outputs + self.element_outputs,
+                                        "real-valued output (or element, e.g. q[1])")
         if ("ranges" in t) == ("relative" in t):
             self.fail(section, "needs exactly one of ranges = { ... } and relative = [lo, hi]")
         if "ranges" in t:
@@ -914,8 +920,14 @@ class _Loader:
             ranges = {}
             for name, r in rt.items():
                 key = f"{section}.ranges.{name}"
-                self.param(name, key)
-                ranges[name] = self.param_range(r, key, name, scales=section == "oneway")
+                param = self.element(name, key)  # "v[1]": one element of a vector
+                if param in self.mspec.categories:
+                    self.fail(key, f"a {section} study varies real scalars; {name} is "
+                                   "categorical")
+                if param == name and param in self.mspec.param_dims:
+                    self.fail(key, f"a {section} study varies real scalars; {name} is a "
+                                   f"vector: name one element, e.g. {name}[1]")
+                ranges[name] = self.param_range(r, key, param, scales=section == "oneway")
             out["ranges"] = ranges
         else:
             key = f"{section}.relative"
@@ -988,12 +1000,12 @@ class _Loader:
             self.grid_figure(t, key, kind, f)
         elif kind in ("one_way", "one_way_regions"):
             outputs = t["outputs"]
-            f["var"] = (self.names(outputs, f"{key}.outputs", self.real_outputs,
-                                   "real-valued output")
+            choices = self.scalar_outputs + self.element_outputs
+            what = "real-valued output (or element, e.g. q[1])"
+            f["var"] = (self.names(outputs, f"{key}.outputs", choices, what)
                         if isinstance(outputs, list) else
-                        (self.string(outputs, f"{key}.outputs", self.real_outputs,
-                                     "real-valued output"),))
-            units = {self.units.get(o) for o in f["var"]}
+                        (self.string(outputs, f"{key}.outputs", choices, what),))
+            units = {self.units.get(o.split("[")[0]) for o in f["var"]}
             if kind == "one_way" and len(units) > 1:
                 self.fail(f"{key}.outputs", f"outputs with different units "
                                             f"({_join(sorted(map(str, units)))}) cannot share "
@@ -1097,6 +1109,16 @@ class _Loader:
         if "labels" in t:
             f["labels"] = self.labels(t["labels"], f"{key}.labels")
 
+    def dim_coords(self, dim: str) -> tuple[str, ...]:
+        """Coordinates of a dim, as written in keys (``()`` if its length is not known before
+        solving: a dim that no vector parameter and no ``DIM_COORDS`` fixes)."""
+        labels = self.mspec.dim_coords.get(dim)
+        if labels is not None:
+            return tuple(map(str, labels))
+        n = next((len(self.point.values[p]) for p, d in self.mspec.param_dims.items()
+                  if d == dim), 0)
+        return tuple(str(i) for i in range(1, n + 1))
+
     def dim_value(self, dim: str, value, key: str):
         """A coordinate of an output's own dim: a label of ``DIM_COORDS``, or 1..n."""
         if dim == "replication" and self.n_replications:
@@ -1144,6 +1166,11 @@ def _unicode_as_object(ds):
 
 def _draw(spec: FigureSpec, ds):
     from jaxgames import plots
+
+    if spec.kind in ("one_way", "one_way_regions"):  # elements "q[1]" as variables
+        from jaxgames.sensitivity import _output
+
+        ds = ds.assign({n: _output(ds, n) for n in spec.var if n not in ds.data_vars})
 
     if spec.kind == "heatmap":
         fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,

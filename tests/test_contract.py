@@ -652,3 +652,52 @@ def test_sharded_across_two_host_devices_with_dims(tmp_path):
     proc = subprocess.run([sys.executable, str(script), here], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_sweep_file_one_way_and_tornado_on_elements(toy_file):
+    head = 'model = "toy_contract"\nsolve = "equilibrium"\n'
+    spec = toy_file(head + '''output = "OUT/ow.nc"
+[oneway]
+n = 3
+ranges = { "v[2]" = [1.0, 3.0], c = [1.0, 4.0] }
+[[figure]]
+kind = "one_way"
+outputs = ["q[2]", "Q"]
+x = "value"
+path = "OUT/ow.png"
+''')
+    ds = spec.run(progress=False)
+    np.testing.assert_allclose(ds["q"].sel(parameter="v[2]", csc=2).values, [0.5, 1.0, 1.5])
+    assert spec.figures[0].path.exists()
+    spec = toy_file(head + '''output = "OUT/t.nc"
+[tornado]
+outputs = ["q[2]", "Q"]
+ranges = { "v[2]" = [1.0, 3.0], c = [1.0, 4.0] }
+[[figure]]
+kind = "tornado"
+output = "q[2]"
+path = "OUT/t.png"
+''')
+    ds = spec.run(progress=False)
+    np.testing.assert_allclose(ds["high"].sel(output="q[2]").values, [1.5, 0.5])
+    from jaxgames.sweepfile import SweepFileError
+
+    with pytest.raises(SweepFileError, match=r"tornado.outputs\[0\]: unknown real-valued output"
+                                             r" \(or element, e.g. q\[1\]\) 'q\[4\]'"):
+        toy_file(head + 'output = "OUT/t.nc"\n[tornado]\noutputs = ["q[4]"]\n'
+                        'ranges = { c = [1.0, 4.0] }\n')
+    with pytest.raises(SweepFileError, match=r"oneway.ranges.v: a oneway study varies real "
+                                             r"scalars; v is a vector"):
+        toy_file(head + 'output = "OUT/t.nc"\n[oneway]\nranges = { v = [1.0, 4.0] }\n')
+
+
+def test_sobol_on_elements_of_a_dimensioned_output():
+    from jaxgames import sensitivity
+
+    res = sensitivity.sobol_indices(toy.equilibrium, toy.DEFAULT,
+                                    {"c": (1.0, 2.0), "v[1]": (1.0, 2.0)},
+                                    outputs=["q[1]", "q[2]"], n=16, seed=0)
+    # q_2 = v_2 / c does not depend on v_1 at all: its indices for v[1] are exactly 0
+    assert float(res["ST"].sel(output="q[2]", parameter="v[1]")) == 0.0
+    assert float(res["S1"].sel(output="q[2]", parameter="v[1]")) == 0.0
+    assert float(res["ST"].sel(output="q[1]", parameter="v[1]")) > 0.1
