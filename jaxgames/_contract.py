@@ -208,6 +208,18 @@ class ModelSpec:
 
     # ---- one place for parameter validation
 
+    def outside(self, name: str, values) -> tuple[float, Interval] | None:
+        """The first of ``values`` outside ``DOMAIN[name]`` and the interval, or ``None``.
+        (The one domain test of the sweep, the sweep files and sensitivity analysis.)"""
+        interval = self.domain.get(name)
+        if interval is None:
+            return None
+        values = np.asarray(values, float).reshape(-1)
+        ok = np.asarray(interval.contains(values, xp=np), bool)
+        if ok.all():
+            return None
+        return values[np.flatnonzero(~ok)[0]].item(), interval
+
     def check_values(self, name: str, values, what: str) -> np.ndarray:
         """Values of real parameter ``name`` as a non-empty 1-D float array, or ``ValueError``
         naming ``what``, the value and the allowed range (non-finite, outside ``DOMAIN``)."""
@@ -219,13 +231,10 @@ class ModelSpec:
             raise ValueError(f"{what}: must be real numbers, got dtype {values.dtype}")
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{what}: contains non-finite values")
-        interval = self.domain.get(name)
-        if interval is not None:
-            ok = np.asarray(interval.contains(values.astype(float), xp=np), bool)
-            if not ok.all():
-                bad = values[np.flatnonzero(~ok)[0]]
-                raise ValueError(f"{what}: value {bad.item()!r} is outside the allowed range "
-                                 f"{interval} of parameter {name}")
+        bad = self.outside(name, values)
+        if bad is not None:
+            raise ValueError(f"{what}: value {bad[0]!r} is outside the allowed range {bad[1]} "
+                             f"of parameter {name}")
         return values.astype(float)
 
     def check_labels(self, name: str, values, what: str) -> np.ndarray:
@@ -577,3 +586,22 @@ def check_model(module: types.ModuleType) -> ModelSpec:
 def jax_key(seed, replication):
     """The key of a stochastic solve: ``fold_in(key(seed), replication)``."""
     return jax.random.fold_in(jax.random.key(seed), replication)
+
+
+def output_element(ds, name: str):
+    """Variable ``name``, or one element ``q[1]`` / ``cost[R1]`` of an output with one
+    trailing dim (the coord as written: ``1..n`` or a ``DIM_COORDS`` label)."""
+    if name in ds.data_vars or not name.endswith("]") or "[" not in name:
+        return ds[name]
+    var, label = name[:-1].split("[", 1)
+    da = ds[var]
+    # an output's own dims come after the sweep's: the element is taken along the last one
+    last = da.dims[-1] if len(da.dims) > 1 else None
+    if last is None or last not in ds.coords:
+        raise ValueError(f"{name}: element spelling output[coord] needs an output with a dim "
+                         f"of its own; {var} has dims {da.dims}")
+    coords = [str(c) for c in ds[last].values]
+    if label not in coords:
+        raise ValueError(f"{name}: no element {label!r} of dim {last!r}; the coords are "
+                         f"{coords}")
+    return da.isel({last: coords.index(label)}, drop=True).rename(name)

@@ -220,8 +220,9 @@ def tornado(ds: xr.Dataset, output: str, *, ax: Axes | None = None,
 
 
 def _base_params(ds: xr.Dataset) -> dict[str, float]:
-    try:
-        return {k: float(v) for k, v in json.loads(ds.attrs.get("base_params", "{}")).items()}
+    try:  # real scalars only: vectors and labels of categories have no single base value
+        return {k: float(v) for k, v in json.loads(ds.attrs.get("base_params", "{}")).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     except (TypeError, ValueError):
         return {}
 
@@ -634,7 +635,7 @@ class _Grid:
             if set(hold.dims) <= {x, y}:
                 hold = hold.broadcast_like(self.da)
                 self.violated = ~np.asarray(hold.transpose(y, x), bool)
-        self.at = ", ".join(f"{k} = {_fmt(float(da[k]))}" for k in sel
+        self.at = ", ".join(f"{k} = {_value_text(da[k].values.item())}" for k in sel
                             if k in da.coords and da[k].ndim == 0)
         self.ds, self.var, self.xname, self.yname = ds, var, x, y
 
@@ -783,8 +784,8 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
         fdesc = _meta(ds, facet)[0]
         for k, (g, pax) in enumerate(zip(grids, panels, strict=True)):
             g.axes(pax, "")
-            value = float(np.asarray(ds[facet].values)[k])
-            pax.set_title((f"{fdesc}: " if fdesc else "") + f"{facet} = {_fmt(value)}",
+            value = np.asarray(ds[facet].values)[k]
+            pax.set_title((f"{fdesc}: " if fdesc else "") + f"{facet} = {_value_text(value)}",
                           fontsize=10)
             if k:
                 pax.set_ylabel("")

@@ -71,6 +71,7 @@ import numpy as np
 import xarray as xr
 
 from jaxgames import design as _design
+from jaxgames._contract import output_element as _output
 from jaxgames._validation import describe_setting, is_setting, numeric_fields
 
 __all__ = [
@@ -165,12 +166,12 @@ def _check_domain(solve_fn, base_params, ranges: Mapping[str, tuple], what: str)
         return
     check_domain(base_params, domain, model)
     for name, b in ranges.items():
-        interval = domain.get(_param_of(name))
         # The domain is an interval and every point lies between the two ends.
-        if interval is not None and not np.all(interval.contains(np.array(b[:2]), xp=np)):
+        bad = spec.outside(_param_of(name), b[:2])
+        if bad is not None:
             raise ValueError(
                 f"{model}: {what} [{b[0]:g}, {b[1]:g}] of parameter {name} is outside its "
-                f"allowed range {interval}")
+                f"allowed range {bad[1]}")
 
 
 def _resolve_ranges(base_params, ranges, relative, params, solve_fn=None) -> dict[str, tuple]:
@@ -213,25 +214,6 @@ def _default_outputs(solve_fn, base_params, ds: xr.Dataset) -> list[str]:
     # In the dataset's order (the model's field order); derivatives are not fields.
     return [v for v in ds.data_vars if v in fields and not spec.is_diagnostic(v)
             and np.issubdtype(ds[v].dtype, np.floating) and len(ds[v].dims) == 1]
-
-
-def _output(ds: xr.Dataset, name: str) -> xr.DataArray:
-    """Variable ``name``, or one element ``q[1]`` / ``cost[R1]`` of an output with one
-    trailing dim (the coord as written: ``1..n`` or a ``DIM_COORDS`` label)."""
-    if name in ds.data_vars or not name.endswith("]") or "[" not in name:
-        return ds[name]
-    var, label = name[:-1].split("[", 1)
-    da = ds[var]
-    # an output's own dims come after the sweep's: the element is taken along the last one
-    last = da.dims[-1] if len(da.dims) > 1 else None
-    if last is None or last not in ds.coords:
-        raise ValueError(f"{name}: element spelling output[coord] needs an output with a dim "
-                         f"of its own; {var} has dims {da.dims}")
-    coords = [str(c) for c in ds[last].values]
-    if label not in coords:
-        raise ValueError(f"{name}: no element {label!r} of dim {last!r}; the coords are "
-                         f"{coords}")
-    return da.isel({last: coords.index(label)}, drop=True).rename(name)
 
 
 def _check_outputs(ds: xr.Dataset, outputs: Sequence[str], dim: str) -> list[str]:

@@ -589,9 +589,9 @@ class _Loader:
         return name
 
     def in_domain(self, name: str, value: float, key: str) -> float:
-        interval = self.domain.get(name)
-        if interval is not None and not bool(interval.contains(value, xp=np)):
-            self.fail(key, f"value {_fmt(value)} is outside the allowed range {interval} of "
+        bad = self.mspec.outside(name, value)
+        if bad is not None:
+            self.fail(key, f"value {_fmt(value)} is outside the allowed range {bad[1]} of "
                            f"parameter {name}")
         return value
 
@@ -731,6 +731,8 @@ class _Loader:
         self.categorical = tuple(o for o in self.outputs if o not in self.real_outputs
                                  and not o.endswith("residual") and not self.dims[o])
         self.scalar_outputs = tuple(o for o in self.real_outputs if not self.dims[o])
+        self.output_what = "real-valued output" + (
+            f" (or element, e.g. {self.element_outputs[0]})" if self.element_outputs else "")
 
     def replications(self, doc: dict, spec) -> tuple[int | None, int]:
         if not spec.stochastic:
@@ -907,7 +909,7 @@ class _Loader:
         if "outputs" in t:
             out["outputs"] = self.names(t["outputs"], f"{section}.outputs",
                                         self.scalar_outputs + self.element_outputs,
-                                        "real-valued output (or element, e.g. q[1])")
+                                        self.output_what)
         if ("ranges" in t) == ("relative" in t):
             self.fail(section, "needs exactly one of ranges = { ... } and relative = [lo, hi]")
         if "ranges" in t:
@@ -954,10 +956,10 @@ class _Loader:
                                    f"{section}.ranges")
                 for factor in (lo, hi):
                     value = b * factor
-                    interval = self.domain.get(name)
-                    if interval is not None and not bool(interval.contains(value, xp=np)):
+                    bad = self.mspec.outside(name, value)
+                    if bad is not None:
                         self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
-                                       f"outside the allowed range {interval} of parameter "
+                                       f"outside the allowed range {bad[1]} of parameter "
                                        f"{name}")
             if scale == "log":  # steps even in log: explicit ranges, factors of the base
                 for name in params:
@@ -1001,7 +1003,7 @@ class _Loader:
         elif kind in ("one_way", "one_way_regions"):
             outputs = t["outputs"]
             choices = self.scalar_outputs + self.element_outputs
-            what = "real-valued output (or element, e.g. q[1])"
+            what = self.output_what
             f["var"] = (self.names(outputs, f"{key}.outputs", choices, what)
                         if isinstance(outputs, list) else
                         (self.string(outputs, f"{key}.outputs", choices, what),))
@@ -1168,9 +1170,11 @@ def _draw(spec: FigureSpec, ds):
     from jaxgames import plots
 
     if spec.kind in ("one_way", "one_way_regions"):  # elements "q[1]" as variables
-        from jaxgames.sensitivity import _output
+        from jaxgames._contract import output_element
 
-        ds = ds.assign({n: _output(ds, n) for n in spec.var if n not in ds.data_vars})
+        extra = [n for n in spec.var if n not in ds.data_vars]
+        if extra:
+            ds = ds.assign({n: output_element(ds, n) for n in extra})
 
     if spec.kind == "heatmap":
         fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,

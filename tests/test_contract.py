@@ -701,3 +701,20 @@ def test_sobol_on_elements_of_a_dimensioned_output():
     assert float(res["ST"].sel(output="q[2]", parameter="v[1]")) == 0.0
     assert float(res["S1"].sel(output="q[2]", parameter="v[1]")) == 0.0
     assert float(res["ST"].sel(output="q[1]", parameter="v[1]")) > 0.1
+
+
+def test_cli_plot_selects_labels_and_output_dims(grid, tmp_path, capsys):
+    from jaxgames import cli
+
+    ds, _ = grid
+    path = tmp_path / "g.zarr"
+    ds.to_zarr(path, consolidated=False)
+    png = tmp_path / "q.png"
+    assert cli.main(["plot", str(path), "--kind", "line", "--var", "q", "--x", "v", "--sel",
+                     "v[2]=5", "regime=C", "csc=2", "--png", str(png)]) == 0
+    assert png.exists()
+    assert cli.main(["plot", str(path), "--kind", "heatmap", "--var", "Q", "--x", "v",
+                     "--y", "v[2]", "--sel", "regime=B", "--png", str(png)]) == 0
+    assert cli.main(["plot", str(path), "--kind", "line", "--var", "q", "--x", "v", "--sel",
+                     "v[2]=5", "regime=Z", "csc=2", "--png", str(png)]) == 2
+    assert "'Z' is not a value of regime" in capsys.readouterr().err
