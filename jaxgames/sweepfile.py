@@ -148,9 +148,17 @@ not hold (``assumptions_hold`` False: cross-hatched, or dashed on a line).
 ``converged``, ...; with several solve functions ``noncooperative_y_r``, ...) or a
 derivative/elasticity variable requested above (``dy_r_dp``, ``elasticity_y_r_p``).
 
+``sel`` also fixes the dims an output has of its own (``OUTPUT_DIMS``: ``sel = { csc = 1 }``,
+``sel = { agent = "R1" }``) and, for a stochastic solve function, ``replication``; the axis of
+a categorical parameter is fixed by a label (``sel = { structure = "WH" }``). Tornado
+``outputs`` and one-way figure ``outputs`` may name one element of an output with one dim of
+its own, ``"q[1]"``.
+
 Paths (``output``, figure ``path``) that are relative are taken relative to the current
 working directory -- the directory you run ``jaxgames sweep`` from -- not to the sweep file.
-``jaxgames sweep FILE --out PATH`` overrides ``output``.
+``jaxgames sweep FILE --out PATH`` overrides ``output`` and puts the figures next to it (their
+file names kept); ``--figures DIR`` puts them into ``DIR``. A figure that would replace a file
+tracked by git is refused unless ``--figures`` names its directory.
 """
 
 from __future__ import annotations
