@@ -718,3 +718,37 @@ def test_cli_plot_selects_labels_and_output_dims(grid, tmp_path, capsys):
     assert cli.main(["plot", str(path), "--kind", "line", "--var", "q", "--x", "v", "--sel",
                      "v[2]=5", "regime=Z", "csc=2", "--png", str(png)]) == 2
     assert "'Z' is not a value of regime" in capsys.readouterr().err
+
+
+def test_cli_plot_takes_the_sweep_file_figure_options(grid, tmp_path, capsys):
+    """jaxgames plot: flags are the keys of a sweep file's [[figure]] (one schema), and the
+    figure is drawn from the same FigureSpec."""
+    from jaxgames import cli, sensitivity, sweepfile
+
+    for kind, keys in sweepfile._FIGURE_KEYS.items():
+        assert cli._PLOT_FLAGS[kind] == {"var" if k == "outputs" else k for k in keys}
+    ranges = {"v[2]": (1.0, 3.0), "c": (1.0, 4.0)}
+    ow = tmp_path / "ow.nc"
+    sensitivity.one_way(toy.equilibrium, toy.DEFAULT, ranges, n=3).to_netcdf(
+        ow, engine="h5netcdf")
+    png = str(tmp_path / "f.png")
+    assert cli.main(["plot", str(ow), "--kind", "one_way", "--var", "q[2]", "--png", png]) == 0
+    assert cli.main(["plot", str(ow), "--kind", "one_way", "--var", "q[9]", "--png", png]) == 2
+    assert "q[9]: no element '9' of dim 'csc'" in capsys.readouterr().err
+    tor = tmp_path / "t.nc"
+    sensitivity.tornado(toy.equilibrium, toy.DEFAULT, ranges, ["q[2]", "Q"]).to_netcdf(
+        tor, engine="h5netcdf")
+    assert cli.main(["plot", str(tor), "--kind", "tornado", "--output", "q[2]", "--top", "1",
+                     "--png", png]) == 0
+    ds, _ = grid
+    g = tmp_path / "g.zarr"
+    ds.to_zarr(g, consolidated=False)
+    assert cli.main(["plot", str(g), "--kind", "heatmap", "--var", "Q", "--x", "v", "--y",
+                     "v[2]", "--sel", "regime=A", "--levels", "1,2,4", "--no-contours",
+                     "--png", png]) == 0
+    assert cli.main(["plot", str(g), "--kind", "line", "--var", "Q", "--x", "v", "--top", "1",
+                     "--png", png]) == 2
+    assert "--kind line does not take --top" in capsys.readouterr().err
+    assert cli.main(["plot", str(g), "--kind", "heatmap", "--var", "Q", "--x", "v", "--y",
+                     "v[2]", "--sel", "regime=A", "--levels", "4,2", "--png", png]) == 2
+    assert "contour levels must be increasing" in capsys.readouterr().err
