@@ -720,7 +720,10 @@ class _Loader:
         spec = solve_spec(fns[solve[0]] if len(solve) == 1 else combine(fns))
         self.spec = spec
         self.default = spec.base_point()
-        self.point = self.mspec.resolve_point(self.default, "DEFAULT")
+        try:
+            self.point = self.mspec.resolve_point(self.default, "DEFAULT")
+        except (TypeError, ValueError) as exc:  # a model bug: its DEFAULT breaks the contract
+            self.fail("model", f"{self.model}.DEFAULT: {exc}")
         self.params = tuple(self.point.values)
         # one-way, tornado and designs vary real scalar parameters
         self.scalar_params = tuple(p for p in self.point.real
@@ -815,7 +818,10 @@ class _Loader:
             if name not in values and name not in self.mspec.categories:
                 for x in np.atleast_1d(getattr(base, name)):
                     self.in_domain(name, float(x), "base")
-        self.point = self.mspec.resolve_point(base, "base")
+        try:
+            self.point = self.mspec.resolve_point(base, "base")
+        except (TypeError, ValueError) as exc:
+            self.fail("base", str(exc))
         return base
 
     def axes(self, v) -> dict[str, np.ndarray]:

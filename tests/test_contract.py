@@ -62,6 +62,33 @@ def test_every_registered_model_meets_the_contract(name):
         assert all(spec.label(p, spec.code(p, lab)) == lab for lab in labels)
 
 
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_solve_function_traces_to_its_declared_outputs(name):
+    """Each solve function, traced at the model's base point (nothing is compiled), returns
+    the fields its annotation names, with the trailing dims OUTPUT_DIMS declares and the
+    diagnostics as data."""
+    module = get_model(name)
+    spec = jg.model_spec(module)
+    # tracing big solvers costs seconds each: the functions with declared trailing dims, and
+    # the first one (the sweeps of every shipped study run them all in other tests)
+    names = [f for f in spec.solve_functions
+             if any(o in spec.output_dims for o in jg.solve_spec(getattr(module, f)).outputs)]
+    for fname in dict.fromkeys([spec.solve_functions[0], *names]):
+        s = jg.solve_spec(getattr(module, fname))
+        base = s.base_point()
+        point = spec.resolve_point(base)
+        first = next(k for k in point.real if k not in spec.param_dims)
+        study = _sweep._find_outputs(_sweep._resolve(
+            s.function, base, {first: [float(point.values[first])]}, (), None, False,
+            None, 0, None))
+        names = [v.name for v in study.variables]
+        assert names == list(s.outputs), fname
+        for v in study.variables:
+            assert v.dims == s.output_dims(v.name), (fname, v.name)
+        if "converged" in names:
+            assert dict((v.name, v.dtype) for v in study.variables)["converged"] == "bool"
+
+
 def test_partial_keeps_its_model():
     """functools.partial(bk.noncooperative, solver=...) is still bakshi_kleindorfer: name,
     units, domain validation, provenance with the bound setting."""
