@@ -618,9 +618,10 @@ def _find_outputs(study: _Study) -> _Study:
               for k, v in point.values.items()}
     params = point.params_type(**leaves, **point.settings)
     key = jax_key(0, 0) if spec.stochastic else None
-    # the function's own result type (not spec.call's dict): keeps the NamedTuple field order
-    fn = spec.function
-    shapes = as_dict(jax.eval_shape(lambda p: fn(p, key) if spec.stochastic else fn(p), params))
+    # The function itself, not a wrapper: JAX caches the trace per function (tracing a model
+    # can take seconds), and its own result type keeps the NamedTuple field order.
+    args = (params, key) if spec.stochastic else (params,)
+    shapes = as_dict(jax.eval_shape(spec.function, *args))
     trailing: dict[str, np.ndarray] = {}
 
     def dims_of(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[str, ...]:

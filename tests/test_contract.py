@@ -156,8 +156,9 @@ def test_vector_and_element_axes_and_trailing_dims(grid):
 def test_categorical_labels_are_string_coords_and_one_compilation(grid):
     ds, traces = grid
     assert ds["regime"].values.tolist() == ["A", "B", "C"]
-    # one trace to find the outputs, one for the compiled batch: labels are traced codes
-    assert traces == 2
+    # at most one trace to find the outputs and one for the compiled batch, for three
+    # labels: the labels are traced integer codes, not compiled in
+    assert 1 <= traces <= 2
     assert '"regime": "A"' in ds.attrs["base_params"]
     assert '"labels": ["A", "B", "C"]' in ds.attrs["axes"]
 
