@@ -653,11 +653,15 @@ class _Loader:
         self.variables = set(self.outputs)
         for o in derivatives:
             for p in wrt or self.point.real:
+                dims = self.dims.get(o, ())
+                if p in self.mspec.param_dims:  # a whole vector: its dim comes last
+                    d = self.mspec.param_dims[p]
+                    dims = dims + (f"{d}_wrt" if d in dims else d,)
                 self.variables.add(f"d{o}_d{p}")
-                self.dims[f"d{o}_d{p}"] = self.dims.get(o, ())
+                self.dims[f"d{o}_d{p}"] = dims
                 if elasticities:
                     self.variables.add(f"elasticity_{o}_{p}")
-                    self.dims[f"elasticity_{o}_{p}"] = self.dims.get(o, ())
+                    self.dims[f"elasticity_{o}_{p}"] = dims
 
         modes = [m for m in MODES if m in doc]
         if not modes:
@@ -1131,8 +1135,9 @@ class _Loader:
         labels = self.mspec.dim_coords.get(dim)
         if labels is not None:
             return tuple(map(str, labels))
+        base = dim[:-4] if dim.endswith("_wrt") else dim  # "csc_wrt": the coords of csc
         n = next((len(self.point.values[p]) for p, d in self.mspec.param_dims.items()
-                  if d == dim), 0)
+                  if d == base), 0)
         return tuple(str(i) for i in range(1, n + 1))
 
     def dim_value(self, dim: str, value, key: str):
@@ -1142,11 +1147,10 @@ class _Loader:
             if v >= self.n_replications:
                 self.fail(key, f"replications are 0..{self.n_replications - 1}, got {v}")
             return v
-        labels = self.mspec.dim_coords.get(dim)
+        labels = self.mspec.dim_coords.get(dim[:-4] if dim.endswith("_wrt") else dim)
         if labels is not None:
             return self.string(value, key, tuple(map(str, labels)), f"coord of dim {dim}")
-        n = next((len(self.point.values[p]) for p, d in self.mspec.param_dims.items()
-                  if d == dim), None)
+        n = len(self.dim_coords(dim)) or None
         v = self.integer(value, key, 1)
         if n is not None and v > n:
             self.fail(key, f"dim {dim} has coords 1..{n}, got {v}")

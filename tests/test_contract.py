@@ -458,6 +458,20 @@ def test_sweep_file_with_vector_element_labels_and_dims(toy_file):
     assert spec.figures[0].path.exists()
 
 
+def test_sweep_file_figure_of_a_derivative_wrt_a_vector(toy_file):
+    spec = toy_file(TOY_GRID.replace('wrt = ["v[1]", "c"]', 'wrt = ["v"]').replace(
+        'derivatives = ["Q"]', 'derivatives = ["q"]').replace(
+        'var = "q"', 'var = "dq_dv"').replace('csc = 2 }', 'csc = 2, csc_wrt = 2 }'))
+    ds = spec.run(progress=False)
+    assert ds["dq_dv"].dims == ("v[2]", "regime", "c", "csc", "csc_wrt")
+    assert spec.figures[0].path.exists()
+    from jaxgames.sweepfile import SweepFileError
+
+    with pytest.raises(SweepFileError, match=r"axes csc_wrt are neither plotted nor fixed"):
+        toy_file(TOY_GRID.replace('wrt = ["v[1]", "c"]', 'wrt = ["v"]').replace(
+            'derivatives = ["Q"]', 'derivatives = ["q"]').replace('var = "q"', 'var = "dq_dv"'))
+
+
 def test_sweep_file_replications(toy_file):
     spec = toy_file('''
 model = "toy_contract"
