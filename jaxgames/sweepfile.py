@@ -907,8 +907,12 @@ class _Loader:
         bounds = {}
         for name, b in bounds_t.items():
             key = f"design.bounds.{name}"
-            self.param(name, key)
-            bounds[name] = self.param_range(b, key, name, scales=True)
+            param = self.element(name, key)  # "v[1]": one element; "v": every element
+            if param in self.mspec.categories:
+                self.fail(key, f"{param} is categorical (labels "
+                               f"{_join(self.mspec.categories[param])}); a design samples real "
+                               "parameters: sweep it in [axes]")
+            bounds[name] = self.param_range(b, key, param, scales=True)
         if kind == "sobol":
             scramble = self.boolean(t.get("scramble", True), "design.scramble")
             return designs.sobol(bounds, n, seed=seed, scramble=scramble)

@@ -794,3 +794,17 @@ def test_cli_plot_takes_the_sweep_file_figure_options(grid, tmp_path, capsys):
     assert cli.main(["plot", str(g), "--kind", "heatmap", "--var", "Q", "--x", "v", "--y",
                      "v[2]", "--sel", "regime=A", "--levels", "4,2", "--png", png]) == 2
     assert "contour levels must be increasing" in capsys.readouterr().err
+
+
+def test_sweep_file_design_over_an_element(toy_file):
+    from jaxgames.sweepfile import SweepFileError
+
+    head = 'model = "toy_contract"\nsolve = "equilibrium"\noutput = "OUT/d.nc"\n'
+    spec = toy_file(head + '[design]\nkind = "latin_hypercube"\nn = 8\n'
+                           'bounds = { "v[3]" = [1.0, 2.0], c = [1.0, 2.0] }\n')
+    ds = spec.run(progress=False)
+    np.testing.assert_allclose(ds["q"].sel(csc=3).values, ds["v[3]"].values / ds["c"].values,
+                               rtol=1e-15)
+    with pytest.raises(SweepFileError, match=r"design.bounds.regime: regime is categorical "
+                                             r"\(labels A, B, C\)"):
+        toy_file(head + '[design]\nkind = "random"\nn = 2\nbounds = { regime = [0, 1] }\n')
