@@ -57,6 +57,11 @@ __version__ = "0.1.0"
 from jaxgames import design as design  # noqa: E402
 from jaxgames import plots as plots  # noqa: E402
 from jaxgames import sensitivity as sensitivity  # noqa: E402
+from jaxgames import summaries as summaries  # noqa: E402
+from jaxgames._contract import ModelSpec as ModelSpec  # noqa: E402
+from jaxgames._contract import SolveSpec as SolveSpec  # noqa: E402
+from jaxgames._contract import model_spec as model_spec  # noqa: E402
+from jaxgames._contract import solve_spec as solve_spec  # noqa: E402
 from jaxgames._sweep import ChunkInfo as ChunkInfo  # noqa: E402
 from jaxgames._sweep import combine as combine  # noqa: E402
 from jaxgames._sweep import open_sweep as open_sweep  # noqa: E402

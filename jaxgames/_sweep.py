@@ -31,6 +31,20 @@ How a sweep runs
   as tasks on a cluster; each task solves one chunk and writes its own region of the store, so
   the result is identical to a single-process run.
 
+What a sweep can vary and return is read from the model contract (:mod:`jaxgames._contract`):
+outputs with dims of their own (``OUTPUT_DIMS``) keep them after the sweep's dims, in memory,
+in the store (one Zarr chunk spans them) and on every device; a vector parameter
+(``PARAM_DIMS``) is swept whole (``"v"``) or by element (``"v[1]"``); a categorical parameter
+(``CATEGORIES``) takes labels, stored as string coords and passed to the model as traced
+integer codes; a stochastic solve function (``STOCHASTIC``) gets a last dim ``replication``
+and the key ``fold_in(key(seed), replication)``, computed inside the compiled function from
+the replication index, so its numbers do not depend on chunking, resume or devices.
+
+The work is done in stages with one job each: :func:`_resolve` (check the inputs against the
+contract), :func:`_find_outputs` (trace one point: names, dtypes, trailing dims),
+:func:`_plan_chunks` (layout, batch, devices), :func:`_provenance` (attrs and the sweep key)
+and :func:`_execute` (store, chunks, dataset).
+
 Failure is data: every diagnostic of the model function (``converged``, ``residual``,
 ``iterations``, ``status``, ``assumptions_hold``) is a variable of the dataset, and derivatives
 at points that did not converge are NaN (they would be derivatives of a non-solution).
@@ -44,12 +58,10 @@ import dataclasses
 import datetime
 import functools
 import hashlib
-import inspect
 import json
 import math
 import os
 import platform
-import sys
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -60,9 +72,20 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxgames._solver import Status
-from jaxgames._validation import Interval, describe_setting, is_setting
+from jaxgames._contract import (
+    Axis,
+    Combined,
+    Point,
+    SolveSpec,
+    as_dict,
+    combine,
+    jax_key,
+    solve_spec,
+)
+from jaxgames._validation import describe_setting
 from jaxgames.design import Design
+
+__all__ = ["ChunkInfo", "Combined", "combine", "open_sweep", "sweep"]
 
 #: Attributes that describe *when/where* a dataset was made, not what it contains; they differ
 #: between two runs of the same sweep (and are ignored when comparing a resumed sweep).
@@ -71,90 +94,14 @@ VOLATILE_ATTRS = ("created", "device", "devices")
 _MARKER_DIR = "jaxgames_progress"  # a Zarr subgroup, so readers of the root ignore it
 _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 
+#: Default ``micro_batch`` per ``(model, platform)``: points solved in lockstep inside a chunk.
+#: This is sweep configuration, not part of a model. ``defender_attacker``'s search has loops
+#: and a large per-point working set, so big vmapped groups are slow on CPU: groups of 8 ran
+#: ~18x faster than 8192 (benchmarks/README.md).
+MICRO_BATCH: dict[tuple[str, str], int] = {("defender_attacker", "cpu"): 8}
 
-# ----------------------------------------------------------------------------- combining
-
-
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """Several model functions evaluated at the same point, outputs prefixed by their names.
-
-    ``Combined((("noncooperative", nc), ("first_best", fb)))(params)`` returns
-    ``{"noncooperative_y_r": ..., "first_best_W": ..., ..., "converged": ..., "status": ...}``
-    where the unprefixed ``converged``/``status``/``assumptions_hold`` summarise all parts
-    (``status`` is the first failing part's status). Hashable by value, so a sweep compiles
-    it once (also on Dask workers, where it arrives by pickling).
-    """
-
-    functions: tuple[tuple[str, Callable], ...]
-
-    def __call__(self, params):
-        out: dict[str, Any] = {}
-        converged, status, assumptions = None, None, None
-        for name, fn in self.functions:
-            part = _as_dict(fn(params))
-            out.update({f"{name}_{k}": v for k, v in part.items()})
-            if "converged" in part:
-                c = part["converged"]
-                converged = c if converged is None else converged & c
-            if "status" in part:
-                s = part["status"]
-                status = s if status is None else jnp.where(status == Status.SUCCESS, s, status)
-            if "assumptions_hold" in part and assumptions is None:
-                assumptions = part["assumptions_hold"]
-        for key, v in (("converged", converged), ("status", status),
-                       ("assumptions_hold", assumptions)):
-            if v is not None:
-                out[key] = v
-        return out
-
-    @property
-    def name(self) -> str:  # for provenance
-        return "combine(" + ", ".join(f"{k}={_qualname(fn)}" for k, fn in self.functions) + ")"
-
-
-def combine(functions: Mapping[str, Callable]) -> Combined:
-    """One sweepable function from several: ``{prefix: model_function}`` (see :class:`Combined`)."""
-    if not functions:
-        raise ValueError("combine needs at least one function")
-    return Combined(tuple(functions.items()))
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _as_dict(out) -> dict[str, Any]:
-    if hasattr(out, "_asdict"):
-        return dict(out._asdict())
-    if isinstance(out, Mapping):
-        return dict(out)
-    raise TypeError(
-        f"a sweep needs a function returning a NamedTuple or a dict, got {type(out).__name__}")
-
-
-def _qualname(fn) -> str:
-    if isinstance(fn, Combined):
-        return fn.name
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _model_module(solve_fn):
-    if isinstance(solve_fn, Combined):
-        solve_fn = solve_fn.functions[0][1]
-    return sys.modules.get(getattr(solve_fn, "__module__", "") or "")
-
-
-def _solver_settings(solve_fn) -> str:
-    fns = [f for _, f in solve_fn.functions] if isinstance(solve_fn, Combined) else [solve_fn]
-    out = {}
-    for fn in fns:
-        try:
-            p = inspect.signature(fn).parameters.get("solver")
-        except (TypeError, ValueError):
-            p = None
-        if p is not None and p.default is not inspect.Parameter.empty:
-            out[_qualname(fn)] = repr(p.default)
-    return json.dumps(out)
+#: Name of the replication dim of a stochastic sweep.
+REPLICATION = "replication"
 
 
 def _default_chunk_size() -> int:
@@ -169,6 +116,7 @@ class ChunkInfo(NamedTuple):
     stop: int  # one past the last flat point index
     n_chunks: int
     n_points: int
+
 
 
 # ----------------------------------------------------------------------------- layout
@@ -242,7 +190,18 @@ class Layout:
         return tuple(region[d].stop - region[d].start for d in self.dims)
 
 
+
 # ----------------------------------------------------------------------------- the plan
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """One variable of a sweep's dataset: name, dtype and its own trailing dims."""
+
+    name: str
+    dtype: str
+    dims: tuple[str, ...] = ()  # trailing dims after the sweep's dims (e.g. ("csc",))
+    shape: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -250,12 +209,12 @@ class _Plan:
     """Everything a worker needs to solve and store one chunk (picklable)."""
 
     solve_fn: Callable
-    base: tuple[tuple[str, float], ...]
+    base: tuple[tuple[str, np.ndarray], ...]  # numeric leaves: scalars, vectors, int codes
     settings: tuple[tuple[str, Any], ...]  # static settings of the params (hashable)
     base_type: type
-    varied: tuple[str, ...]
+    varied: tuple[str, ...]  # axis keys: "p", "v" (every element), "v[1]" (one element)
     columns: tuple[np.ndarray, ...] | None  # design points (None for a grid)
-    axes: tuple[np.ndarray, ...] | None  # grid coordinates (None for a design)
+    axes: tuple[np.ndarray, ...] | None  # grid values, or integer codes (None for a design)
     layout: Layout
     derivatives: tuple[str, ...]
     wrt: tuple[str, ...]
@@ -264,45 +223,104 @@ class _Plan:
     batch: int  # compiled batch length (chunk_points rounded up to a multiple of devices)
     n_devices: int
     store: str | None
-    variables: tuple[tuple[str, str], ...]  # (name, dtype) in dataset order
+    variables: tuple[Variable, ...]  # in dataset order
     micro_batch: int | None = None  # lockstep group inside a chunk (None: one vmap)
+    elements: tuple[tuple[str, str, int], ...] = ()  # (key "v[1]", parameter, 0-based index)
+    stochastic: bool = False
+    replications: int = 0  # > 0: the last layout dim is REPLICATION
+    seed: int = 0
 
     def values(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Parameter values of flat points ``start..stop-1``, padded to the batch length."""
+        """Inputs of flat points ``start..stop-1`` (padded to the batch length): axis values
+        (floats in the sweep's dtype, int32 category codes) and the replication index."""
         idx = np.arange(start, stop)
         idx = np.concatenate([idx, np.full(self.batch - len(idx), stop - 1)])
+        multi = np.unravel_index(idx, self.layout.shape)
         if self.columns is not None:
-            vals = {n: c[idx] for n, c in zip(self.varied, self.columns, strict=True)}
+            vals = {n: c[multi[0]] for n, c in zip(self.varied, self.columns, strict=True)}
         else:
-            multi = np.unravel_index(idx, self.layout.shape)
-            vals = {n: a[m] for n, a, m in zip(self.varied, self.axes, multi, strict=True)}
-        return {k: v.astype(self.dtype) for k, v in vals.items()}
+            vals = {n: a[m] for n, a, m in zip(self.varied, self.axes,
+                                                multi[:len(self.varied)], strict=True)}
+        out = {k: v.astype(np.int32 if np.issubdtype(v.dtype, np.integer) else self.dtype)
+               for k, v in vals.items()}
+        if self.replications:
+            out[REPLICATION] = multi[-1].astype(np.int32)
+        return out
+
+    def base_arrays(self) -> dict[str, jax.Array]:
+        out = {k: jnp.asarray(v, jnp.int32 if np.issubdtype(v.dtype, np.integer) else self.dtype)
+               for k, v in self.base}
+        if self.stochastic:
+            out[_SEED] = jnp.asarray(self.seed, jnp.uint32)
+        return out
 
 
-def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities):
-    """The per-point function: outputs, plus implicit derivatives from the same solve."""
+_SEED = "__seed__"
+
+
+def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities,
+                    elements=(), stochastic=False):
+    """The per-point function: outputs, plus implicit derivatives from the same solve.
+
+    ``values`` holds the swept inputs of one point: ``{"p": x}`` replaces a parameter (a
+    vector parameter gets ``x`` in every element), ``{"v[1]": x}`` one element (after whole
+    vectors, so both can be swept together), ``REPLICATION`` the replication index.
+    """
+    element = {k: (p, i) for k, p, i in elements}
+
+    def assign(leaves, values):
+        leaves = dict(leaves)
+        for k, x in values.items():
+            if k not in element:
+                leaves[k] = jnp.broadcast_to(x, jnp.shape(leaves[k]))
+        for k, x in values.items():
+            if k in element:
+                name, i = element[k]
+                leaves[name] = leaves[name].at[i].set(x)
+        return leaves
 
     def point(values, base):
-        params = base_type(**{**base, **dict(settings), **values})
+        values, base = dict(values), dict(base)
+        replication, seed = values.pop(REPLICATION, None), base.pop(_SEED, None)
+        key = jax_key(seed, replication) if stochastic else None
+
+        def call(leaves):
+            params = base_type(**leaves, **dict(settings))
+            return as_dict(solve_fn(params, key) if stochastic else solve_fn(params))
+
+        leaves = assign(base, values)
         if not derivatives:
-            return _as_dict(solve_fn(params))
+            return call(leaves)
 
         def f(sel):
-            full = _as_dict(solve_fn(params._replace(**sel)))
+            # x - stop_gradient(x) is 0 with derivative 1: the point is unchanged and a whole
+            # vector and one of its elements can both be differentiated in one pass.
+            shifted = dict(leaves)
+            shifted.update({w: x for w, x in sel.items() if w not in element})
+            for w, x in sel.items():
+                if w in element:
+                    name, i = element[w]
+                    shifted[name] = shifted[name].at[i].add(x - jax.lax.stop_gradient(x))
+            full = call(shifted)
             return {o: full[o] for o in derivatives}, full
 
-        sel = {p: getattr(params, p) for p in wrt}
+        sel = {w: leaves[element[w][0]][element[w][1]] if w in element else leaves[w]
+               for w in wrt}
         jac, full = jax.jacfwd(f, has_aux=True)(sel)
         ok = full.get("converged", jnp.bool_(True))
         out = dict(full)
         for o in derivatives:
-            for p in wrt:
-                d = jnp.where(ok, jac[o][p], jnp.nan)
-                out[f"d{o}_d{p}"] = d
+            y = full[o]
+            for w in wrt:
+                d = jnp.where(ok, jac[o][w], jnp.nan)
+                out[f"d{o}_d{w}"] = d
                 if elasticities:
-                    y = full[o]
-                    safe = jnp.where(y != 0, y, 1.0)
-                    out[f"elasticity_{o}_{p}"] = jnp.where(y != 0, d * sel[p] / safe, jnp.nan)
+                    x = sel[w]
+                    # d has shape y.shape + x.shape: line both up with it (no rank promotion)
+                    y_b = jnp.reshape(y, jnp.shape(y) + (1,) * jnp.ndim(x))
+                    x_b = jnp.reshape(x, (1,) * jnp.ndim(y) + jnp.shape(x))
+                    safe = jnp.where(y_b != 0, y_b, 1.0)
+                    out[f"elasticity_{o}_{w}"] = jnp.where(y_b != 0, d * x_b / safe, jnp.nan)
         return out
 
     return point
@@ -310,9 +328,10 @@ def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticitie
 
 @functools.lru_cache(maxsize=64)
 def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_devices,
-              micro_batch=None):
+              micro_batch=None, elements=(), stochastic=False):
     """One jit-compiled vmapped function per sweep configuration (cached across chunks/calls)."""
-    point = _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities)
+    point = _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities,
+                            elements, stochastic)
     if micro_batch is None:
         batched = jax.vmap(point, in_axes=(0, None))
     else:
@@ -330,18 +349,19 @@ def _dispatch(plan: _Plan, start: int, stop: int):
     if plan.dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)  # Dask workers: a fresh process
     fn, sharding = _compiled(plan.solve_fn, plan.base_type, plan.settings, plan.derivatives,
-                             plan.wrt, plan.elasticities, plan.n_devices, plan.micro_batch)
+                             plan.wrt, plan.elasticities, plan.n_devices, plan.micro_batch,
+                             plan.elements, plan.stochastic)
     values = {k: jnp.asarray(v) for k, v in plan.values(start, stop).items()}
     if sharding is not None:
         values = jax.device_put(values, sharding)
-    base = {k: jnp.asarray(v, plan.dtype) for k, v in plan.base}
-    return fn(values, base)
+    return fn(values, plan.base_arrays())
 
 
 def _collect(plan: _Plan, out, start: int, stop: int) -> dict[str, np.ndarray]:
     host = jax.device_get(out)
     n = stop - start
-    return {name: np.asarray(host[name][:n]).astype(dt, copy=False) for name, dt in plan.variables}
+    return {v.name: np.asarray(host[v.name][:n]).astype(v.dtype, copy=False)
+            for v in plan.variables}
 
 
 # ----------------------------------------------------------------------------- the store
@@ -368,10 +388,15 @@ def _mark_done(store: str, i: int) -> None:
     os.replace(tmp, path)  # atomic: a marker exists only after the chunk's data is written
 
 
+
+
 def _write_chunk(plan: _Plan, i: int, arrays: Mapping[str, np.ndarray]) -> None:
     _, _, region = plan.layout.chunk(i)
     shape = plan.layout.region_shape(region)
-    ds = xr.Dataset({k: (plan.layout.dims, v.reshape(shape)) for k, v in arrays.items()})
+    ds = xr.Dataset({v.name: (plan.layout.dims + v.dims, arrays[v.name].reshape(shape + v.shape))
+                     for v in plan.variables})
+    region = {**region, **{d: slice(0, n) for v in plan.variables
+                           for d, n in zip(v.dims, v.shape, strict=True)}}
     ds.to_zarr(plan.store, region=region, mode="r+", consolidated=False)
     _mark_done(plan.store, i)
 
@@ -381,6 +406,8 @@ def _run_chunk_task(plan: _Plan, i: int) -> int:
     start, stop, _ = plan.layout.chunk(i)
     _write_chunk(plan, i, _collect(plan, _dispatch(plan, start, stop), start, stop))
     return i
+
+
 
 
 # ----------------------------------------------------------------------------- validation
@@ -393,21 +420,8 @@ def _check_names(names, fields, what):
                          f"{list(fields)}")
 
 
-def _check_values(name: str, values: np.ndarray, domain: Mapping[str, Interval] | None, what):
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"{what}[{name!r}] must be a non-empty 1-D array, got shape "
-                         f"{values.shape}")
-    if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype,
-                                                                   np.complexfloating):
-        raise ValueError(f"{what}[{name!r}] must be real numbers, got dtype {values.dtype}")
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"{what}[{name!r}] contains non-finite values")
-    if domain is not None and name in domain:
-        ok = np.asarray(domain[name].contains(values.astype(float), xp=np), bool)
-        if not ok.all():
-            bad = values[np.flatnonzero(~ok)[0]]
-            raise ValueError(f"{what}[{name!r}]: value {bad.item()!r} is outside the allowed range "
-                             f"{domain[name]} of parameter {name}")
+def _axis_param(key: str) -> str:
+    return key.split("[", 1)[0] if key.endswith("]") else key
 
 
 def _check_positive_int(name, v):
@@ -437,68 +451,62 @@ def _device_description(n_devices: int) -> tuple[str, str]:
     return ", ".join(kinds), f"{len(devs)} device(s): " + ", ".join(str(d) for d in devs)
 
 
-def _metadata(module):
-    units = dict(getattr(module, "UNITS", {}) or {})
-    out_units = dict(getattr(module, "OUTPUT_UNITS", {}) or {})
-    desc = dict(getattr(module, "DESCRIPTIONS", {}) or {})
-    return units, out_units, desc
 
-
-def _var_attrs(name, solve_fn, units, out_units, desc, plan) -> dict[str, str]:
-    prefixes = [p for p, _ in solve_fn.functions] if isinstance(solve_fn, Combined) else []
-
-    def lookup(table, key):
-        if key in table:
-            return table[key]
-        for p in prefixes:
-            if key.startswith(p + "_") and key[len(p) + 1:] in table:
-                return table[key[len(p) + 1:]]
-        return None
-
-    for o in plan.derivatives:
-        for p in plan.wrt:
-            if name == f"d{o}_d{p}":
-                u_o, u_p = lookup(out_units, o) or "1", units.get(p, "1")
+def _var_attrs(name: str, study: _Study) -> dict[str, str]:
+    spec, model = study.spec, study.spec.model
+    for o in study.derivatives:
+        for w in study.wrt:
+            p = _axis_param(w)
+            if name == f"d{o}_d{w}":
+                u_o, u_p = spec.output_units(o) or "1", model.units.get(p, "1")
                 return {"units": f"({u_o})/({u_p})",
-                        "description": f"d {o} / d {p} (implicit function theorem)",
-                        "output": o, "wrt": p}
-            if name == f"elasticity_{o}_{p}":
-                return {"units": "1", "description": f"elasticity of {o} with respect to {p}",
-                        "output": o, "wrt": p}
+                        "description": f"d {o} / d {w} (implicit function theorem)",
+                        "output": o, "wrt": w}
+            if name == f"elasticity_{o}_{w}":
+                return {"units": "1", "description": f"elasticity of {o} with respect to {w}",
+                        "output": o, "wrt": w}
     attrs = {}
-    u, d = lookup(out_units, name), lookup(desc, name)
+    u, d = spec.output_units(name), spec.description(name)
     if u is not None:
         attrs["units"] = u
     if d is not None:
-        for p in prefixes:
-            if name.startswith(p + "_"):
-                d = f"{d} ({p})"
         attrs["description"] = d
     return attrs
 
 
-def _template(plan: _Plan, design: Design | None, attrs: dict, var_attrs: dict,
-              coord_attrs: dict, lazy: bool, values: Mapping | None = None) -> xr.Dataset:
-    dims, shape = plan.layout.dims, plan.layout.shape
+def _coords(plan: _Plan, study: _Study, coord_attrs: Mapping) -> dict[str, tuple]:
+    design = study.design
     if design is not None:
         coords = {design.dim: (design.dim, np.arange(design.size))}
         coords.update({n: (design.dim, c.astype(plan.dtype), coord_attrs.get(n, {}))
                        for n, c in zip(plan.varied, plan.columns, strict=True)})
     else:
-        coords = {n: (n, a.astype(plan.dtype), coord_attrs.get(n, {}))
-                  for n, a in zip(plan.varied, plan.axes, strict=True)}
+        coords = {a.key: (a.key, a.coords if a.categorical else a.coords.astype(plan.dtype),
+                          coord_attrs.get(a.key, {})) for a in study.axes}
+    if plan.replications:
+        coords[REPLICATION] = (REPLICATION, np.arange(plan.replications),
+                               {"description": "replication (common random numbers: the key "
+                                               "is fold_in(key(seed), replication))"})
+    coords.update({d: (d, c) for d, c in study.trailing.items()})
+    return coords
+
+
+def _template(plan: _Plan, study: _Study, attrs: dict, var_attrs: dict, coord_attrs: dict,
+              lazy: bool, values: Mapping | None = None) -> xr.Dataset:
+    dims, shape = plan.layout.dims, plan.layout.shape
     data = {}
-    for name, dt in plan.variables:
+    for v in plan.variables:
+        full = shape + v.shape
         if values is not None:
-            arr = values[name].reshape(shape)
+            arr = values[v.name].reshape(full)
         elif lazy:
             import dask.array as da
 
-            arr = da.zeros(shape, dtype=dt, chunks=plan.layout.storage_chunks)
+            arr = da.zeros(full, dtype=v.dtype, chunks=plan.layout.storage_chunks + v.shape)
         else:
-            arr = np.zeros(shape, dtype=dt)
-        data[name] = (dims, arr, var_attrs.get(name, {}))
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+            arr = np.zeros(full, dtype=v.dtype)
+        data[v.name] = (dims + v.dims, arr, var_attrs.get(v.name, {}))
+    return xr.Dataset(data, coords=_coords(plan, study, coord_attrs), attrs=attrs)
 
 
 def _open_store(store: str) -> xr.Dataset:
@@ -518,17 +526,286 @@ def open_sweep(store: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
+
+
 # ----------------------------------------------------------------------------- the sweep
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Study:
+    """A sweep's question, checked: what to solve, where, and what to derive."""
+
+    spec: SolveSpec
+    point: Point
+    axes: tuple[Axis, ...]  # grid axes ((): a design)
+    design: Design | None
+    derivatives: tuple[str, ...]
+    wrt: tuple[str, ...]
+    elements: tuple[tuple[str, str, int], ...]  # element keys "v[1]" of axes and wrt
+    elasticities: bool
+    dtype: str
+    replications: int  # 0: not stochastic
+    seed: int
+    variables: tuple[Variable, ...] = ()  # filled by _find_outputs
+    trailing: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # dim coords
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        return self.design.names if self.design is not None else tuple(a.key for a in self.axes)
+
+
+def _resolve(solve_fn, base_params, axes, derivatives, wrt, elasticities, replications, seed,
+             dtype) -> _Study:
+    """Stage 1: check every input against the model's contract (nothing is traced)."""
+    spec = solve_spec(solve_fn)
+    model = spec.model
+    dtype = _resolve_dtype(dtype)
+    point = model.resolve_point(base_params)
+    elements: dict[str, tuple[str, str, int]] = {}
+    if isinstance(axes, Design):
+        design, grid = axes, ()
+        _check_names([_axis_param(n) for n in design.names], point.sweepable, "design")
+        if design.dim in point.values:
+            raise ValueError(f"design dim name {design.dim!r} clashes with a parameter name")
+        for n in design.names:
+            if _axis_param(n) in model.categories:
+                raise ValueError(f"design: parameter {n} is categorical (labels "
+                                 f"{list(model.categories[n])}); sweep it as a grid axis")
+            a = model.resolve_axis(n, design.points[n], point, "design")
+            if a.index is not None:
+                elements[n] = (n, a.param, a.index)
+    elif isinstance(axes, Mapping):
+        design = None
+        if not axes:
+            raise ValueError("axes must name at least one parameter (or pass a Design)")
+        _check_names([_axis_param(n) for n in axes], point.sweepable, "axes")
+        grid = tuple(model.resolve_axis(n, vals, point) for n, vals in axes.items())
+        elements.update({a.key: (a.key, a.param, a.index) for a in grid if a.index is not None})
+    else:
+        raise TypeError(f"axes must be a mapping {{parameter: values}} or a Design, got "
+                        f"{type(axes).__name__}")
+
+    derivatives = tuple(derivatives)
+    wrt = point.real if wrt is None else tuple(wrt)
+    _check_names([_axis_param(w) for w in wrt], point.real, "wrt")
+    for w in wrt:
+        if w.endswith("]"):
+            a = model.resolve_axis(w, point.values[_axis_param(w)].reshape(-1)[:1], point, "wrt")
+            elements[w] = (w, a.param, a.index)
+    if elasticities and not derivatives:
+        raise ValueError("elasticities=True needs derivatives=[...] (the outputs to use)")
+    if spec.stochastic:
+        replications = 1 if replications is None else _check_positive_int("replications",
+                                                                          replications)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+                0 <= seed < 2**32):
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    elif replications is not None:
+        raise ValueError(f"replications: {spec.name} is not stochastic (its model's STOCHASTIC "
+                         f"lists {list(model.stochastic)}); replications need a stochastic "
+                         "solve function")
+    else:
+        replications = 0
+    return _Study(spec, point, grid, design, derivatives, tuple(wrt),
+                  tuple(elements.values()), bool(elasticities), dtype, replications,
+                  int(seed) if replications else 0)
+
+
+def _find_outputs(study: _Study) -> _Study:
+    """Stage 2: output names, dtypes and trailing dims (traces one point; compiles nothing)."""
+    spec, point, dtype = study.spec, study.point, study.dtype
+    leaves = {k: jnp.asarray(v, jnp.int32 if k in spec.model.categories else dtype)
+              for k, v in point.values.items()}
+    params = point.params_type(**leaves, **point.settings)
+    key = jax_key(0, 0) if spec.stochastic else None
+    # The function itself, not a wrapper: JAX caches the trace per function (tracing a model
+    # can take seconds), and its own result type keeps the NamedTuple field order.
+    args = (params, key) if spec.stochastic else (params,)
+    shapes = as_dict(jax.eval_shape(spec.function, *args))
+    trailing: dict[str, np.ndarray] = {}
+
+    def dims_of(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[str, ...]:
+        if len(dims) != len(shape):
+            declared = (f"declares dims {dims}" if dims else "declares no OUTPUT_DIMS for it")
+            raise ValueError(f"output {name} has shape {shape} per point but the model "
+                             f"{spec.model.name} {declared}; declare OUTPUT_DIMS = "
+                             f"{{{spec.field(name)!r}: (dim, ...)}} in the model")
+        for d, n in zip(dims, shape, strict=True):
+            c = spec.model.coords(d, n)
+            if d in trailing and len(trailing[d]) != n:
+                raise ValueError(f"dim {d!r} has length {len(trailing[d])} and {n} in "
+                                 f"different outputs/parameters of {spec.model.name}")
+            trailing[d] = c
+        return dims
+
+    for name in point.values:
+        if name in spec.model.param_dims:
+            dims_of(name, point.values[name].shape, (spec.model.param_dims[name],))
+    variables = [Variable(k, np.dtype(v.dtype).name, dims_of(k, v.shape, spec.output_dims(k)),
+                          tuple(v.shape)) for k, v in shapes.items()]
+    clash = [v.name for v in variables if v.name in trailing or v.name in study.varied]
+    if clash:
+        raise ValueError(f"output(s) {clash} have the name of a dim of the sweep")
+    by_name = {v.name: v for v in variables}
+    unknown = [o for o in study.derivatives if o not in shapes]
+    if unknown:
+        raise ValueError(f"derivatives: unknown output(s) {unknown}; the outputs are "
+                         f"{list(shapes)}")
+    not_float = [o for o in study.derivatives
+                 if not jnp.issubdtype(shapes[o].dtype, jnp.floating)]
+    if not_float:
+        raise ValueError(f"derivatives: output(s) {not_float} are not floating point")
+    for o in study.derivatives:
+        out = by_name[o]
+        for w in study.wrt:
+            p = _axis_param(w)
+            if w == p and p in spec.model.param_dims:
+                d = spec.model.param_dims[p]
+                wdim = f"{d}_wrt" if d in out.dims else d  # e.g. dq/dv: (..., csc, csc_wrt)
+                trailing.setdefault(wdim, trailing[d])
+                extra_dims, extra = (wdim,), point.values[p].shape
+            else:
+                extra_dims, extra = (), ()
+            variables.append(Variable(f"d{o}_d{w}", dtype, out.dims + extra_dims,
+                                      out.shape + extra))
+            if study.elasticities:
+                variables.append(Variable(f"elasticity_{o}_{w}", dtype, out.dims + extra_dims,
+                                          out.shape + extra))
+    used = {d for v in variables for d in v.dims}
+    return dataclasses.replace(study, variables=tuple(variables),
+                               trailing={d: c for d, c in trailing.items() if d in used})
+
+
+def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Plan:
+    """Stage 3: the chunk layout, the compiled batch length and the device configuration."""
+    chunk_size = (_default_chunk_size() if chunk_size is None
+                  else _check_positive_int("chunk_size", chunk_size))
+    n_all = len(jax.local_devices())
+    n_devices = n_all if devices is None else _check_positive_int("devices", devices)
+    if n_devices > n_all:
+        raise ValueError(f"devices={n_devices} but only {n_all} local device(s) exist")
+    if study.design is not None:
+        dims, shape = (study.design.dim,), (study.design.size,)
+        columns = tuple(np.asarray(study.design.points[n], float) for n in study.varied)
+        axes = None
+    else:
+        dims, shape = study.varied, tuple(len(a.values) for a in study.axes)
+        columns, axes = None, tuple(a.values for a in study.axes)
+    if study.replications:
+        dims, shape = dims + (REPLICATION,), shape + (study.replications,)
+    layout = Layout.make(dims, shape, chunk_size)
+    # Pad every compiled batch to a multiple of 8 lanes per device: XLA then runs every point
+    # through the same vectorised code, so results do not depend on the chunk size (a batch
+    # of 1 compiles to scalar code whose exp/log differ in the last bits).
+    lanes = 8 * n_devices
+    batch = -(-layout.chunk_points // lanes) * lanes
+    if micro_batch is None:
+        kind = jax.local_devices()[0].platform
+        micro_batch = MICRO_BATCH.get((study.spec.model.name, kind))
+    else:
+        micro_batch = _check_positive_int("micro_batch", micro_batch)
+    if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
+        micro_batch = None
+    point = study.point
+    return _Plan(
+        solve_fn=study.spec.function, base=tuple(point.values.items()),
+        settings=tuple(point.settings.items()), base_type=point.params_type,
+        varied=study.varied, columns=columns, axes=axes, layout=layout,
+        derivatives=study.derivatives, wrt=study.wrt, elasticities=study.elasticities,
+        dtype=study.dtype, batch=batch, n_devices=n_devices,
+        store=None if store is None else os.fspath(store), variables=study.variables,
+        micro_batch=micro_batch, elements=study.elements, stochastic=study.spec.stochastic,
+        replications=study.replications, seed=study.seed,
+    )
+
+
+def _provenance(study: _Study, plan: _Plan) -> tuple[dict, dict, dict]:
+    """Stage 4: dataset attrs (with the key that identifies the sweep), variable and coord
+    attrs."""
+    import jaxgames
+
+    spec, model, layout = study.spec, study.spec.model, plan.layout
+    settings = {k: describe_setting(v) for k, v in study.point.settings.items()}
+    base = study.point.describe()
+    values = plan.columns if plan.columns is not None else plan.axes
+
+    def describe_axis(i, key):
+        a = values[i]
+        if key in model.categories or _axis_param(key) in model.categories:
+            return {"n": int(len(a)), "labels": [model.label(_axis_param(key), c) for c in a]}
+        return {"n": int(len(a)), "min": float(a.min()), "max": float(a.max())}
+
+    key_src = {
+        "solve_function": spec.name, "base": base, "varied": plan.varied,
+        "settings": settings,
+        "values": hashlib.sha256(b"".join(np.ascontiguousarray(a, float).tobytes()
+                                          for a in values)).hexdigest(),
+        "derivatives": study.derivatives, "wrt": study.wrt, "elasticities": study.elasticities,
+        "dtype": study.dtype, "layout": [layout.block_axis, layout.block_len, list(layout.shape)],
+        "variables": [[v.name, v.dtype] for v in plan.variables],
+        "jaxgames": jaxgames.__version__,
+    }
+    if any(v.dims for v in plan.variables):
+        key_src["trailing"] = [[v.name, list(v.dims), list(v.shape)] for v in plan.variables]
+    if study.replications:
+        key_src.update(seed=study.seed, replications=study.replications)
+    device, devices_desc = _device_description(plan.n_devices)
+    attrs = {
+        "title": f"jaxgames sweep: {spec.name}",
+        "model": model.name,
+        "solve_function": spec.name,
+        "base_params": json.dumps(base),
+        "settings": json.dumps(settings),
+        "axes": json.dumps({n: describe_axis(i, n) for i, n in enumerate(plan.varied)}),
+        "design": (study.design.describe() if study.design is not None
+                   else "full factorial grid"),
+        "derivatives": json.dumps(list(study.derivatives)),
+        "wrt": json.dumps(list(study.wrt) if study.derivatives else []),
+        "elasticities": int(study.elasticities),
+        "solver": spec.solver_settings(),
+        "dtype": study.dtype,
+        "n_points": int(layout.n_points),
+        "chunk_points": int(layout.chunk_points),
+        "n_chunks": int(layout.n_chunks),
+        "micro_batch": int(plan.micro_batch or 0),
+    }
+    if study.replications:
+        attrs.update(seed=study.seed, replications=study.replications,
+                     random_numbers="key = jax.random.fold_in(jax.random.key(seed), "
+                                    "replication): common random numbers across scenarios")
+    attrs.update({
+        "sweep_key": hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest(),
+        "jaxgames_version": jaxgames.__version__,
+        "jax_version": jax.__version__,
+        "numpy_version": np.__version__,
+        "xarray_version": xr.__version__,
+        "python_version": platform.python_version(),
+        "device": device,
+        "devices": devices_desc,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    })
+    var_attrs = {v.name: _var_attrs(v.name, study) for v in plan.variables}
+    coord_attrs = {}
+    for n in plan.varied:
+        p = _axis_param(n)
+        a = {k: v for k, v in (("units", model.units.get(p)),
+                               ("description", model.descriptions.get(p))) if v is not None}
+        if n != p:
+            a["element_of"] = p
+        coord_attrs[n] = a
+    return attrs, var_attrs, coord_attrs
+
+
 def sweep(
-    solve_fn: Callable[[Any], Any],
+    solve_fn: Callable[..., Any],
     base_params: Any,
-    axes: Mapping[str, Sequence[float]] | Design,
+    axes: Mapping[str, Sequence[Any]] | Design,
     *,
     derivatives: Sequence[str] = (),
     wrt: Sequence[str] | None = None,
     elasticities: bool = False,
+    replications: int | None = None,
+    seed: int = 0,
     chunk_size: int | None = None,
     store: str | os.PathLike | None = None,
     resume: bool = False,
@@ -544,17 +821,34 @@ def sweep(
 
     Args:
         solve_fn: model function ``params -> NamedTuple`` (or dict) for one point, e.g.
-            ``bakshi_kleindorfer.noncooperative``; :func:`combine` joins several.
-        base_params: the model's ``Params``; parameters not swept keep these values.
-        axes: ``{parameter: values}`` for a full factorial grid (dims in this order), or a
+            ``bakshi_kleindorfer.noncooperative``, a ``functools.partial`` of one (settings bound
+            by keyword), or :func:`combine` of several; resolved against its model module by
+            :func:`jaxgames.solve_spec` (domain, units, dims, categories, stochastic).
+        base_params: the model's ``Params``; parameters not swept keep these values. A vector
+            parameter (``PARAM_DIMS``) is a 1-D array; a categorical one (``CATEGORIES``) a
+            label (``"WH"``) or its integer code.
+        axes: ``{key: values}`` for a full factorial grid (dims in this order), or a
             :class:`~jaxgames.design.Design` (one ``sample`` dim; parameter values are coords).
+            A key is a parameter (``"p"``; for a vector parameter, every element gets the
+            value), or one element of a vector parameter, ``"v[1]"`` (its coordinate: ``1..n``,
+            or a label of ``DIM_COORDS``), applied after whole vectors. Categorical
+            parameters take lists of labels (stored as string coords, passed to the model as
+            integer codes: one compilation serves every label).
         derivatives: outputs to differentiate (implicit function theorem); adds
-            ``d<output>_d<param>`` for every ``param`` in ``wrt``.
-        wrt: parameters to differentiate with respect to (default: all fields of the Params).
+            ``d<output>_d<param>`` for every ``param`` in ``wrt``. A derivative with respect to
+            a vector parameter has the parameter's dim as its last dim (``<dim>_wrt`` if the
+            output already has that dim).
+        wrt: parameters to differentiate with respect to (default: all real parameters, not
+            categorical ones); elements as ``"v[1]"``.
         elasticities: also add ``elasticity_<output>_<param> = (param / output) d output/d param``
             (NaN where the output is 0).
+        replications: stochastic solve functions only (the model's ``STOCHASTIC``): the number
+            of replications, a last dim ``replication`` (default 1).
+        seed: stochastic solve functions: replication ``r`` of every scenario gets the key
+            ``jax.random.fold_in(jax.random.key(seed), r)`` (common random numbers); recorded
+            in attrs.
         chunk_size: maximum points per compiled call (default 65,536 on CPU, 1,048,576 on an
-            accelerator). Peak memory is proportional to it.
+            accelerator); replications count as points. Peak memory is proportional to it.
         store: path of a Zarr store to stream chunks into (the result is then opened lazily
             from it); ``None`` keeps everything in memory.
         resume: continue the sweep already in ``store``: completed chunks are kept, the rest
@@ -566,186 +860,48 @@ def sweep(
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
         micro_batch: points solved in lockstep inside a chunk (``jax.lax.map`` over vmapped
-            groups of this size); ``None`` takes the model's ``MICRO_BATCH[platform]`` if it
-            declares one, else the whole chunk is one ``vmap``. Models with large per-point
-            working sets and nested loops run several times faster on CPU in small groups
-            (``defender_attacker``: 8). Single-device runs only; it does not change results.
+            groups of this size); ``None`` takes :data:`MICRO_BATCH` for the model and
+            platform if listed, else the whole chunk is one ``vmap``. Models with large
+            per-point working sets and nested loops run several times faster on CPU in small
+            groups (``defender_attacker``: 8). Single-device runs only; it does not change
+            results.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
 
     Returns:
         ``xarray.Dataset``: one variable per output of ``solve_fn`` (diagnostics included) and
-        per derivative; coords are the swept values; attrs record the provenance.
+        per derivative, with the sweep's dims followed by the output's own (``OUTPUT_DIMS``);
+        coords are the swept values (labels for categories) and the declared dim coords;
+        attrs record the provenance.
     """
-    # ---- validate everything before tracing or compiling anything
-    if not (isinstance(base_params, tuple) and hasattr(base_params, "_fields")):
-        raise TypeError(f"base_params must be a model's Params NamedTuple, got "
-                        f"{type(base_params).__name__}")
-    if not callable(solve_fn):
-        raise TypeError(f"solve_fn must be callable, got {type(solve_fn).__name__}")
-    fields = base_params._fields
-    module = _model_module(solve_fn)
-    domain = getattr(module, "DOMAIN", None)
-    model_name = getattr(module, "MODEL", getattr(module, "__name__", "?"))
-    dtype = _resolve_dtype(dtype)
-    base, settings = {}, {}
-    for name in fields:
-        raw = getattr(base_params, name)
-        if is_setting(raw):  # e.g. a quadrature law: fixed for the sweep, compiled in
-            settings[name] = raw
-            continue
-        v = np.asarray(raw)
-        if v.shape != () or not np.issubdtype(v.dtype, np.number):
-            raise ValueError(f"base_params.{name} must be a real scalar, got {v!r}")
-        _check_values(name, v.reshape(1).astype(float), domain, "base_params")
-        base[name] = float(v)
-
-    fields = tuple(f for f in fields if f not in settings)
-    if isinstance(axes, Design):
-        design = axes
-        _check_names(design.names, fields, "design")
-        for n, c in design.points.items():
-            _check_values(n, c, domain, "design")
-        varied = design.names
-        columns = tuple(np.asarray(design.points[n], float) for n in varied)
-        grid_axes = None
-        layout_dims, layout_shape = (design.dim,), (design.size,)
-        if design.dim in fields:
-            raise ValueError(f"design dim name {design.dim!r} clashes with a parameter name")
-    elif isinstance(axes, Mapping):
-        design = None
-        if not axes:
-            raise ValueError("axes must name at least one parameter (or pass a Design)")
-        _check_names(axes, fields, "axes")
-        grid_axes = []
-        for n, vals in axes.items():
-            arr = np.asarray(vals)
-            _check_values(n, arr, domain, "axes")
-            grid_axes.append(arr.astype(float))
-        grid_axes = tuple(grid_axes)
-        varied = tuple(axes)
-        columns = None
-        layout_dims, layout_shape = varied, tuple(len(a) for a in grid_axes)
-    else:
-        raise TypeError(f"axes must be a mapping {{parameter: values}} or a Design, got "
-                        f"{type(axes).__name__}")
-
-    derivatives = tuple(derivatives)
-    wrt = tuple(fields) if wrt is None else tuple(wrt)
-    _check_names(wrt, fields, "wrt")
-    if elasticities and not derivatives:
-        raise ValueError("elasticities=True needs derivatives=[...] (the outputs to use)")
-    chunk_size = (_default_chunk_size() if chunk_size is None
-                  else _check_positive_int("chunk_size", chunk_size))
-    n_all = len(jax.local_devices())
-    n_devices = n_all if devices is None else _check_positive_int("devices", devices)
-    if n_devices > n_all:
-        raise ValueError(f"devices={n_devices} but only {n_all} local device(s) exist")
+    # ---- everything is checked before anything is compiled
+    study = _resolve(solve_fn, base_params, axes, derivatives, wrt, elasticities, replications,
+                     seed, dtype)
+    study = _find_outputs(study)
     if dask is not None and store is None:
         raise ValueError("dask= needs store= (workers write their chunks to a shared Zarr store)")
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True contradict each other")
-    store = None if store is None else os.fspath(store)
+    plan = _plan_chunks(study, chunk_size, devices, micro_batch, store)
+    attrs, var_attrs, coord_attrs = _provenance(study, plan)
+    return _execute(plan, study, attrs, var_attrs, coord_attrs, resume=resume,
+                    overwrite=overwrite, progress=progress, dask=dask, callback=callback)
 
-    # ---- output names and dtypes (traces once at a scalar point; compiles nothing)
-    base_scalar = type(base_params)(**{k: jnp.asarray(v, dtype) for k, v in base.items()},
-                                    **settings)
-    shapes = _as_dict(jax.eval_shape(solve_fn, base_scalar))
-    nonscalar = [k for k, v in shapes.items() if v.shape != ()]
-    if nonscalar:
-        raise ValueError(f"solve_fn outputs must be scalars per point; {nonscalar} are not")
-    unknown = [o for o in derivatives if o not in shapes]
-    if unknown:
-        raise ValueError(f"derivatives: unknown output(s) {unknown}; the outputs are "
-                         f"{list(shapes)}")
-    not_float = [o for o in derivatives if not jnp.issubdtype(shapes[o].dtype, jnp.floating)]
-    if not_float:
-        raise ValueError(f"derivatives: output(s) {not_float} are not floating point")
-    variables = [(k, np.dtype(v.dtype).name) for k, v in shapes.items()]
-    for o in derivatives:
-        variables += [(f"d{o}_d{p}", dtype) for p in wrt]
-        if elasticities:
-            variables += [(f"elasticity_{o}_{p}", dtype) for p in wrt]
 
-    layout = Layout.make(layout_dims, layout_shape, chunk_size)
-    # Pad every compiled batch to a multiple of 8 lanes per device: XLA then runs every point
-    # through the same vectorised code, so results do not depend on the chunk size (a batch
-    # of 1 compiles to scalar code whose exp/log differ in the last bits).
-    lanes = 8 * n_devices
-    batch = -(-layout.chunk_points // lanes) * lanes
-    if micro_batch is None:
-        kind = jax.local_devices()[0].platform
-        micro_batch = getattr(module, "MICRO_BATCH", {}).get(kind)
-    else:
-        micro_batch = _check_positive_int("micro_batch", micro_batch)
-    if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
-        micro_batch = None
-    plan = _Plan(
-        solve_fn=solve_fn, base=tuple(base.items()), settings=tuple(settings.items()),
-        base_type=type(base_params),
-        varied=varied, columns=columns, axes=grid_axes, layout=layout,
-        derivatives=derivatives, wrt=wrt, elasticities=bool(elasticities), dtype=dtype,
-        batch=batch, n_devices=n_devices, store=store, variables=tuple(variables),
-        micro_batch=micro_batch,
-    )
-
-    # ---- provenance
-    import jaxgames
-
-    key_src = json.dumps({
-        "solve_function": _qualname(solve_fn), "base": base, "varied": varied,
-        "settings": {k: describe_setting(v) for k, v in settings.items()},
-        "values": hashlib.sha256(b"".join(np.ascontiguousarray(a, float).tobytes()
-                                          for a in (columns or grid_axes))).hexdigest(),
-        "derivatives": derivatives, "wrt": wrt, "elasticities": bool(elasticities),
-        "dtype": dtype, "layout": [layout.block_axis, layout.block_len, list(layout.shape)],
-        "variables": variables, "jaxgames": jaxgames.__version__,
-    }, sort_keys=True)
-    device, devices_desc = _device_description(n_devices)
-    attrs = {
-        "title": f"jaxgames sweep: {_qualname(solve_fn)}",
-        "model": model_name,
-        "solve_function": _qualname(solve_fn),
-        "base_params": json.dumps(base),
-        "settings": json.dumps({k: describe_setting(v) for k, v in settings.items()}),
-        "axes": json.dumps({n: {"n": int(len(a)), "min": float(a.min()), "max": float(a.max())}
-                            for n, a in zip(varied, columns or grid_axes, strict=True)}),
-        "design": design.describe() if design is not None else "full factorial grid",
-        "derivatives": json.dumps(list(derivatives)),
-        "wrt": json.dumps(list(wrt) if derivatives else []),
-        "elasticities": int(bool(elasticities)),
-        "solver": _solver_settings(solve_fn),
-        "dtype": dtype,
-        "n_points": int(layout.n_points),
-        "chunk_points": int(layout.chunk_points),
-        "n_chunks": int(layout.n_chunks),
-        "micro_batch": int(micro_batch or 0),
-        "sweep_key": hashlib.sha256(key_src.encode()).hexdigest(),
-        "jaxgames_version": jaxgames.__version__,
-        "jax_version": jax.__version__,
-        "numpy_version": np.__version__,
-        "xarray_version": xr.__version__,
-        "python_version": platform.python_version(),
-        "device": device,
-        "devices": devices_desc,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    units, out_units, desc = _metadata(module)
-    var_attrs = {n: _var_attrs(n, solve_fn, units, out_units, desc, plan) for n, _ in variables}
-    coord_attrs = {n: {k: v for k, v in (("units", units.get(n)),
-                                         ("description", desc.get(n))) if v is not None}
-                   for n in varied}
-
-    # ---- storage
-    if store is not None:
-        done = _prepare_store(plan, design, attrs, var_attrs, coord_attrs, resume, overwrite)
+def _execute(plan: _Plan, study: _Study, attrs, var_attrs, coord_attrs, *, resume, overwrite,
+             progress, dask, callback) -> xr.Dataset:
+    """Stage 5: prepare the store, solve the pending chunks, return the dataset."""
+    layout = plan.layout
+    if plan.store is not None:
+        done = _prepare_store(plan, study, attrs, var_attrs, coord_attrs, resume, overwrite)
         result = None
     else:
         done = set()
-        result = {name: np.empty(layout.n_points, dt) for name, dt in variables}
+        result = {v.name: np.empty((layout.n_points,) + v.shape, v.dtype)
+                  for v in plan.variables}
     todo = [i for i in range(layout.n_chunks) if i not in done]
 
     bar = _progress_bar(progress, layout.n_points,
-                        _qualname(solve_fn).replace("jaxgames.models.", ""),
+                        study.spec.name.replace("jaxgames.models.", ""),
                         initial=sum(_chunk_len(layout, i) for i in done))
     try:
         if dask is not None:
@@ -756,12 +912,9 @@ def sweep(
         if bar is not None:
             bar.close()
 
-    if store is not None:
-        ds = open_sweep(store)
-    else:
-        ds = _template(plan, design, attrs, var_attrs, coord_attrs, lazy=False, values=result)
-    return ds
-
+    if plan.store is not None:
+        return open_sweep(plan.store)
+    return _template(plan, study, attrs, var_attrs, coord_attrs, lazy=False, values=result)
 
 
 def _chunk_len(layout: Layout, i: int) -> int:
@@ -769,18 +922,55 @@ def _chunk_len(layout: Layout, i: int) -> int:
     return stop - start
 
 
+class _Progress:
+    """A progress bar that says when it is compiling, and whose rate and ETA start after.
+
+    The first chunk of a sweep includes compiling the model (seconds to minutes), so a bar
+    started before it would sit at 0% and then extrapolate a wrong rate. This shows
+    ``<name>: compiling and solving the first chunk`` until the first chunk is stored, then
+    opens the points bar (points/s and ETA measured from there on).
+    """
+
+    def __init__(self, progress, total: int, desc: str, initial: int):
+        self.total, self.desc, self.n = total, desc, initial
+        self.disable = None if progress is None else False
+        self.bar = None
+        self.first = True
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            tqdm = None
+        self.tqdm = tqdm
+        if tqdm is not None:
+            self.bar = tqdm(total=total, initial=initial, unit="pt", unit_scale=True,
+                            desc=f"{desc}: compiling and solving the first chunk",
+                            disable=self.disable, bar_format="{desc} [{elapsed}]", leave=False)
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if self.bar is None:
+            return
+        if self.first:  # compilation done: the rate and ETA count from here
+            self.first = False
+            self.bar.close()
+            self.bar = self.tqdm(total=self.total, initial=self.n, unit="pt", unit_scale=True,
+                                 desc=self.desc, disable=self.disable, smoothing=0.1,
+                                 leave=True)
+        else:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _progress_bar(progress, total, desc, initial):
     if progress is False:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm(total=total, initial=initial, unit="pt", unit_scale=True, desc=desc,
-                disable=None if progress is None else False, smoothing=0.1, leave=True)
+    return _Progress(progress, total, desc, initial)
 
 
-def _prepare_store(plan, design, attrs, var_attrs, coord_attrs, resume, overwrite) -> set[int]:
+def _prepare_store(plan, study, attrs, var_attrs, coord_attrs, resume, overwrite) -> set[int]:
     store = plan.store
     exists = Path(store).exists()
     if exists and resume:
@@ -802,8 +992,9 @@ def _prepare_store(plan, design, attrs, var_attrs, coord_attrs, resume, overwrit
         import shutil
 
         shutil.rmtree(store)
-    template = _template(plan, design, attrs, var_attrs, coord_attrs, lazy=True)
-    encoding = {name: {"chunks": plan.layout.storage_chunks} for name, _ in plan.variables}
+    template = _template(plan, study, attrs, var_attrs, coord_attrs, lazy=True)
+    encoding = {v.name: {"chunks": plan.layout.storage_chunks + v.shape}
+                for v in plan.variables}
     template.to_zarr(store, compute=False, mode="w", encoding=encoding, consolidated=False)
     import zarr
 
@@ -853,3 +1044,4 @@ def _run_dask(plan: _Plan, todo, dask, bar, callback):
     finally:
         if isinstance(dask, str):
             client.close()
+

@@ -1,11 +1,13 @@
 """The ``jaxgames`` command line.
 
-    jaxgames sweep FILE [--out PATH] [--resume] [--overwrite] [--chunk-size N]
-                        [--dask ADDRESS] [--no-progress]
+    jaxgames sweep FILE [--out PATH] [--figures DIR] [--resume] [--overwrite]
+                        [--chunk-size N] [--dask ADDRESS] [--no-progress]
+                        [--no-compilation-cache]
                                     run a sweep file (see jaxgames.sweepfile, sweeps/README.md)
     jaxgames plot DATASET --kind KIND [--var V,...] [--x X] [--y Y]
                           [--sel NAME=VALUE ...] [--facet DIM] [--by DIM] [--xmarks V,...]
                           [--background V] [--labels VALUE=TEXT ...] [--sharey | --no-sharey]
+                          [--contours | --no-contours] [--levels N|L1,L2,...] [--top N]
                           [--output NAME] --png PATH
                                     draw a figure of a sweep or sensitivity dataset; KIND:
                                     heatmap, region_map, line, one_way, one_way_regions,
@@ -20,6 +22,7 @@ reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wr
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -47,10 +50,46 @@ def _positive_int(text: str) -> int:
     return n
 
 
+# ----------------------------------------------------------------------------- compilation cache
+
+
+def compilation_cache_dir() -> Path:
+    """Where the command line keeps JAX's persistent compilation cache:
+    ``$XDG_CACHE_HOME/jaxgames/jax`` (``~/.cache/jaxgames/jax`` without ``XDG_CACHE_HOME``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "jaxgames" / "jax"
+
+
+def _enable_compilation_cache(args: argparse.Namespace) -> Path | None:
+    """Turn on JAX's persistent compilation cache (before anything is compiled), unless
+    ``--no-compilation-cache``: a second run of a study then skips most of its compilation."""
+    if getattr(args, "no_compilation_cache", True):
+        return None
+    import jax
+
+    path = compilation_cache_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: run without the cache, say so
+        print(f"jaxgames: compilation cache disabled, cannot create {path}: {exc}",
+              file=sys.stderr)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    # cache every program that took a noticeable time to compile (default: 1 s)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+_NO_CACHE_HELP = ("do not use the persistent JAX compilation cache (by default compiled "
+                  "programs are kept under $XDG_CACHE_HOME/jaxgames/jax, or "
+                  "~/.cache/jaxgames/jax, so a second run skips most compilation)")
+
+
 # ----------------------------------------------------------------------------- figure3, info
 
 
 def _figure3(args: argparse.Namespace) -> int:
+    _enable_compilation_cache(args)
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -92,6 +131,8 @@ def _info(args: argparse.Namespace) -> int:
         except ImportError:
             print(f"{label:<12} not installed")
     print(f"{'x64':<12} {jax.config.jax_enable_x64}")
+    print(f"{'compilation cache':<12} {compilation_cache_dir()} (jaxgames sweep and figure3; "
+          "--no-compilation-cache turns it off)")
     for d in jax.devices():
         print(f"{'device':<12} {d.platform}:{d.id} {d.device_kind}")
     return 0
@@ -148,7 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except SweepFileError as exc:
         raise _UsageError(str(exc)) from None
     options = dict(out=args.out, resume=args.resume, overwrite=args.overwrite,
-                   chunk_size=args.chunk_size, dask=args.dask)
+                   chunk_size=args.chunk_size, dask=args.dask, figures=args.figures)
     try:
         output = spec.check_run_options(**options)
     except SweepFileError as exc:
@@ -157,6 +198,7 @@ def _sweep(args: argparse.Namespace) -> int:
     size = f"{spec.n_points:,} points, " if spec.mode in ("axes", "design") else ""
     print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
           f"{output}", file=sys.stderr, flush=True)
+    _enable_compilation_cache(args)
     t0 = time.perf_counter()
     try:
         ds = spec.run(**options, progress=not args.no_progress)
@@ -166,7 +208,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - t0
-    figures = [f.path for f in spec.figures]
+    figures = list(spec.figure_paths(out=args.out, figures=args.figures).values())
     print(f"{prog}: {args.file} done")
     print(_summary(spec, ds, seconds, output, figures))
     return 0
@@ -175,20 +217,24 @@ def _sweep(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- plot
 
 
-_PLOT_FLAGS = {  # flags each kind takes (besides DATASET, --kind, --png)
-    "heatmap": {"var", "x", "y", "sel", "facet"},
-    "region_map": {"var", "x", "y", "sel", "labels"},
-    "line": {"var", "x", "sel", "by", "xmarks"},
-    "one_way": {"var", "x", "sharey"},
-    "one_way_regions": {"var", "background", "labels", "x", "sharey"},
-    "tornado": {"output"},
-    "sobol": {"output"},
-}
-_PLOT_REQUIRED = {"heatmap": ("var", "x", "y"), "region_map": ("var", "x", "y"),
-                  "line": ("var", "x"), "one_way": ("var",),
-                  "one_way_regions": ("var", "background"), "tornado": ("output",),
-                  "sobol": ("output",)}
-_PLOT_FLAG_TEXT = {"sharey": "--sharey/--no-sharey"}  # flags not spelled --NAME
+def _plot_schema() -> tuple[dict[str, set[str]], dict[str, tuple[str, ...]]]:
+    """The flags each ``--kind`` takes and needs: the keys of a sweep file's ``[[figure]]``
+    of that kind (one schema, :mod:`jaxgames.sweepfile`), spelled as flags (``outputs`` ->
+    ``--var``); ``sobol`` (sensitivity datasets only) takes ``--output``."""
+    from jaxgames.sweepfile import _FIGURE_KEYS, _FIGURE_REQUIRED
+
+    def flag(key: str) -> str:
+        return {"outputs": "var"}.get(key, key)
+
+    flags = {k: {flag(key) for key in keys} for k, keys in _FIGURE_KEYS.items()}
+    required = {k: tuple(flag(key) for key in keys) for k, keys in _FIGURE_REQUIRED.items()}
+    flags["sobol"], required["sobol"] = {"output"}, ("output",)
+    return flags, required
+
+
+_PLOT_FLAGS, _PLOT_REQUIRED = _plot_schema()
+_PLOT_FLAG_TEXT = {"sharey": "--sharey/--no-sharey",  # flags not spelled --NAME
+                   "contours": "--contours/--no-contours"}
 _ONE_WAY_X = ("relative", "value")
 
 
@@ -258,6 +304,23 @@ def _names(flag: str, text: str) -> list[str]:
     return names
 
 
+def _levels(text: str) -> int | tuple[float, ...]:
+    """``--levels 8`` (a number of contour levels) or ``--levels 0.1,0.2,0.5`` (increasing)."""
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return n
+        levels = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise _UsageError(f"--levels {text!r}: expected a positive integer or increasing "
+                          "comma-separated numbers") from None
+    if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+        raise _UsageError(f"--levels {text!r}: contour levels must be increasing")
+    return levels
+
+
 def _and(words: list[str]) -> str:
     return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words)
 
@@ -292,8 +355,13 @@ def _plot(args: argparse.Namespace) -> int:
         raise _UsageError(f"--png {args.png}: expected a .png (or .pdf, .svg) path")
     ds = _open_dataset(Path(args.dataset))
 
-    def need_vars(names, flag=None):
+    def need_vars(names, flag=None, elements=False):
         for name in names:
+            if elements and name.endswith("]") and name.split("[")[0] in ds.data_vars:
+                from jaxgames._contract import output_element
+
+                _draw_or_usage(output_element, ds, name)  # an element "q[1]" must exist
+                continue
             if name not in ds.data_vars:
                 where = f"--{flag} {name}" if flag else args.dataset
                 raise _UsageError(f"{where}: no variable {name!r}; its variables are "
@@ -338,7 +406,14 @@ def _plot(args: argparse.Namespace) -> int:
                               f"needs another dimension ({what})")
 
     from jaxgames import plots
+    from jaxgames.sweepfile import FigureSpec, _draw
 
+    def draw(**fields):
+        """Draw as a sweep file's [[figure]] of this kind (one figure specification)."""
+        spec = FigureSpec(kind=kind, path=png, **fields)
+        return _draw_or_usage(_draw, spec, ds)
+
+    levels = _levels(args.levels) if args.levels is not None else None
     if kind in ("heatmap", "region_map"):
         need_vars([args.var])
         dims = [str(d) for d in ds[args.var].dims]
@@ -352,11 +427,10 @@ def _plot(args: argparse.Namespace) -> int:
             plotted[args.facet] = "--facet"
         sel = need_sel(dims, plotted)
         if kind == "heatmap":
-            fig = _draw_or_usage(plots.heatmap, ds, args.var, args.x, args.y,
-                                 facet=args.facet, **sel)
+            fig = draw(var=args.var, x=args.x, y=args.y, sel=sel, facet=args.facet,
+                       levels=levels, contours=True if args.contours is None else args.contours)
         else:
-            fig = _draw_or_usage(plots.region_map, ds, args.var, args.x, args.y,
-                                 labels=labels, **sel)
+            fig = draw(var=args.var, x=args.x, y=args.y, sel=sel, labels=labels)
     elif kind == "line":
         names = _names("var", args.var)
         need_vars(names)
@@ -371,19 +445,17 @@ def _plot(args: argparse.Namespace) -> int:
         xmarks = _names("xmarks", args.xmarks) if args.xmarks is not None else []
         need_vars(xmarks, "xmarks")
         sel = need_sel(dims, plotted)
-        fig = _draw_or_usage(plots.lines, ds, names, args.x, sel=sel or None, by=args.by,
-                             xmarks=xmarks or None)
+        fig = draw(var=tuple(names), x=args.x, sel=sel, by=args.by, xmarks=tuple(xmarks))
     elif kind == "one_way":
         outputs = _names("var", args.var)
-        need_vars(outputs)
+        need_vars(outputs, elements=True)
         need_one_way()
-        fig = _draw_or_usage(plots.one_way, ds, outputs, x=args.x or "relative",
-                             sharey=True if args.sharey is None else args.sharey)
+        fig = draw(var=tuple(outputs), x=args.x or "relative", sharey=args.sharey)
     elif kind == "one_way_regions":
         import numpy as np
 
         outputs = _names("var", args.var)
-        need_vars(outputs)
+        need_vars(outputs, elements=True)
         need_vars([args.background], "background")
         need_one_way()
         bg = ds[args.background]
@@ -397,12 +469,11 @@ def _plot(args: argparse.Namespace) -> int:
             raise _UsageError(f"--background {args.background}: needs an integer or boolean "
                               f"variable (a case, a regime, status, ...), it has dtype "
                               f"{values.dtype}")
-        fig = _draw_or_usage(plots.one_way_regions, ds, outputs, args.background,
-                             labels=labels, x=args.x or "relative",
-                             sharey=False if args.sharey is None else args.sharey)
+        fig = draw(var=tuple(outputs), background=args.background, labels=labels,
+                   x=args.x or "relative", sharey=args.sharey)
     elif kind == "tornado":
         need_label("output", args.output)
-        fig = _draw_or_usage(plots.tornado, ds, args.output)
+        fig = draw(var=args.output, top=args.top)
     else:
         need_label("output", args.output)
         fig = _draw_or_usage(plots.sobol_bars, ds, args.output)
@@ -450,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "address (e.g. tcp://host:8786); needs a .zarr output")
     sweep.add_argument("--no-progress", action="store_true",
                        help="do not show the progress bar")
+    sweep.add_argument("--figures", metavar="DIR",
+                       help="write the file's figures into DIR (by default they follow "
+                       "--out: the directory of PATH; without --out the paths in the file)")
+    sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 
     plot = sub.add_parser(
@@ -503,6 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "(one_way: default shared; one_way_regions: default one per panel)")
     plot.add_argument("--output", metavar="NAME",
                       help="the output to draw (tornado, sobol)")
+    plot.add_argument("--contours", action=argparse.BooleanOptionalAction,
+                      help="labelled contour lines (heatmap; default on)")
+    plot.add_argument("--levels", metavar="N|L1,L2,...",
+                      help="contour levels: a number of levels, or increasing comma-separated "
+                      "levels (heatmap)")
+    plot.add_argument("--top", metavar="N", type=_positive_int,
+                      help="draw only the N largest swings (tornado)")
     plot.add_argument("--png", metavar="PATH", required=True,
                       help="image file to write (.png; .pdf and .svg work too)")
     plot.set_defaults(func=_plot, subparser=plot)
@@ -514,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         "every computed number next to the printed one. Exit code 1 if any differs.",
     )
     fig3.add_argument("--png", metavar="PATH", help="also save a bar chart of the costs as PNG")
+    fig3.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     fig3.set_defaults(func=_figure3, subparser=fig3)
     info = sub.add_parser(
         "info", help="show jaxgames/jax/dependency versions and the available devices",

@@ -220,8 +220,9 @@ def tornado(ds: xr.Dataset, output: str, *, ax: Axes | None = None,
 
 
 def _base_params(ds: xr.Dataset) -> dict[str, float]:
-    try:
-        return {k: float(v) for k, v in json.loads(ds.attrs.get("base_params", "{}")).items()}
+    try:  # real scalars only: vectors and labels of categories have no single base value
+        return {k: float(v) for k, v in json.loads(ds.attrs.get("base_params", "{}")).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     except (TypeError, ValueError):
         return {}
 
@@ -580,6 +581,17 @@ def _edges(c: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+def _sel(obj, sel: Mapping[str, Any]):
+    """``obj.sel(sel)``: nearest value on numeric coords (float round-off in a file or on the
+    command line), exact match on labels (categorical parameters, agents)."""
+    numeric = {k: v for k, v in sel.items()
+               if np.issubdtype(np.asarray(obj[k].values).dtype, np.number)}
+    exact = {k: v for k, v in sel.items() if k not in numeric}
+    if numeric:
+        obj = obj.sel(numeric, method="nearest")
+    return obj.sel(exact) if exact else obj
+
+
 def _is_log(c: np.ndarray) -> bool:
     c = c[np.isfinite(c)]
     return bool(c.size and c.min() > 0 and c.max() > 100 * c.min())
@@ -597,7 +609,7 @@ class _Grid:
             raise ValueError(f"x and y must differ, both are {x!r}")
         da = ds[var]
         if sel:
-            da = da.sel(dict(sel), method="nearest")
+            da = _sel(da, sel)
         if set(da.dims) != {x, y}:
             extra = [d for d in da.dims if d not in (x, y)]
             hint = (f"; select {extra} with keyword arguments, e.g. "
@@ -613,17 +625,17 @@ class _Grid:
         self.failed = None
         if "converged" in ds and var != "converged":
             conv = ds["converged"]
-            conv = conv.sel({k: v for k, v in sel.items() if k in conv.dims}, method="nearest")
+            conv = _sel(conv, {k: v for k, v in sel.items() if k in conv.dims})
             if set(conv.dims) == {x, y}:
                 self.failed = ~np.asarray(conv.transpose(y, x), bool)
         self.violated = None
         if "assumptions_hold" in ds and var != "assumptions_hold":
             hold = ds["assumptions_hold"]
-            hold = hold.sel({k: v for k, v in sel.items() if k in hold.dims}, method="nearest")
+            hold = _sel(hold, {k: v for k, v in sel.items() if k in hold.dims})
             if set(hold.dims) <= {x, y}:
                 hold = hold.broadcast_like(self.da)
                 self.violated = ~np.asarray(hold.transpose(y, x), bool)
-        self.at = ", ".join(f"{k} = {_fmt(float(da[k]))}" for k in sel
+        self.at = ", ".join(f"{k} = {_value_text(da[k].values.item())}" for k in sel
                             if k in da.coords and da[k].ndim == 0)
         self.ds, self.var, self.xname, self.yname = ds, var, x, y
 
@@ -772,8 +784,8 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
         fdesc = _meta(ds, facet)[0]
         for k, (g, pax) in enumerate(zip(grids, panels, strict=True)):
             g.axes(pax, "")
-            value = float(np.asarray(ds[facet].values)[k])
-            pax.set_title((f"{fdesc}: " if fdesc else "") + f"{facet} = {_fmt(value)}",
+            value = np.asarray(ds[facet].values)[k]
+            pax.set_title((f"{fdesc}: " if fdesc else "") + f"{facet} = {_value_text(value)}",
                           fontsize=10)
             if k:
                 pax.set_ylabel("")
@@ -969,7 +981,7 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
         raise ValueError(f"no variable(s) {missing} in the dataset")
     if by is not None and (by == x or by in sel):
         raise ValueError(f"by={by!r} must be another dim than x and not selected")
-    sub = ds.sel(sel, method="nearest") if sel else ds
+    sub = _sel(ds, sel) if sel else ds
     if by is not None and by not in sub[names[0]].dims:
         raise ValueError(f"by={by!r} is not a dim of {names[0]!r} (dims {sub[names[0]].dims})")
     extra = [d for d in sub[names[0]].dims if d not in (x, by)]

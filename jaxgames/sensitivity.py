@@ -64,16 +64,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 import xarray as xr
 
 from jaxgames import design as _design
-from jaxgames._sensitivity import _DIAGNOSTICS
+from jaxgames._contract import output_element as _output
 from jaxgames._validation import describe_setting, is_setting, numeric_fields
 
 __all__ = [
@@ -106,40 +104,51 @@ def _run(solve_fn, base_params, design: _design.Design, sweep_kwargs) -> xr.Data
     return ds
 
 
-def _model_module(solve_fn):
-    fn = solve_fn
-    while True:
-        if hasattr(fn, "func"):  # functools.partial
-            fn = fn.func
-        elif hasattr(fn, "functions"):  # jaxgames.combine: the first function's model
-            fn = fn.functions[0][1]
-        else:
-            return sys.modules.get(getattr(fn, "__module__", None) or "")
-
-
 def _params_json(base_params) -> str:
-    return json.dumps({k: describe_setting(v) if is_setting(v) else float(np.asarray(v))
+    return json.dumps({k: describe_setting(v) if is_setting(v) else np.asarray(v).tolist()
                        for k, v in base_params._asdict().items()})
 
 
-def _base_values(base_params) -> dict[str, float]:
+def _base_values(base_params, solve_fn=None) -> dict[str, float]:
+    """Base values of what a range can vary: real scalar parameters and, for a vector
+    parameter ``v`` of the model, its elements ``v[1]``, ``v[2]``, ... (``DIM_COORDS``
+    labels where the dim has them). Categorical parameters are not varied."""
     if not hasattr(base_params, "_fields"):
         raise TypeError(
             f"base_params must be the model's Params NamedTuple, got {type(base_params).__name__}")
+    model = None
+    if solve_fn is not None:
+        from jaxgames._contract import solve_spec
+
+        model = solve_spec(solve_fn).model
     out = {}
     for k, v in base_params._asdict().items():
         if is_setting(v):  # a static setting (e.g. a quadrature law): not a number
             continue
+        if model is not None and k in model.categories:
+            continue
         arr = np.asarray(v)
+        if model is not None and k in model.param_dims and arr.ndim == 1:
+            coords = model.coords(model.param_dims[k], len(arr))
+            out.update({f"{k}[{c}]": float(x) for c, x in zip(coords, arr, strict=True)})
+            continue
         if arr.shape != ():
             raise ValueError(f"base_params.{k} must be a scalar, got shape {arr.shape}")
         out[k] = float(arr)
     return out
 
 
-def _check_names(base_params, names: Sequence[str]) -> None:
+def _param_of(name: str) -> str:
+    return name.split("[", 1)[0] if name.endswith("]") else name
+
+
+def _check_names(base_params, names: Sequence[str], solve_fn=None) -> None:
     fields = base_params._fields
-    unknown = [n for n in names if n not in fields]
+    unknown = [n for n in names if _param_of(n) not in fields]
+    if solve_fn is not None and not unknown:
+        base = _base_values(base_params, solve_fn)
+        unknown = [n for n in names if n not in base]
+        fields = list(base)
     if unknown:
         raise ValueError(
             f"unknown parameter(s) {unknown}; the parameters of {type(base_params).__name__} "
@@ -148,40 +157,42 @@ def _check_names(base_params, names: Sequence[str]) -> None:
 
 def _check_domain(solve_fn, base_params, ranges: Mapping[str, tuple], what: str) -> None:
     """Raise before any evaluation if a range leaves the model's declared domain."""
-    module = _model_module(solve_fn)
-    domain = getattr(module, "DOMAIN", None)
-    if not domain:
-        return
+    from jaxgames._contract import solve_spec
     from jaxgames._validation import check_domain
 
-    model = getattr(module, "MODEL", getattr(module, "__name__", "model"))
+    spec = solve_spec(solve_fn).model
+    domain, model = spec.domain, spec.name
+    if not domain:
+        return
     check_domain(base_params, domain, model)
     for name, b in ranges.items():
-        interval = domain.get(name)
         # The domain is an interval and every point lies between the two ends.
-        if interval is not None and not np.all(interval.contains(np.array(b[:2]), xp=np)):
+        bad = spec.outside(_param_of(name), b[:2])
+        if bad is not None:
             raise ValueError(
                 f"{model}: {what} [{b[0]:g}, {b[1]:g}] of parameter {name} is outside its "
-                f"allowed range {interval}")
+                f"allowed range {bad[1]}")
 
 
-def _resolve_ranges(base_params, ranges, relative, params) -> dict[str, tuple]:
+def _resolve_ranges(base_params, ranges, relative, params, solve_fn=None) -> dict[str, tuple]:
     """``{name: (lo, hi)}`` or ``(lo, hi, "log")`` from explicit ranges or relative factors."""
-    base = _base_values(base_params)
+    base = _base_values(base_params, solve_fn)
     if (ranges is None) == (relative is None):
         raise ValueError("give either ranges={name: (lo, hi)} or relative=(lo_factor, hi_factor)")
     if ranges is not None:
         if params is not None:
             raise ValueError("params= selects parameters for relative=; with ranges= omit it")
-        _check_names(base_params, list(ranges))
+        _check_names(base_params, list(ranges), solve_fn)
         return _design._check_bounds(ranges)
     rel = tuple(relative)
     if len(rel) != 2 or not all(math.isfinite(float(r)) for r in rel) or not rel[0] < rel[1]:
         raise ValueError(f"relative must be two finite factors lo < hi, got {relative!r}")
-    names = numeric_fields(base_params) if params is None else tuple(params)
+    # default: every real scalar parameter (elements of vectors only when named)
+    names = (tuple(n for n in numeric_fields(base_params) if n in base) if params is None
+             else tuple(params))
     if not names:
         raise ValueError("params must name at least one parameter")
-    _check_names(base_params, names)
+    _check_names(base_params, names, solve_fn)
     out = {}
     for name in names:
         lo, hi = sorted((base[name] * float(rel[0]), base[name] * float(rel[1])))
@@ -194,31 +205,32 @@ def _resolve_ranges(base_params, ranges, relative, params) -> dict[str, tuple]:
 
 
 def _default_outputs(solve_fn, base_params, ds: xr.Dataset) -> list[str]:
-    """Floating-point outputs of ``solve_fn`` (not derivatives, not diagnostics)."""
-    out = jax.eval_shape(solve_fn, base_params)  # traces once; compiles nothing
-    fields = set(out._fields if hasattr(out, "_fields") else out)
-    prefixes = [p for p, _ in getattr(solve_fn, "functions", ())]  # jaxgames.combine
+    """Floating-point scalar outputs of ``solve_fn`` (not derivatives, not diagnostics);
+    an element of an output with its own dims is chosen by name, ``q[1]``."""
+    from jaxgames._contract import solve_spec
 
-    def diagnostic(name):
-        return name in _DIAGNOSTICS or any(
-            name.startswith(p + "_") and name[len(p) + 1:] in _DIAGNOSTICS for p in prefixes)
-
+    spec = solve_spec(solve_fn)
+    fields = set(spec.outputs or ())
     # In the dataset's order (the model's field order); derivatives are not fields.
-    return [v for v in ds.data_vars if v in fields and not diagnostic(v)
-            and np.issubdtype(ds[v].dtype, np.floating)]
+    return [v for v in ds.data_vars if v in fields and not spec.is_diagnostic(v)
+            and np.issubdtype(ds[v].dtype, np.floating) and len(ds[v].dims) == 1]
 
 
 def _check_outputs(ds: xr.Dataset, outputs: Sequence[str], dim: str) -> list[str]:
     outputs = list(outputs)
     if not outputs:
         raise ValueError("outputs must name at least one output")
-    bad = [o for o in outputs if o not in ds.data_vars]
+    bad = [o for o in outputs if o not in ds.data_vars
+           and (not o.endswith("]") or o.split("[", 1)[0] not in ds.data_vars)]
     if bad:
         raise ValueError(f"unknown output(s) {bad}; the outputs are {list(ds.data_vars)}")
-    bad = [o for o in outputs if ds[o].dims != (dim,)
-           or not np.issubdtype(ds[o].dtype, np.number) or ds[o].dtype == bool]
+    arrays = {o: _output(ds, o) for o in outputs}
+    bad = [o for o, a in arrays.items() if a.dims != (dim,)
+           or not np.issubdtype(a.dtype, np.number) or a.dtype == bool]
     if bad:
-        raise ValueError(f"output(s) {bad} are not real scalars at each point")
+        raise ValueError(f"output(s) {bad} are not real scalars at each point; choose one "
+                         "element of an output with dims of its own as output[coord], e.g. "
+                         "q[1]")
     return outputs
 
 
@@ -263,9 +275,9 @@ def one_way(
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     n = int(n)
-    bounds = _resolve_ranges(base_params, ranges, relative, params)
+    bounds = _resolve_ranges(base_params, ranges, relative, params, solve_fn)
     _check_domain(solve_fn, base_params, bounds, "the range")
-    base = _base_values(base_params)
+    base = _base_values(base_params, solve_fn)
     names = list(bounds)
     values = np.stack([
         np.geomspace(b[0], b[1], n) if len(b) == 3 else np.linspace(b[0], b[1], n)
@@ -289,6 +301,7 @@ def one_way(
             data_vars[var_name] = (("parameter", "step") + var.dims[1:], data, var.attrs)
         else:
             data_vars[var_name] = var
+    trailing = {d: ds[d] for d in ds.coords if d in ds.dims and d != dim}  # e.g. csc, agent
     base_col = np.array([base[name] for name in names])[:, None]
     rel = np.divide(values, base_col, out=np.full(shape, np.nan), where=base_col != 0)
     attrs = dict(ds.attrs)
@@ -299,6 +312,7 @@ def one_way(
         coords={
             "parameter": ("parameter", np.array(names, dtype=str)),
             "step": ("step", np.arange(n)),
+            **trailing,
             "value": (("parameter", "step"), values,
                       {"description": "value of the varied parameter"}),
             "relative": (("parameter", "step"), rel,
@@ -332,11 +346,11 @@ def tornado(
         ``high``, ``swing = |high - low|``, ``converged`` (both ends converged), ``base``
         (output) and ``base_converged``; coords ``param_low``, ``param_high``.
     """
-    bounds = _resolve_ranges(base_params, ranges, relative, params)
+    bounds = _resolve_ranges(base_params, ranges, relative, params, solve_fn)
     _check_domain(solve_fn, base_params, bounds, "the range")
     if outputs is not None and isinstance(outputs, str):
         outputs = [outputs]
-    base = _base_values(base_params)
+    base = _base_values(base_params, solve_fn)
     names = list(bounds)
     p = len(names)
     lows = np.array([b[0] for b in bounds.values()])
@@ -353,7 +367,7 @@ def tornado(
         outputs = _default_outputs(solve_fn, base_params, ds)
     outputs = _check_outputs(ds, outputs, design.dim)
 
-    y = np.stack([np.asarray(ds[o].values, dtype=float) for o in outputs])  # (O, 1 + 2P)
+    y = np.stack([np.asarray(_output(ds, o).values, dtype=float) for o in outputs])  # (O, 1+2P)
     low, high = y[:, 1::2], y[:, 2::2]
     if "converged" in ds.data_vars:
         conv = np.asarray(ds["converged"].values, dtype=bool)
@@ -661,7 +675,7 @@ def sobol_indices(
         raise ValueError(f"on_failure must be 'raise' or 'drop', got {on_failure!r}")
     if isinstance(outputs, str):
         outputs = [outputs]
-    _check_names(base_params, list(bounds))
+    _check_names(base_params, list(bounds), solve_fn)
     bounds = _design._check_bounds(bounds)
     _check_domain(solve_fn, base_params, bounds, "the bound")
     design, layout = saltelli_design(bounds, n, seed=seed, calc_second_order=calc_second_order)
@@ -670,7 +684,7 @@ def sobol_indices(
         outputs = _default_outputs(solve_fn, base_params, ds)
     outputs = _check_outputs(ds, outputs, design.dim)
 
-    y = {o: np.asarray(ds[o].values, dtype=float) for o in outputs}
+    y = {o: np.asarray(_output(ds, o).values, dtype=float) for o in outputs}
     failed = np.zeros(design.size, dtype=bool)
     if "converged" in ds.data_vars:
         failed |= ~np.asarray(ds["converged"].values, dtype=bool)

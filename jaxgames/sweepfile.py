@@ -47,7 +47,16 @@ key                required  meaning
                              all); needs ``derivatives``
 ``elasticities``   no        boolean; also add ``elasticity_{output}_{parameter}``; needs
                              ``derivatives``
+``replications``   no        int >= 1 (default 1); stochastic solve functions only (the
+                             model's ``STOCHASTIC``): a last dim ``replication``
+``seed``           no        int in [0, 2**32) (default 0), stochastic solve functions only:
+                             replication ``r`` uses ``fold_in(key(seed), r)`` in every
+                             scenario (common random numbers)
+``micro_batch``    no        int >= 1, points solved in lockstep inside a chunk (default:
+                             the engine's choice for the model and platform)
 ``[base]``         no        ``parameter = number``: overrides of the model's ``DEFAULT`` point
+                             (a vector parameter: a list, or a number for every element; a
+                             categorical parameter: a label)
 ``[axes]``         one of    a full-factorial grid (below)
 ``[design]``       these     a sample design (below)
 ``[oneway]``       four      a one-way sensitivity study (below)
@@ -62,6 +71,10 @@ one of
 * ``{ geomspace = [lo, hi, n] }`` -- ``n`` values evenly spaced in ``log``; ``lo`` and ``hi``
   non-zero and of one sign;
 * ``{ values = [v1, v2, ...] }`` -- explicit values, non-empty, distinct.
+
+A key is a parameter (``v``: every element of a vector parameter), one element of a vector
+parameter (``"v[2]"``, quoted; the coordinate ``1..n`` or a label of the model's
+``DIM_COORDS``), or a categorical parameter, which takes ``{ values = ["label", ...] }`` only.
 
 ``[design]`` -- a sample of points along one ``sample`` dimension (:mod:`jaxgames.design`):
 
@@ -135,15 +148,22 @@ not hold (``assumptions_hold`` False: cross-hatched, or dashed on a line).
 ``converged``, ...; with several solve functions ``noncooperative_y_r``, ...) or a
 derivative/elasticity variable requested above (``dy_r_dp``, ``elasticity_y_r_p``).
 
+``sel`` also fixes the dims an output has of its own (``OUTPUT_DIMS``: ``sel = { csc = 1 }``,
+``sel = { agent = "R1" }``) and, for a stochastic solve function, ``replication``; the axis of
+a categorical parameter is fixed by a label (``sel = { structure = "WH" }``). Tornado
+``outputs`` and one-way figure ``outputs`` may name one element of an output with one dim of
+its own, ``"q[1]"``.
+
 Paths (``output``, figure ``path``) that are relative are taken relative to the current
 working directory -- the directory you run ``jaxgames sweep`` from -- not to the sweep file.
-``jaxgames sweep FILE --out PATH`` overrides ``output``.
+``jaxgames sweep FILE --out PATH`` overrides ``output`` and puts the figures next to it (their
+file names kept); ``--figures DIR`` puts them into ``DIR``. A figure that would replace a file
+tracked by git is refused unless ``--figures`` names its directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import textwrap
 import tomllib
@@ -154,8 +174,6 @@ from typing import Any
 
 import numpy as np
 
-from jaxgames._validation import numeric_fields
-
 __all__ = ["SweepFileError", "SweepSpec", "FigureSpec", "load_sweep"]
 
 MODES = ("axes", "design", "oneway", "tornado")
@@ -165,7 +183,8 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 DESIGN_KINDS = ("random", "latin_hypercube", "sobol")
 
 _TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "derivatives",
-             "wrt", "elasticities", "base", *MODES, "figure")
+             "wrt", "elasticities", "replications", "seed", "micro_batch", "base", *MODES,
+             "figure")
 #: Diagnostics every solve function returns; with several solve functions these summarise all.
 _SUMMARY_OUTPUTS = ("converged", "status", "assumptions_hold")
 _FIGURE_KEYS = {
@@ -244,6 +263,9 @@ class SweepSpec:
             ``relative``, ``params``, ``outputs``) for those modes, else ``None``.
         dtype, chunk_size, description, derivatives, wrt, elasticities: as in the file.
         figures: the ``[[figure]]`` entries.
+        replications, seed: replications of a stochastic solve function (``None``: not
+            stochastic) and the seed of their common random numbers.
+        micro_batch: points solved in lockstep inside a chunk (``None``: the sweep's default).
     """
 
     path: Path
@@ -262,6 +284,9 @@ class SweepSpec:
     wrt: tuple[str, ...] | None = None
     elasticities: bool = False
     figures: tuple[FigureSpec, ...] = ()
+    replications: int | None = None
+    seed: int = 0
+    micro_batch: int | None = None
 
     @property
     def module(self):
@@ -289,7 +314,7 @@ class SweepSpec:
 
     def run(self, *, out: str | Path | None = None, resume: bool = False,
             overwrite: bool = False, chunk_size: int | None = None, dask: Any = None,
-            progress: bool = True):
+            progress: bool = True, figures: str | Path | None = None):
         """Run the sweep, write the dataset and the figures, return the dataset.
 
         A grid or design sweep into a ``.zarr`` output streams every chunk to the store as it
@@ -298,7 +323,8 @@ class SweepSpec:
         points) are computed in memory and written at the end in either format.
 
         Args:
-            out: write the dataset here instead of ``output`` (``.zarr`` or ``.nc``).
+            out: write the dataset here instead of ``output`` (``.zarr`` or ``.nc``); the
+                figures follow it into its directory (unless ``figures`` is given).
             resume: continue an interrupted ``.zarr`` grid/design sweep (chunks already
                 stored are kept).
             overwrite: replace an existing dataset.
@@ -306,58 +332,89 @@ class SweepSpec:
             dask: a ``dask.distributed`` scheduler address or ``Client``: chunks of a
                 ``.zarr`` grid/design sweep are solved on that cluster.
             progress: show a progress bar.
+            figures: a directory for the figures (each keeps its file name).
 
         Raises:
             SweepFileError: an option that does not fit the file (e.g. ``resume`` with a
-                netCDF output, or an existing output without ``resume``/``overwrite``);
-                raised before anything is computed.
+                netCDF output, an existing output without ``resume``/``overwrite``, a figure
+                that would replace a tracked file of a git checkout); raised before anything
+                is computed.
         """
         output = self.check_run_options(out=out, resume=resume, overwrite=overwrite,
-                                             chunk_size=chunk_size, dask=dask)
+                                        chunk_size=chunk_size, dask=dask, figures=figures)
+        ds = self.compute(output, resume=resume, overwrite=overwrite, chunk_size=chunk_size,
+                          dask=dask, progress=progress)
+        self.save(ds, output, overwrite=overwrite)
+        self.save_figures(ds, self.figure_paths(out=out, figures=figures))
+        return ds
+
+    def streamed(self, output: Path) -> bool:
+        """Whether the sweep writes ``output`` chunk by chunk while it runs."""
+        return output.suffix == ".zarr" and self.mode in ("axes", "design")
+
+    def compute(self, output: Path, *, resume: bool = False, overwrite: bool = False,
+                chunk_size: int | None = None, dask: Any = None, progress: bool = True):
+        """Solve the study (streaming into ``output`` if :meth:`streamed`); the dataset."""
         import jax
 
         if self.dtype == "float64":
             jax.config.update("jax_enable_x64", True)
-        streamed = output.suffix == ".zarr" and self.mode in ("axes", "design")
         kwargs = dict(
             derivatives=self.derivatives, wrt=self.wrt, elasticities=self.elasticities,
             chunk_size=chunk_size if chunk_size is not None else self.chunk_size,
             progress=progress, dtype=self.dtype,
         )
-        if streamed:
+        if self.streamed(output):
             kwargs.update(store=str(output), resume=resume, overwrite=overwrite, dask=dask)
+        if self.replications is not None:
+            kwargs.update(replications=self.replications, seed=self.seed)
+        if self.micro_batch is not None:
+            kwargs.update(micro_batch=self.micro_batch)
         fn = self.solve_function()
         if self.mode in ("axes", "design"):
             from jaxgames._sweep import sweep
 
             points = dict(self.axes) if self.mode == "axes" else self.design
-            ds = sweep(fn, self.base, points, **kwargs)
+            return sweep(fn, self.base, points, **kwargs)
+        from jaxgames import sensitivity
+
+        study = getattr(sensitivity, "one_way" if self.mode == "oneway" else "tornado")
+        return study(fn, self.base, **self.study, **kwargs)
+
+    def save(self, ds, output: Path, *, overwrite: bool = False) -> None:
+        """Write ``ds`` to ``output`` unless the sweep already streamed it there."""
+        if self.streamed(output):
+            return
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.suffix == ".zarr":
+            _unicode_as_object(ds).to_zarr(output, mode="w" if overwrite else "w-",
+                                           consolidated=False)
         else:
-            from jaxgames import sensitivity
+            if overwrite and output.exists():
+                output.unlink()
+            ds.to_netcdf(output, engine="h5netcdf")
 
-            study = getattr(sensitivity, "one_way" if self.mode == "oneway" else "tornado")
-            ds = study(fn, self.base, **self.study, **kwargs)
-        if not streamed:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            if output.suffix == ".zarr":
-                _unicode_as_object(ds).to_zarr(output, mode="w" if overwrite else "w-",
-                                               consolidated=False)
-            else:
-                if overwrite and output.exists():
-                    output.unlink()
-                ds.to_netcdf(output, engine="h5netcdf")
-        self.save_figures(ds)
-        return ds
+    def figure_paths(self, *, out: str | Path | None = None,
+                     figures: str | Path | None = None) -> dict[int, Path]:
+        """Where each ``[[figure]]`` goes: into ``figures`` if given, else next to ``out`` if
+        given, else the file's ``path`` (relative to the working directory)."""
+        if figures is not None:
+            return {i: Path(figures) / f.path.name for i, f in enumerate(self.figures)}
+        if out is not None:
+            return {i: Path(out).parent / f.path.name for i, f in enumerate(self.figures)}
+        return {i: f.path for i, f in enumerate(self.figures)}
 
-    def save_figures(self, ds) -> list[Path]:
-        """Draw every ``[[figure]]`` of the file from ``ds`` and save it; the paths written."""
+    def save_figures(self, ds, paths: Mapping[int, Path] | None = None) -> list[Path]:
+        """Draw every ``[[figure]]`` of the file from ``ds`` and save it (at ``paths``, by
+        default the file's); the paths written."""
         from jaxgames import plots
 
-        return [plots.save(_draw(spec, ds), spec.path) for spec in self.figures]
+        paths = self.figure_paths() if paths is None else paths
+        return [plots.save(_draw(spec, ds), paths[i]) for i, spec in enumerate(self.figures)]
 
     def check_run_options(self, *, out: str | Path | None = None, resume: bool = False,
                           overwrite: bool = False, chunk_size: int | None = None,
-                          dask: Any = None) -> Path:
+                          dask: Any = None, figures: str | Path | None = None) -> Path:
         """The output path :meth:`run` would write; :class:`SweepFileError` for options that
         do not fit the file (as :meth:`run` raises them, before any work)."""
         key = "output"
@@ -387,7 +444,28 @@ class SweepSpec:
                                        or not isinstance(chunk_size, int) or chunk_size < 1):
             raise SweepFileError(self.path, "chunk_size",
                                  f"must be a positive integer, got {chunk_size!r}")
+        if figures is None:  # an explicit --figures DIR may replace what is there
+            for i, path in self.figure_paths(out=out).items():
+                if path.exists() and _tracked(path):
+                    raise SweepFileError(
+                        self.path, f"figure[{i}].path",
+                        f"{path} is a tracked file of a git checkout and is not replaced "
+                        "silently; write the figures elsewhere (--out PATH puts them next to "
+                        "the dataset, --figures DIR into DIR), or name its directory with "
+                        f"--figures {path.parent} to replace it")
         return output
+
+
+def _tracked(path: Path) -> bool:
+    """Whether ``path`` is a file tracked by git (False outside a checkout or without git)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(["git", "ls-files", "--error-unmatch", "--", path.name],
+                              cwd=path.parent, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
 
 
 # ----------------------------------------------------------------------------- loading
@@ -439,28 +517,6 @@ def _join(names) -> str:
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" and not word.startswith("one") else "a"  # a oneway
-
-
-def _output_fields(module, name: str) -> tuple[str, ...] | None:
-    """Field names of the NamedTuple a solve function returns, read from its return annotation
-    (``None`` without one); reading it runs nothing."""
-    try:
-        ret = typing.get_type_hints(getattr(module, name)).get("return")
-    except Exception:  # an annotation that does not resolve
-        return None
-    fields = getattr(ret, "_fields", None)
-    return tuple(fields) if fields is not None else None
-
-
-def _input_type(module, name: str):
-    """The annotated type of a solve function's first argument (``None`` without one)."""
-    fn = getattr(module, name)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        return None
-    first = next(iter(inspect.signature(fn).parameters), None)
-    return hints.get(first)
 
 
 class _Loader:
@@ -541,9 +597,9 @@ class _Loader:
         return name
 
     def in_domain(self, name: str, value: float, key: str) -> float:
-        interval = self.domain.get(name)
-        if interval is not None and not bool(interval.contains(value, xp=np)):
-            self.fail(key, f"value {_fmt(value)} is outside the allowed range {interval} of "
+        bad = self.mspec.outside(name, value)
+        if bad is not None:
+            self.fail(key, f"value {_fmt(value)} is outside the allowed range {bad[1]} of "
                            f"parameter {name}")
         return value
 
@@ -569,15 +625,7 @@ class _Loader:
 
     def load(self, doc: dict) -> SweepSpec:
         self.keys(doc, None, _TOP_KEYS, ("model", "solve", "output"))
-        from jaxgames.models import REGISTRY, get_model
-
-        self.model = self.string(doc["model"], "model", tuple(REGISTRY), "model")
-        module = get_model(self.model)
-        self.domain = dict(module.DOMAIN)
-
-        solve = self.solve(doc["solve"], module)
-        self.default = self.default_point(module, solve)
-        self.params = numeric_fields(self.default)
+        spec = self.contract(doc)
         output = Path(self.string(doc["output"], "output"))
         if output.suffix not in (".zarr", ".nc"):
             self.fail("output", f"{str(output)!r} must end in .zarr (Zarr store) or .nc "
@@ -585,35 +633,18 @@ class _Loader:
         dtype = self.string(doc.get("dtype", "float64"), "dtype", DTYPES, "dtype")
         chunk_size = (self.integer(doc["chunk_size"], "chunk_size", 1)
                       if "chunk_size" in doc else None)
+        micro_batch = (self.integer(doc["micro_batch"], "micro_batch", 1)
+                       if "micro_batch" in doc else None)
         description = self.string(doc.get("description", ""), "description")
-
-        fields = {name: _output_fields(module, name) for name in solve}
-        for name, f in fields.items():
-            if f is None:
-                self.fail("solve", f"{module.__name__}.{name} has no NamedTuple return "
-                                   "annotation, so its outputs are unknown (a model bug: "
-                                   "annotate it, e.g. '-> Noncooperative')")
-        float_fields = {n: self.real_fields(module, f) for n, f in fields.items()}
-        if len(solve) == 1:
-            self.outputs = fields[solve[0]]
-            self.real_outputs = float_fields[solve[0]]
-        else:
-            self.outputs = tuple(f"{n}_{f}" for n in solve for f in fields[n]) + tuple(
-                o for o in _SUMMARY_OUTPUTS if all(o in fields[n] for n in solve))
-            self.real_outputs = tuple(f"{n}_{f}" for n in solve for f in float_fields[n])
-        units = getattr(module, "OUTPUT_UNITS", {})
-        if len(solve) == 1:
-            self.units = {o: units.get(o) for o in self.outputs}
-        else:
-            self.units = {f"{n}_{f}": units.get(f) for n in solve for f in fields[n]}
-        self.categorical = tuple(o for o in self.outputs if o not in self.real_outputs
-                                 and not o.endswith("residual"))
-        what = "output" if len(solve) == 1 else "output (prefixed with its solve function)"
+        replications, seed = self.replications(doc, spec)
+        self.outputs_of(spec)
+        what = "output" if len(self.solve_names) == 1 else (
+            "output (prefixed with its solve function)")
         derivatives = (self.names(doc["derivatives"], "derivatives", self.real_outputs,
                                   f"real-valued {what}")
                        if "derivatives" in doc else ())
-        wrt = (self.names(doc["wrt"], "wrt", self.params, "parameter")
-               if "wrt" in doc else None)
+        base = self.base(doc.get("base", {}))
+        wrt = self.wrt(doc["wrt"]) if "wrt" in doc else None
         elasticities = (self.boolean(doc["elasticities"], "elasticities")
                         if "elasticities" in doc else False)
         for k in ("wrt", "elasticities"):
@@ -621,12 +652,17 @@ class _Loader:
                 self.fail(k, "has no effect without derivatives = [...]")
         self.variables = set(self.outputs)
         for o in derivatives:
-            for p in wrt or self.params:
+            for p in wrt or self.point.real:
+                dims = self.dims.get(o, ())
+                if p in self.mspec.param_dims:  # a whole vector: its dim comes last
+                    d = self.mspec.param_dims[p]
+                    dims = dims + (f"{d}_wrt" if d in dims else d,)
                 self.variables.add(f"d{o}_d{p}")
+                self.dims[f"d{o}_d{p}"] = dims
                 if elasticities:
                     self.variables.add(f"elasticity_{o}_{p}")
+                    self.dims[f"elasticity_{o}_{p}"] = dims
 
-        base = self.base(doc.get("base", {}), module)
         modes = [m for m in MODES if m in doc]
         if not modes:
             self.fail(None, "needs one of [axes], [design], [oneway], [tornado] (none found)")
@@ -634,6 +670,9 @@ class _Loader:
             self.fail(modes[1], f"only one of [axes], [design], [oneway], [tornado] may be "
                                 f"given, found {_join('[' + m + ']' for m in modes)}")
         mode = modes[0]
+        if replications is not None and mode not in ("axes", "design"):
+            self.fail(mode, f"{spec.name} is stochastic: replications apply to [axes] and "
+                            "[design] sweeps only")
         axes = design = study = None
         if mode == "axes":
             axes = self.axes(doc["axes"])
@@ -646,51 +685,147 @@ class _Loader:
         self.mode, self.axes_values, self.study_spec = mode, axes, study
         figures = self.figures(doc["figure"]) if "figure" in doc else ()
         return SweepSpec(
-            path=self.path, model=self.model, solve=solve, output=output, base=base, mode=mode,
-            axes=axes, design=design, study=study, dtype=dtype, chunk_size=chunk_size,
-            description=description, derivatives=derivatives, wrt=wrt,
-            elasticities=elasticities, figures=figures,
+            path=self.path, model=self.model, solve=self.solve_names, output=output, base=base,
+            mode=mode, axes=axes, design=design, study=study, dtype=dtype,
+            chunk_size=chunk_size, description=description, derivatives=derivatives, wrt=wrt,
+            elasticities=elasticities, figures=figures, replications=replications, seed=seed,
+            micro_batch=micro_batch,
         )
 
-    def solve(self, v, module) -> tuple[str, ...]:
-        names = tuple(module.SOLVE_FUNCTIONS)
+    def contract(self, doc: dict):
+        """The model and solve function(s), resolved through the model contract."""
+        from jaxgames._contract import model_spec, solve_spec
+        from jaxgames.models import REGISTRY
+
+        self.model = self.string(doc["model"], "model", tuple(REGISTRY), "model")
+        self.mspec = model_spec(self.model)
+        self.domain = dict(self.mspec.domain)
+        module = self.mspec.module
+        names = self.mspec.solve_functions
         what = f"solve function of {self.model}"
-        if isinstance(v, list):
-            return self.names(v, "solve", names, what)
-        return (self.string(v, "solve", names, what),)
-
-    @staticmethod
-    def real_fields(module, fields: tuple[str, ...]) -> tuple[str, ...]:
-        units = getattr(module, "OUTPUT_UNITS", None)
-        if units is not None:
-            return tuple(f for f in fields if f in units)
-        diagnostics = {"converged", "residual", "iterations", "status", "assumptions_hold"}
-        return tuple(f for f in fields if f not in diagnostics)
-
-    def default_point(self, module, solve: tuple[str, ...]):
-        """The base point of the solve functions' input type: ``DEFAULT`` for ``Params``, or
-        the model's ``DEFAULTS[type]`` (e.g. a strategy profile)."""
-        types_ = {_input_type(module, name) for name in solve}
+        v = doc["solve"]
+        solve = (self.names(v, "solve", names, what) if isinstance(v, list)
+                 else (self.string(v, "solve", names, what),))
+        self.solve_names = solve
+        fns = {n: getattr(module, n) for n in solve}
+        parts = [solve_spec(f) for f in fns.values()]
+        for name, part in zip(solve, parts, strict=True):
+            if part.outputs is None:
+                self.fail("solve", f"{module.__name__}.{name} has no NamedTuple return "
+                                   "annotation, so its outputs are unknown (a model bug: "
+                                   "annotate it, e.g. '-> Noncooperative')")
+        types_ = {p.input_type for p in parts}
         if len(types_) > 1:
             self.fail("solve", f"the functions {_join(solve)} take different inputs "
                                f"({_join(sorted(t.__name__ for t in types_ if t))}); "
                                "sweep them in separate files")
-        kind = types_.pop()
-        defaults = getattr(module, "DEFAULTS", {})
-        return defaults.get(kind, module.DEFAULT)
+        from jaxgames._sweep import combine
 
-    def base(self, v, module):
+        spec = solve_spec(fns[solve[0]] if len(solve) == 1 else combine(fns))
+        self.spec = spec
+        self.default = spec.base_point()
+        try:
+            self.point = self.mspec.resolve_point(self.default, "DEFAULT")
+        except (TypeError, ValueError) as exc:  # a model bug: its DEFAULT breaks the contract
+            self.fail("model", f"{self.model}.DEFAULT: {exc}")
+        self.params = tuple(self.point.values)
+        # one-way, tornado and designs vary real scalar parameters
+        self.scalar_params = tuple(p for p in self.point.real
+                                   if p not in self.mspec.param_dims)
+        return spec
+
+    def outputs_of(self, spec) -> None:
+        self.outputs = spec.outputs
+        self.real_outputs = spec.differentiable()
+        # one element of a real output with one dim of its own: "q[1]", "cost[R1]"
+        self.element_outputs = tuple(
+            f"{o}[{c}]" for o in self.real_outputs if len(spec.output_dims(o)) == 1
+            for c in self.dim_coords(spec.output_dims(o)[0]))
+        self.units = {o: spec.output_units(o) for o in self.outputs}
+        self.dims = {o: spec.output_dims(o) for o in self.outputs}
+        self.categorical = tuple(o for o in self.outputs if o not in self.real_outputs
+                                 and not o.endswith("residual") and not self.dims[o])
+        self.scalar_outputs = tuple(o for o in self.real_outputs if not self.dims[o])
+        self.output_what = "real-valued output" + (
+            f" (or element, e.g. {self.element_outputs[0]})" if self.element_outputs else "")
+
+    def replications(self, doc: dict, spec) -> tuple[int | None, int]:
+        if not spec.stochastic:
+            for k in ("replications", "seed"):
+                if k in doc:
+                    self.fail(k, f"applies to stochastic solve functions only; "
+                                 f"{_join(self.solve_names)} of {self.model} is not (the "
+                                 f"stochastic ones are {_join(self.mspec.stochastic) or 'none'})")
+            self.n_replications = 0
+            return None, 0
+        replications = self.integer(doc.get("replications", 1), "replications", 1)
+        self.n_replications = replications
+        seed = self.integer(doc.get("seed", 0), "seed", 0)
+        if seed >= 2**32:
+            self.fail("seed", f"must be an integer in [0, 2**32), got {seed}")
+        return replications, seed
+
+    def element(self, key_name: str, key: str) -> str:
+        """The parameter of an axis key ``p`` or ``v[1]`` (an element of a vector parameter)."""
+        name = key_name.split("[", 1)[0] if key_name.endswith("]") else key_name
+        self.param(name, key)
+        if name != key_name:
+            try:
+                self.mspec.resolve_axis(key_name, [getattr(self.default, name)[0]]
+                                        if name in self.mspec.param_dims else [0.0],
+                                        self.point, "axes")
+            except ValueError as exc:
+                self.fail(key, str(exc).split(": ", 1)[1])
+        return name
+
+    def wrt(self, v) -> tuple[str, ...]:
+        items = self.array(v, "wrt")
+        out = []
+        for i, item in enumerate(items):
+            key = f"wrt[{i}]"
+            name = self.string(item, key)
+            p = self.element(name, key)
+            if p in self.mspec.categories:
+                self.fail(key, f"{p} is categorical; derivatives are with respect to real "
+                               f"parameters: {_join(self.point.real)}")
+            if name in out:
+                self.fail(key, f"{name!r} is listed twice")
+            out.append(name)
+        return tuple(out)
+
+    def base(self, v):
         t = self.table(v, "base")
         values = {}
         for name, value in t.items():
             key = f"base.{name}"
             self.param(name, key)
-            values[name] = self.in_domain(name, self.number(value, key), key)
+            if name in self.mspec.categories:
+                labels = self.mspec.categories[name]
+                values[name] = self.mspec.code(
+                    name, self.string(value, key, labels, f"label of {name}"))
+            elif name in self.mspec.param_dims:
+                n = len(self.point.values[name])
+                if isinstance(value, list):
+                    items = self.array(value, key)
+                    vec = [self.in_domain(name, self.number(x, f"{key}[{i}]"), f"{key}[{i}]")
+                           for i, x in enumerate(items)]
+                else:  # a number sets every element
+                    vec = [self.in_domain(name, self.number(value, key), key)] * n
+                values[name] = np.asarray(vec, float)
+            else:
+                values[name] = self.in_domain(name, self.number(value, key), key)
         base = self.default._replace(**values)
-        base = base._replace(**{f: float(getattr(base, f)) for f in self.params})
+        base = base._replace(**{f: float(getattr(base, f)) for f in self.params
+                                if f not in self.mspec.param_dims
+                                and f not in self.mspec.categories})
         for name in self.params:  # by name: static settings (None, laws) are not checked
-            if name not in values:
-                self.in_domain(name, getattr(base, name), "base")
+            if name not in values and name not in self.mspec.categories:
+                for x in np.atleast_1d(getattr(base, name)):
+                    self.in_domain(name, float(x), "base")
+        try:
+            self.point = self.mspec.resolve_point(base, "base")
+        except (TypeError, ValueError) as exc:
+            self.fail("base", str(exc))
         return base
 
     def axes(self, v) -> dict[str, np.ndarray]:
@@ -700,7 +835,10 @@ class _Loader:
         out = {}
         for name, spec in t.items():
             key = f"axes.{name}"
-            self.param(name, key)
+            param = self.element(name, key)
+            if param in self.mspec.categories:
+                out[name] = self.category_axis(spec, key, param)
+                continue
             if not isinstance(spec, dict):
                 self.fail(key, f"expected {{ linspace = [lo, hi, n] }}, "
                                f"{{ geomspace = [lo, hi, n] }} or {{ values = [...] }}, got "
@@ -730,9 +868,25 @@ class _Loader:
             if len(np.unique(values)) != len(values):
                 self.fail(fkey, "values must be distinct")
             for x in values:
-                self.in_domain(name, float(x), key)
+                self.in_domain(param, float(x), key)
             out[name] = values
         return out
+
+    def category_axis(self, spec, key: str, param: str) -> np.ndarray:
+        """``{ values = ["S", "WH"] }``: labels of a categorical parameter."""
+        labels = self.mspec.categories[param]
+        if not isinstance(spec, dict) or set(spec) != {"values"}:
+            self.fail(key, f"a categorical parameter takes {{ values = [labels] }} with labels "
+                           f"from {_join(labels)}")
+        fkey = f"{key}.values"
+        items = self.array(spec["values"], fkey)
+        out = []
+        for i, x in enumerate(items):
+            label = self.string(x, f"{fkey}[{i}]", labels, f"label of {param}")
+            if label in out:
+                self.fail(f"{fkey}[{i}]", f"{label!r} is listed twice")
+            out.append(label)
+        return np.asarray(out, dtype=object)
 
     def design(self, v):
         from jaxgames import design as designs
@@ -753,8 +907,12 @@ class _Loader:
         bounds = {}
         for name, b in bounds_t.items():
             key = f"design.bounds.{name}"
-            self.param(name, key)
-            bounds[name] = self.param_range(b, key, name, scales=True)
+            param = self.element(name, key)  # "v[1]": one element; "v": every element
+            if param in self.mspec.categories:
+                self.fail(key, f"{param} is categorical (labels "
+                               f"{_join(self.mspec.categories[param])}); a design samples real "
+                               "parameters: sweep it in [axes]")
+            bounds[name] = self.param_range(b, key, param, scales=True)
         if kind == "sobol":
             scramble = self.boolean(t.get("scramble", True), "design.scramble")
             return designs.sobol(bounds, n, seed=seed, scramble=scramble)
@@ -771,8 +929,9 @@ class _Loader:
         if "n" in t:
             out["n"] = self.integer(t["n"], f"{section}.n", 2)
         if "outputs" in t:
-            out["outputs"] = self.names(t["outputs"], f"{section}.outputs", self.real_outputs,
-                                        "real-valued output")
+            out["outputs"] = self.names(t["outputs"], f"{section}.outputs",
+                                        self.scalar_outputs + self.element_outputs,
+                                        self.output_what)
         if ("ranges" in t) == ("relative" in t):
             self.fail(section, "needs exactly one of ranges = { ... } and relative = [lo, hi]")
         if "ranges" in t:
@@ -785,8 +944,14 @@ class _Loader:
             ranges = {}
             for name, r in rt.items():
                 key = f"{section}.ranges.{name}"
-                self.param(name, key)
-                ranges[name] = self.param_range(r, key, name, scales=section == "oneway")
+                param = self.element(name, key)  # "v[1]": one element of a vector
+                if param in self.mspec.categories:
+                    self.fail(key, f"a {section} study varies real scalars; {name} is "
+                                   "categorical")
+                if param == name and param in self.mspec.param_dims:
+                    self.fail(key, f"a {section} study varies real scalars; {name} is a "
+                                   f"vector: name one element, e.g. {name}[1]")
+                ranges[name] = self.param_range(r, key, param, scales=section == "oneway")
             out["ranges"] = ranges
         else:
             key = f"{section}.relative"
@@ -802,8 +967,9 @@ class _Loader:
                      if len(items) == 3 else "linear")
             if scale == "log" and lo <= 0:
                 self.fail(key, f"a log range needs lo > 0, got {_fmt(lo)}")
-            params = (self.names(t["params"], f"{section}.params", self.params, "parameter")
-                      if "params" in t else self.params)
+            params = (self.names(t["params"], f"{section}.params", self.scalar_params,
+                                 "real scalar parameter")
+                      if "params" in t else self.scalar_params)
             for name in params:
                 b = getattr(base, name)
                 if b == 0:
@@ -812,10 +978,10 @@ class _Loader:
                                    f"{section}.ranges")
                 for factor in (lo, hi):
                     value = b * factor
-                    interval = self.domain.get(name)
-                    if interval is not None and not bool(interval.contains(value, xp=np)):
+                    bad = self.mspec.outside(name, value)
+                    if bad is not None:
                         self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
-                                       f"outside the allowed range {interval} of parameter "
+                                       f"outside the allowed range {bad[1]} of parameter "
                                        f"{name}")
             if scale == "log":  # steps even in log: explicit ranges, factors of the base
                 for name in params:
@@ -858,12 +1024,12 @@ class _Loader:
             self.grid_figure(t, key, kind, f)
         elif kind in ("one_way", "one_way_regions"):
             outputs = t["outputs"]
-            f["var"] = (self.names(outputs, f"{key}.outputs", self.real_outputs,
-                                   "real-valued output")
+            choices = self.scalar_outputs + self.element_outputs
+            what = self.output_what
+            f["var"] = (self.names(outputs, f"{key}.outputs", choices, what)
                         if isinstance(outputs, list) else
-                        (self.string(outputs, f"{key}.outputs", self.real_outputs,
-                                     "real-valued output"),))
-            units = {self.units.get(o) for o in f["var"]}
+                        (self.string(outputs, f"{key}.outputs", choices, what),))
+            units = {self.units.get(o.split("[")[0]) for o in f["var"]}
             if kind == "one_way" and len(units) > 1:
                 self.fail(f"{key}.outputs", f"outputs with different units "
                                             f"({_join(sorted(map(str, units)))}) cannot share "
@@ -922,20 +1088,32 @@ class _Loader:
                           and not v.endswith("residual"))
             f["xmarks"] = self.names(t["xmarks"], f"{key}.xmarks", real,
                                      "real-valued variable")
+        names = ([f["var"]] if isinstance(f["var"], str) else
+                 [n for _, g in f["var"] for n in g] if f["var"] and isinstance(f["var"][0], tuple)
+                 else list(f["var"]))
+        own = tuple(dict.fromkeys(d for n in names for d in self.dims.get(n, ())))
+        if self.n_replications:
+            own += ("replication",)
         sel = {}
         for name, value in self.table(t.get("sel", {}), f"{key}.sel").items():
             skey = f"{key}.sel.{name}"
-            self.string(name, skey, axes, "axis")
+            self.string(name, skey, axes + own, "axis or dim")
             if name in plotted:
                 self.fail(skey, f"{name} is an axis of the figure; it cannot be fixed too")
-            value = self.number(value, skey)
+            if name in own:
+                sel[name] = self.dim_value(name, value, skey)
+                continue
             ax = self.axes_values[name]
+            if ax.dtype == object:  # labels of a categorical parameter
+                sel[name] = self.string(value, skey, tuple(ax), f"label on axis {name}")
+                continue
+            value = self.number(value, skey)
             if not np.isclose(ax, value, rtol=1e-9, atol=0.0).any():
                 self.fail(skey, f"{_fmt(value)} is not a value of axis {name} (values: "
                                 f"{_join(_fmt(a) for a in ax[:8])}"
                                 f"{', ...' if len(ax) > 8 else ''})")
             sel[name] = value
-        free = [a for a in axes if a not in plotted and a not in sel]
+        free = [a for a in axes + own if a not in plotted and a not in sel]
         if free:
             self.fail(f"{key}.sel", f"axes {_join(free)} are neither plotted nor fixed; add "
                                     f"sel = {{ {free[0]} = ... }}")
@@ -954,6 +1132,33 @@ class _Loader:
                 f["levels"] = self.integer(lv, f"{key}.levels", 1)
         if "labels" in t:
             f["labels"] = self.labels(t["labels"], f"{key}.labels")
+
+    def dim_coords(self, dim: str) -> tuple[str, ...]:
+        """Coordinates of a dim, as written in keys (``()`` if its length is not known before
+        solving: a dim that no vector parameter and no ``DIM_COORDS`` fixes)."""
+        labels = self.mspec.dim_coords.get(dim)
+        if labels is not None:
+            return tuple(map(str, labels))
+        base = dim[:-4] if dim.endswith("_wrt") else dim  # "csc_wrt": the coords of csc
+        n = next((len(self.point.values[p]) for p, d in self.mspec.param_dims.items()
+                  if d == base), 0)
+        return tuple(str(i) for i in range(1, n + 1))
+
+    def dim_value(self, dim: str, value, key: str):
+        """A coordinate of an output's own dim: a label of ``DIM_COORDS``, or 1..n."""
+        if dim == "replication" and self.n_replications:
+            v = self.integer(value, key, 0)
+            if v >= self.n_replications:
+                self.fail(key, f"replications are 0..{self.n_replications - 1}, got {v}")
+            return v
+        labels = self.mspec.dim_coords.get(dim[:-4] if dim.endswith("_wrt") else dim)
+        if labels is not None:
+            return self.string(value, key, tuple(map(str, labels)), f"coord of dim {dim}")
+        n = len(self.dim_coords(dim)) or None
+        v = self.integer(value, key, 1)
+        if n is not None and v > n:
+            self.fail(key, f"dim {dim} has coords 1..{n}, got {v}")
+        return v
 
     def labels(self, v, key: str) -> dict[Any, str]:
         """``{ "0" = "text", "true" = "text" }``: legend texts of integer/boolean categories."""
@@ -985,6 +1190,13 @@ def _unicode_as_object(ds):
 
 def _draw(spec: FigureSpec, ds):
     from jaxgames import plots
+
+    if spec.kind in ("one_way", "one_way_regions"):  # elements "q[1]" as variables
+        from jaxgames._contract import output_element
+
+        extra = [n for n in spec.var if n not in ds.data_vars]
+        if extra:
+            ds = ds.assign({n: output_element(ds, n) for n in extra})
 
     if spec.kind == "heatmap":
         fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,

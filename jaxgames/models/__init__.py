@@ -1,14 +1,23 @@
 """The models shipped with jaxgames, one module per source (see MODELS.md).
 
-Every model module declares the same metadata, which the sweep engine, the sweep files and the
-command line read:
+Every model module declares the same metadata -- the model contract -- which the sweep engine,
+the sweep files, sensitivity analysis, the plots and the command line read through one typed
+description, :func:`jaxgames.model_spec` (and :func:`jaxgames.solve_spec` for a solve
+function); see :mod:`jaxgames._contract` and README.md, "Adding a model":
 
-* ``MODEL`` -- its name; ``Params`` -- a NamedTuple of scalar parameters;
+* ``MODEL`` -- its name; ``Params`` -- a NamedTuple of parameters;
 * ``DOMAIN`` -- ``{parameter: Interval}``, the allowed values (input validation);
 * ``UNITS`` -- ``{parameter: unit}``; ``DESCRIPTIONS`` -- ``{parameter or output: text}``;
-* ``OUTPUT_UNITS`` -- ``{output: unit}`` for the outputs of its solve functions;
+* ``OUTPUT_UNITS`` -- ``{output: unit}`` for the real-valued outputs of its solve functions;
 * ``DEFAULT`` -- the base point a sweep file starts from;
-* ``SOLVE_FUNCTIONS`` -- names of the functions ``params -> NamedTuple`` that can be swept.
+* ``SOLVE_FUNCTIONS`` -- names of the functions ``params -> NamedTuple`` that can be swept;
+* optional: ``PARAM_DIMS`` (vector parameters), ``OUTPUT_DIMS`` (outputs with trailing dims),
+  ``DIM_COORDS`` (labels of dims), ``CATEGORIES`` (categorical parameters, integer codes in
+  ``Params``), ``STOCHASTIC`` (solve functions ``(params, key) -> NamedTuple``), ``DEFAULTS``
+  (base points of other input types).
+
+A new model adds one line to :data:`REGISTRY`; ``tests/test_contract.py`` checks every
+registered model against the contract.
 """
 
 from __future__ import annotations

@@ -993,11 +993,6 @@ DEFAULT = BASELINE
 #: Base points of solve functions whose input is not ``Params``.
 DEFAULTS = {Strategy: Strategy(*BASELINE)}
 
-#: Points solved in lockstep inside a sweep chunk, per platform (``jaxgames.sweep``'s
-#: ``micro_batch``). The search's loops and per-point working set make big vmapped groups slow
-#: on CPU: 8 ran ~18x faster than 8192 (benchmarks/README.md).
-MICRO_BATCH = {"cpu": 8}
-
 #: Functions ``point -> NamedTuple`` that sweeps may call.
 SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_none", "equilibrium_backup",
                    "equilibrium_inventory", "equilibrium_combined", "compare_mechanisms",
