@@ -92,6 +92,13 @@ def test_small_solve_swap_2x2():
     np.testing.assert_array_equal(np.asarray(x), [4.0, 3.0])
 
 
+def test_hypothesis_is_derandomised():
+    """Every property test of the suite inherits conftest's profile (fixed examples)."""
+    assert settings.default.derandomize and settings.default.database is None
+    # a test-level settings(...) that sets other options keeps the profile's derandomize
+    assert settings(max_examples=3).derandomize
+
+
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, UNROLL_MAX_N), seed=st.integers(0, 2**32 - 1))
 def test_small_solve_property(n, seed):
@@ -990,3 +997,30 @@ def test_fast_steps_per_dtype():
     assert bool(fast.converged)
     np.testing.assert_allclose(np.asarray(fast.value), np.asarray(plain.value), rtol=1e-13)
     assert int(fast.iterations) == int(plain.iterations)
+
+
+# --------------------------------------------------------------------------------------------
+# Package imports
+# --------------------------------------------------------------------------------------------
+
+
+def test_import_jaxgames_is_lazy():
+    """``import jaxgames`` and the models load neither xarray, zarr, dask nor matplotlib
+    (at 8f31d2c both were imported eagerly); the sweep and plotting names still resolve."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jaxgames, jaxgames.models\n"
+        "heavy = ('xarray', 'zarr', 'dask', 'matplotlib')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from jaxgames import sweep, load_sweep, open_sweep, combine, ChunkInfo, design\n"
+        "print('xarray' in sys.modules, callable(sweep), callable(load_sweep))\n"
+        "print('matplotlib' in sys.modules, jaxgames.plots.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+    assert out.stdout.splitlines() == ["[]", "True True True", "False jaxgames.plots"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = __import__("jaxgames").nope
+
