@@ -504,7 +504,7 @@ def _solve_jvp(fn, solver, pattern, primals, tangents):
     # transposes the NaN too.)
     dvalue = dxi * jnp.where(sol.status == Status.SUCCESS, x_scale, jnp.nan)
     zeros = jax.tree_util.tree_map(
-        lambda v: jnp.zeros(v.shape, jax.dtypes.float0)
+        lambda v: np.zeros(v.shape, jax.dtypes.float0)
         if not jnp.issubdtype(v.dtype, jnp.inexact)
         else jnp.zeros_like(v),
         sol,
