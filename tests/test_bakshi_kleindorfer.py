@@ -29,10 +29,14 @@ unit ``alpha * y`` (a dimensionless e-fold count), marginal costs are dimensionl
 Model functions are jitted once at module level, so every example after the first reuses the
 compiled code.
 
-Library bugs found while writing these tests are kept as regression tests (``BUG_*`` describe
-them): the robust contract ignored IR s at p = 0 and reported correct solutions as STAGNATED for
-small p or small gains, the boundary-case contract violated IC u by ``contract_tol / 2``, and
-investments at the bound came back slightly negative.
+Library bugs found while writing these tests are kept as regression tests: the robust contract
+ignored IR s at p = 0 (``test_robust_contract_p0_respects_ir_s``), reported correct solutions as
+STAGNATED for small p or small gains (``test_robust_contract_converges_at_small_p_and_small_gain``)
+and stagnated at tiny priors such as p = 4e-123 (``test_robust_contract_tiny_priors``); the
+boundary-case contract violated IC u by ``contract_tol / 2`` (``_contract`` widened the IC
+intervals by ``contract_tol`` and took the midpoint of a one-point interval;
+``test_bargaining_boundary_case_contract_has_f_ss_one_and_meets_ic_u``); and investments at the
+bound came back slightly negative (``test_reported_investments_are_nonnegative``).
 """
 
 from __future__ import annotations
@@ -173,9 +177,10 @@ def cost_atol(nc, q):
 # ------------------------------------------------------------------------- certificates
 
 
-#: Natural residual ``min(alpha y, dt/dy)`` (dimensionless). The engine stops at 1000 eps on the
-#: same quantity; 1e-9 leaves a wide margin for rounding while a wrong root, a wrong branch or a
-#: sign error produces residuals of order 1e-3 and more.
+#: Natural residual ``min(alpha y, dt/dy)`` (dimensionless). The engine stops at 100 eps
+#: (2.2e-14) on the Fischer-Burmeister form of the same quantity; 1e-9 leaves a wide margin for
+#: rounding while a wrong root, a wrong branch or a sign error produces residuals of order 1e-3
+#: and more.
 FOC_TOL = 1e-9
 
 
@@ -617,16 +622,6 @@ OUTSIDE_SET = {
     "theta=1": bk.FIGURE3[0]._replace(theta_ss=1.0, theta_su=1.0, theta_r=1.0),
 }
 
-BUG_ROBUST_P0_IR = (
-    "at p = 0 robust_bargaining does not enforce IR s: it reports C_s > t_ss (safe supplier's "
-    "surplus < 0) with contract_exists True, although its docstring requires "
-    "W - t_r < C_s < min(t_ss, t_su)"
-)
-BUG_ROBUST_FALSE_FAILURE = (
-    "robust_bargaining reports STAGNATED/MAX_STEPS where its C_s is the optimum to ~1e-15: "
-    "the residual floor (~4e-13 to 4e-12) exceeds the 1000-eps tolerance for small p or small "
-    "gains from cooperation"
-)
 
 
 @pytest.mark.parametrize("name", list(BOUNDARY_IN_SET))
@@ -1106,11 +1101,6 @@ def test_validate_accepts_domain_edges_and_rejects_wrong_types():
 # interior == True over (2).
 BOUNDARY_BARGAINING = bk.Params(0.2, 3e-4, 1e-3, 3e-3, 4e-4, 5e-4, 5e-4, 5e8, 0.9)
 
-BUG_CONTRACT_TOL = (
-    "_contract widens the IC intervals by contract_tol = 1e-9 D_J and takes the midpoint; when "
-    "IC u binds (the boundary case) the interval is one point, so f_ss = 1 - tol / (2 dP D_J) "
-    "< 1 and the reported contract violates IC u by tol / 2 dollars"
-)
 
 
 def _delta_p_dj(y_s, y_r, q):
