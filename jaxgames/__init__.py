@@ -54,16 +54,38 @@ from jaxgames._validation import Interval as Interval
 
 __version__ = "0.1.0"
 
-from jaxgames import design as design  # noqa: E402
-from jaxgames import plots as plots  # noqa: E402
-from jaxgames import sensitivity as sensitivity  # noqa: E402
-from jaxgames import summaries as summaries  # noqa: E402
-from jaxgames._contract import ModelSpec as ModelSpec  # noqa: E402
-from jaxgames._contract import SolveSpec as SolveSpec  # noqa: E402
-from jaxgames._contract import model_spec as model_spec  # noqa: E402
-from jaxgames._contract import solve_spec as solve_spec  # noqa: E402
-from jaxgames._sweep import ChunkInfo as ChunkInfo  # noqa: E402
-from jaxgames._sweep import combine as combine  # noqa: E402
-from jaxgames._sweep import open_sweep as open_sweep  # noqa: E402
-from jaxgames._sweep import sweep as sweep  # noqa: E402
-from jaxgames.sweepfile import load_sweep as load_sweep  # noqa: E402
+# The sweep, sensitivity-analysis and plotting layers need xarray, zarr, dask and matplotlib;
+# they are imported on first use, so that ``import jaxgames`` (and the engine and models) load
+# only JAX and NumPy.
+_LAZY = {
+    "design": ("jaxgames.design", None),
+    "plots": ("jaxgames.plots", None),
+    "sensitivity": ("jaxgames.sensitivity", None),
+    "ChunkInfo": ("jaxgames._sweep", "ChunkInfo"),
+    "combine": ("jaxgames._sweep", "combine"),
+    "open_sweep": ("jaxgames._sweep", "open_sweep"),
+    "sweep": ("jaxgames._sweep", "sweep"),
+    "load_sweep": ("jaxgames.sweepfile", "load_sweep"),
+    "summaries": ("jaxgames.summaries", None),
+    "ModelSpec": ("jaxgames._contract", "ModelSpec"),
+    "SolveSpec": ("jaxgames._contract", "SolveSpec"),
+    "model_spec": ("jaxgames._contract", "model_spec"),
+    "solve_spec": ("jaxgames._contract", "solve_spec"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jaxgames' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -283,6 +283,11 @@ def stackelberg(
     caller's: a coarse grid, the corners, known kinks) and the converged candidate with the
     lowest leader cost is returned. ``y0`` starts every follower solve.
 
+    Every follower solve inside the leader's iterations must succeed (the leader's
+    first-order condition is NaN where it does not); ``status`` is the leader's status, or the
+    follower's if the leader succeeded, and ``follower_status`` the follower's at the returned
+    point.
+
     The certificate is first-order (a KKT point of the reduced leader problem): from a single
     start Newton can end at a local maximum or saddle of the leader's reduced cost and still
     report SUCCESS. Supply starts that cover the leader's box (and known kinks); the best
@@ -297,10 +302,16 @@ def stackelberg(
         )
 
     def reduced(x, a):
-        return leader_cost(x, follower(x, a).value, a)
+        fsol = follower(x, a)
+        return leader_cost(x, fsol.value, a), fsol.status
 
     def leader_foc(x, a):
-        return jax.grad(reduced)(x, a)
+        # The reduced cost exists only where the follower's solve succeeded: elsewhere the
+        # leader's first-order condition is NaN, which the line search rejects as a trial
+        # point and which makes a start with a failed follower NONFINITE -- a follower's
+        # failure during the leader's iterations is never silently used.
+        grad, fstatus = jax.grad(reduced, has_aux=True)(x, a)
+        return jnp.where(fstatus == Status.SUCCESS, grad, jnp.nan)
 
     def from_start(x_start):
         sol = solve_mcp(

@@ -42,31 +42,46 @@ def matvec(a: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.stack([vsum(a[i] * x) for i in range(a.shape[0])])
 
 
-def small_solve(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+def small_solve(
+    a: jax.Array, b: jax.Array, *, rtol: float | None = None, floor: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
     """Solve ``a @ x = b`` for one small square system by pivoted Gaussian elimination.
 
-    Returns ``(x, ok)`` where ``ok`` is False if a pivot vanished (singular or non-finite
-    ``a``); then ``x`` is not meaningful and the caller must fall back.
+    Returns ``(x, ok)``. ``ok`` is False if ``a`` is singular or non-finite, or if a pivot (for
+    ``n > UNROLL_MAX_N``: the smallest singular value) is at most
+    ``max(rtol * max|a_ij|, floor)``; ``rtol`` defaults to ``n * eps`` (numerically singular).
+    Where ``ok`` is False, ``x`` is NaN: the elimination never divides by a substituted pivot,
+    and no finite number stands in for the solution of a singular system.
     """
     n = a.shape[-1]
     if not _unrolled(n):
+        rtol = n * jnp.finfo(a.dtype).eps if rtol is None else rtol
+        # LAPACK does not report near-singularity; compare the extreme singular values.
+        sv = jnp.linalg.svd(a, compute_uv=False)
         x = jnp.linalg.solve(a, b)
-        # LAPACK does not report near-singularity; check the reciprocal condition number.
-        cond_ok = jnp.linalg.cond(a) < 1.0 / (n * jnp.finfo(a.dtype).eps)
-        return x, jnp.all(jnp.isfinite(x)) & cond_ok
-    x, ok = _eliminate([[a[i, j] for j in range(n)] for i in range(n)], [b[i] for i in range(n)])
+        ok = (jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(sv))
+              & (sv[-1] > jnp.maximum(rtol * sv[0], floor)))
+        return jnp.where(ok, x, jnp.nan), ok
+    x, ok = _eliminate([[a[i, j] for j in range(n)] for i in range(n)],
+                       [b[i] for i in range(n)], rtol, floor)
     return jnp.stack(x), ok
 
 
-def _eliminate(m: list, r: list) -> tuple[list, jax.Array]:
-    """Pivoted Gaussian elimination on an ``n x n`` list of scalars; ``(x, ok)``, x a list."""
+def _eliminate(m: list, r: list, rtol: float | None = None, floor: float = 0.0
+               ) -> tuple[list, jax.Array]:
+    """Pivoted Gaussian elimination on an ``n x n`` list of scalars; ``(x, ok)``, x a list.
+
+    A pivot at most ``max(rtol * max|a|, floor)`` (``rtol`` default ``n * eps``) makes ``ok``
+    False and every entry of ``x`` NaN.
+    """
     n = len(r)
     m = [list(row) for row in m]
     r = list(r)
+    rtol = n * jnp.finfo(r[0].dtype).eps if rtol is None else rtol
     # A pivot below n * eps * max|a| is treated as zero: nearly singular systems are reported
     # (ok=False) rather than solved into garbage.
-    threshold = n * jnp.finfo(r[0].dtype).eps * functools.reduce(
-        jnp.maximum, [jnp.abs(v) for row in m for v in row])
+    threshold = jnp.maximum(rtol * functools.reduce(
+        jnp.maximum, [jnp.abs(v) for row in m for v in row]), floor)
     ok = jnp.array(True)
     for k in range(n):
         # Partial pivoting by pairwise compare-and-swap: afterwards row k holds the entry of
@@ -79,7 +94,9 @@ def _eliminate(m: list, r: list) -> tuple[list, jax.Array]:
             r[k], r[i] = jnp.where(swap, r[i], r[k]), jnp.where(swap, r[k], r[i])
         pivot = m[k][k]
         ok = ok & (jnp.abs(pivot) > threshold) & jnp.isfinite(pivot)
-        inv = 1.0 / jnp.where(ok, pivot, 1.0)
+        # A rejected pivot is not replaced by a stand-in: dividing by NaN makes everything
+        # downstream of it NaN (and ok is already False).
+        inv = 1.0 / jnp.where(ok, pivot, jnp.nan)
         for i in range(k + 1, n):
             factor = m[i][k] * inv
             for j in range(k + 1, n):
@@ -90,21 +107,43 @@ def _eliminate(m: list, r: list) -> tuple[list, jax.Array]:
         acc = r[k]
         for j in range(k + 1, n):
             acc = acc - m[k][j] * x[j]
-        x[k] = acc / jnp.where(ok, m[k][k], 1.0)
-    return x, ok & functools.reduce(operator.and_, [jnp.isfinite(v) for v in x])
+        x[k] = acc / jnp.where(ok, m[k][k], jnp.nan)
+    ok = ok & functools.reduce(operator.and_, [jnp.isfinite(v) for v in x])
+    return [jnp.where(ok, v, jnp.nan) for v in x], ok
+
+
+def derivative_tolerance(dtype) -> float:
+    """Smallest pivot, relative to ``max(1, max|J_ij|)``, at which implicit derivatives are
+    computed: ``sqrt(eps)`` (1.5e-8 in float64, 3.5e-4 in float32).
+
+    The Jacobian is the scaled one (``d Phi / d (x / x_scale)`` with ``Phi = F / f_scale``),
+    whose entries the scales make O(1). The solution is known to the solver's tolerance, so
+    its Jacobian is known to about ``|d J / dx| * atol / pivot``; below a pivot of
+    ``sqrt(eps)`` that uncertainty (or round-off in the pivot itself) reaches the size of the
+    pivot, and ``(dPhi/dx)^{-1}`` is not the derivative of anything: e.g. the root
+    ``x = a^(1/3)`` of ``x^3 - a`` at ``a = 0``, where ``dx/da`` is infinite but a solution
+    within tolerance has a finite ``1 / (3 x^2)``.
+    """
+    return float(jnp.finfo(dtype).eps) ** 0.5
 
 
 def linear_solve(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``a^{-1} b`` that is differentiable and transposable in ``b`` (for implicit adjoints)."""
+    """``a^{-1} b`` that is differentiable and transposable in ``b`` (for implicit adjoints).
+
+    NaN where ``a`` is singular or ill-conditioned beyond :func:`derivative_tolerance` (a
+    pivot of the scaled Jacobian below ``sqrt(eps) * max(1, max|a_ij|)``): an implicit
+    derivative there is reported as NaN, never as a finite stand-in.
+    """
+    tol = derivative_tolerance(a.dtype)
 
     def mv(v):
         return matvec(a, v)
 
     def solve(_, rhs):
-        return small_solve(a, rhs)[0]
+        return small_solve(a, rhs, rtol=tol, floor=tol)[0]
 
     def transpose_solve(_, rhs):
-        return small_solve(a.T, rhs)[0]
+        return small_solve(a.T, rhs, rtol=tol, floor=tol)[0]
 
     return jax.lax.custom_linear_solve(mv, b, solve, transpose_solve)
 
@@ -190,7 +229,8 @@ def _mul(mij, xj, transpose=False):
 
 
 def bsolve(m, b):
-    """Solve ``M x = b`` for a block matrix; ``(x, ok)`` as :func:`small_solve`."""
+    """Solve ``M x = b`` for a block matrix; ``(x, ok)`` as :func:`small_solve` (NaN where not
+    ok)."""
     if b[0].ndim == 0:
         x, ok = _eliminate(m, b)
         return tuple(x), ok

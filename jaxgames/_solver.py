@@ -23,6 +23,13 @@ theorem applied to ``Phi``: at a strictly complementary solution the generalised
 Fischer-Burmeister function is exactly the active-set Jacobian (rows of active bounds pin
 ``dx_i = d lower_i``, inactive rows linearise ``F_i = 0``), so
 ``dx = -(dPhi/dx)^{-1} dPhi/dtheta dtheta`` is the active-set sensitivity.
+
+Derivatives are NaN -- never a finite stand-in -- where the solve did not converge, and where the
+scaled Jacobian ``dPhi/dxi`` is singular or ill-conditioned beyond
+:func:`jaxgames._linalg.derivative_tolerance` (a pivot below ``sqrt(eps) * max(1, max|J_ij|)``:
+1.5e-8 in float64, 3.5e-4 in float32), e.g. at a degenerate root (``x^3 - a`` at ``a = 0``,
+where ``dx/da`` is infinite). :func:`jaxgames.jacobian` and :func:`jaxgames.sensitivity_matrix`
+report these as NaN with a flag.
 """
 
 from __future__ import annotations
@@ -108,9 +115,27 @@ class Newton:
             batch). Dtypes not listed get 0.
         xtol: a second convergence test, on the Newton step: the point is accepted when the
             full Newton step is below ``xtol * (1 + max|x / x_scale|)`` (the step estimates the
-            distance to the root) and the residual is below ``sqrt(atol)``. It certifies
+            distance to the root) and the residual is below ``step_atol``. It certifies
             solutions whose residual has a round-off floor above ``atol`` (steep first-order
             conditions, e.g. near a pole of a log-barrier). ``None`` means ``1000 * eps``.
+        step_atol: the step test accepts a residual up to
+            ``min(step_atol * max(1, max|J_ij|) * (1 + max|xi|), sqrt(atol))``, ``J`` the
+            scaled Jacobian and ``xi`` the scaled iterate (the round-off floor of ``Phi`` grows
+            with its slope and with the size of the unknowns); ``None`` means ``10 * atol``
+            (2.2e-13 in float64, 1.2e-4 in float32). Before this bound the step test accepted
+            any residual up to ``sqrt(atol)``, 3.5e-3 in float32, whatever the problem's
+            scale.
+
+    What ``status == SUCCESS`` (``converged``) guarantees, in scaled units
+    (``xi = x / x_scale``, ``Phi`` of ``F / f_scale``): the returned point has
+    ``max|Phi| <= atol`` (float64: 2.2e-14, float32: 1.2e-5 by default), or the full Newton
+    step from it is below ``xtol * (1 + max|xi|)`` (2.2e-13 / 1.2e-4 relative) with
+    ``max|Phi| <= min(step_atol * max(1, max|J_ij|) * (1 + max|xi|), sqrt(atol))``
+    (4.4e-13 / 2.4e-4 for an O(1) problem, never above 1.5e-7 / 3.5e-3). ``residual`` is that
+    ``max|Phi|``. A
+    component within ``atol`` of a bound is then reported exactly at the bound (a move of at
+    most ``atol`` in scaled units). A point that did not converge is reported as the iterate
+    the residual describes, neither clipped nor snapped (it may lie outside the box).
     """
 
     atol: float | None = None
@@ -120,6 +145,7 @@ class Newton:
     max_backtracks: int = 30
     fast_steps: int | tuple[tuple[str, int], ...] = 0
     xtol: float | None = None
+    step_atol: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.fast_steps, int):
@@ -137,6 +163,9 @@ class Newton:
 
     def step_tolerance(self, dtype) -> float:
         return self.xtol if self.xtol is not None else 1000.0 * float(jnp.finfo(dtype).eps)
+
+    def step_residual_tolerance(self, dtype) -> float:
+        return self.step_atol if self.step_atol is not None else 10.0 * self.tolerance(dtype)
 
 
 def _fb(a: Array, b: Array) -> Array:
@@ -305,7 +334,8 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     args, lower, upper, x_scale, f_scale = inputs
     tol = solver.tolerance(x0.dtype)
     xtol = solver.step_tolerance(x0.dtype)
-    loose = tol**0.5
+    loose = solver.step_residual_tolerance(x0.dtype)
+    sqrt_tol = tol**0.5
     xs, fs = split(x_scale), split(f_scale)
     lo = tuple(v / s for v, s in zip(split(lower), xs, strict=True))
     up = tuple(v / s for v, s in zip(split(upper), xs, strict=True))
@@ -383,7 +413,13 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         # Fall back to steepest descent when the Newton system is singular or the Newton
         # direction is not a descent direction for the merit function.
         use_newton = ok & (bdot(grad, tuple(jnp.where(ok, v, 0.0) for v in d)) < 0)
-        at_root = (use_newton & (norm(d) <= xtol * (1.0 + norm(xi))) & (norm(r) <= loose))
+        # The step test accepts a residual at the round-off floor of Phi: a point whose full
+        # Newton step is negligible and whose residual is within
+        # step_atol * max(1, max|J|) * (1 + max|xi|) (at most sqrt(atol)) -- the size of the
+        # residual of a root rounded to a relative step_atol.
+        jmax = jnp.maximum(1.0, bmax(tuple(jnp.abs(v) for row in jac for v in row)))
+        floor = jnp.minimum(loose * jmax * (1.0 + norm(xi)), sqrt_tol)
+        at_root = (use_newton & (norm(d) <= xtol * (1.0 + norm(xi))) & (norm(r) <= floor))
         d = bwhere(use_newton, d, cap(tuple(-g for g in grad)))
         m0 = merit(r)
         slope = bdot(grad, d)
@@ -421,11 +457,15 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     # (-1e-9 for an investment of 0, say) or a denormal inside it. A component within the
     # tolerance of a bound (in scaled units, the accuracy of the solve) is reported exactly at
     # the bound, so boundary solutions come out as exact zeros, independent of how a batch
-    # was compiled; the rest is clipped to the box.
-    x = jnp.clip(join(tuple(
+    # was compiled; the rest is clipped to the box. Only converged points are moved: a failed
+    # solve reports the iterate that its residual describes (clipping it into the box would
+    # make a point that the residual says nothing about look plausible).
+    x_iter = join(tuple(v * s for v, s in zip(xi, xs, strict=True)))
+    x_box = jnp.clip(join(tuple(
         jnp.where(v - lo_i <= tol, lower_i, jnp.where(up_i - v <= tol, upper_i, v * s))
         for v, s, lo_i, up_i, lower_i, upper_i in zip(
             xi, xs, lo, up, split(lower), split(upper), strict=True))), lower, upper)
+    x = jnp.where(status == Status.SUCCESS, x_box, x_iter)
     return Solution(x, norm(r), it, status)
 
 
@@ -456,10 +496,15 @@ def _solve_jvp(fn, solver, pattern, primals, tangents):
     dinputs = (dinputs[0], dinputs[1], dinputs[2], jnp.zeros_like(x_scale), jnp.zeros_like(f_scale))
     _, dphi = jax.jvp(phi_of_inputs, (inputs,), (dinputs,))
     _, jac = jacobian_columns(phi_of_xi, xi)
+    # NaN where the scaled Jacobian is singular or ill-conditioned beyond
+    # _linalg.derivative_tolerance, and where the solve did not converge: the implicit
+    # function theorem says nothing about a point that is not a solution.
     dxi = linear_solve(jac, -dphi)
-    dvalue = dxi * x_scale
+    # (A factor, not a where(): the tangent map must stay linear so that reverse mode
+    # transposes the NaN too.)
+    dvalue = dxi * jnp.where(sol.status == Status.SUCCESS, x_scale, jnp.nan)
     zeros = jax.tree_util.tree_map(
-        lambda v: jnp.zeros(v.shape, jax.dtypes.float0)
+        lambda v: np.zeros(v.shape, jax.dtypes.float0)
         if not jnp.issubdtype(v.dtype, jnp.inexact)
         else jnp.zeros_like(v),
         sol,

@@ -43,6 +43,142 @@ def point(values):
     return da.Params(*[float(x) for x in values])
 
 
+# ----------------------------------------------------------------------------- payoff oracle
+#
+# An independent implementation of the payoffs (10) and (11) and the best response, written
+# from the printed equations (not from the model's formulas): every expectation over the
+# uniform laws L ~ U(E_L (1 - c_L), E_L (1 + c_L)) and D ~ U(E_D (1 - c_D), E_D (1 + c_D)) is
+# integrated exactly piece by piece. ``test_oracle_equals_the_printed_integrals`` checks the
+# oracle itself against nested adaptive quadrature of the printed integrals.
+
+
+def _uniform(mean, spread):
+    return mean * (1.0 - spread), mean * (1.0 + spread)
+
+
+def _e_min(c, a, b):
+    """E[min(c, S)] for S ~ U(a, b) (point mass at a if b == a), c >= 0 an array."""
+    c = np.asarray(c, float)
+    if b == a:
+        return np.minimum(c, a)
+    m = np.clip(c, a, b)
+    return ((m * m - a * a) / 2.0 + c * (b - m)) / (b - a)
+
+
+def _e_excess(c, a, b):
+    """E[(S - c)^+] for S ~ U(a, b)."""
+    c = np.asarray(c, float)
+    if b == a:
+        return np.maximum(a - c, 0.0)
+    m = np.clip(c, a, b)
+    return ((b * b - m * m) / 2.0 - c * (b - m)) / (b - a)
+
+
+def _e_stock(I, r, a, b):
+    """E[int_0^L (I - r z)^+ dz] for L ~ U(a, b): the integrand integrates to
+    ``I l - r l^2 / 2`` for l <= c = I / r and to ``I c / 2`` beyond (r = 0: ``I l``)."""
+    I, r = np.broadcast_arrays(np.asarray(I, float), np.asarray(r, float))
+    safe_r = np.where(r > 0, r, 1.0)
+    c = np.where(r > 0, I / safe_r, np.inf)
+
+    def g(l):
+        return np.where(l <= c, I * l - r * l * l / 2.0, I * c / 2.0)
+
+    if b == a:
+        return g(a)
+    m = np.clip(c, a, b)
+    # int_a^m (I l - r l^2 / 2) dl + (b - m) I c / 2
+    head = I * (m * m - a * a) / 2.0 - r * (m**3 - a**3) / 6.0
+    tail = np.where(np.isfinite(c), (b - m) * I * np.where(np.isfinite(c), c, 0.0) / 2.0, 0.0)
+    return (head + tail) / (b - a)
+
+
+def oracle_days(p, r, k, I):
+    """Contest days A, attacker-held days B and inventory-days H of (10)-(11) at (r, k, I)."""
+    r, I = np.broadcast_arrays(np.asarray(r, float), np.asarray(I, float))
+    l_lo, l_hi = _uniform(p.E_L, p.c_L)
+    d_lo, d_hi = _uniform(p.E_D, p.c_D)
+    s_lo, s_hi = (d_lo, d_hi) if k else (l_lo, l_hi)  # S = (1 - k) L + k D
+    c = np.where(r > 0, I / np.where(r > 0, r, 1.0), np.where(I > 0, np.inf, 0.0))
+    c_fin = np.where(np.isfinite(c), c, s_hi)  # c beyond the support: min(c, S) = S
+    a_days = p.E_X + _e_min(c_fin, s_lo, s_hi) + k * (p.E_L - p.E_D)
+    b_days = _e_excess(c_fin, s_lo, s_hi)
+    h_days = I * p.E_X + _e_stock(I, r, l_lo, l_hi)
+    return a_days, b_days, h_days
+
+
+def oracle_payoffs(p, r, k, I, R):
+    """``(u_G, u_T)`` of (10) and (11); the contest share r / (r + R) is 0 at r = R = 0."""
+    r, I, R = np.broadcast_arrays(*(np.asarray(v, float) for v in (r, I, R)))
+    a_days, b_days, h_days = oracle_days(p, r, k, I)
+    tot = r + R
+    share_g = np.where(tot > 0, r / np.where(tot > 0, tot, 1.0), 0.0)
+    backup = k * r * (p.alpha * (p.E_X + p.E_L) + p.beta * (p.E_L - p.E_D))
+    u_g = (share_g * p.v - p.gamma_G * r) * a_days - backup - p.h * h_days - p.m * r * b_days
+    u_t = ((1.0 - share_g) * p.V - p.gamma_T * R) * a_days + (p.V - p.gamma_T * R) * b_days
+    return u_g, u_t
+
+
+def oracle_best_response(p, r, k, I):
+    """argmax_R of (11): du_T/dR = V r A / (r + R)^2 - gamma_T (A + B) = 0, or R = 0."""
+    a_days, b_days, _ = oracle_days(p, r, k, I)
+    return np.maximum(np.sqrt(p.V * np.asarray(r, float) * a_days
+                              / (p.gamma_T * (a_days + b_days))) - r, 0.0)
+
+
+def _printed_payoffs(p, r, k, I, R):
+    """(10) and (11) literally: nested adaptive quadrature over l and d (and E[X] for x)."""
+    from scipy import integrate
+
+    l_lo, l_hi = _uniform(p.E_L, p.c_L)
+    d_lo, d_hi = _uniform(p.E_D, p.c_D)
+    f_l, f_d = 1.0 / (l_hi - l_lo), 1.0 / (d_hi - d_lo)
+    cov = I / r
+
+    def ld(fn):
+        return integrate.dblquad(lambda d, l: fn(l, d) * f_l * f_d, l_lo, l_hi, d_lo, d_hi,
+                                 epsabs=1e-13, epsrel=1e-13)[0]
+
+    contest = p.E_X + ld(lambda l, d: min(cov, (1 - k) * l + k * d) + k * (l - d))
+    backup = k * r * (p.alpha * (p.E_X + p.E_L) + p.beta * ld(lambda l, d: l - d))
+    stock = integrate.quad(
+        lambda l: integrate.quad(lambda z: max(I - r * z, 0.0), 0.0, l, points=[cov],
+                                 epsabs=1e-13, epsrel=1e-13)[0] * f_l,
+        l_lo, l_hi, points=[cov], epsabs=1e-13, epsrel=1e-13)[0]
+    holding = p.h * (I * p.E_X + stock)
+    outage = ld(lambda l, d: max(k * d + (1 - k) * l - cov, 0.0))
+    u_g = (r * p.v / (r + R) - p.gamma_G * r) * contest - backup - holding - p.m * r * outage
+    u_t = (R * p.V / (r + R) - p.gamma_T * R) * contest + (p.V - p.gamma_T * R) * outage
+    return u_g, u_t
+
+
+@pytest.mark.parametrize("k", [0, 1])
+@pytest.mark.parametrize("r, I, R", [(0.7, 0.0, 0.4), (1.3, 2.0, 0.9), (0.5, 6.0, 2.0),
+                                     (2.0, 0.5, 0.0)])
+def test_oracle_equals_the_printed_integrals(k, r, I, R):
+    """The test oracle against (10)-(11) integrated numerically as printed."""
+    p = da.BASELINE
+    expected = _printed_payoffs(p, r, k, I, R)
+    got = oracle_payoffs(p, r, k, I, R)
+    np.testing.assert_allclose([float(got[0]), float(got[1])], expected, rtol=1e-9, atol=1e-11)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.floats(-math.log(4), math.log(4)), min_size=11, max_size=11),
+       r=st.one_of(st.just(0.0), st.floats(1e-3, 20.0)), k=st.sampled_from([0, 1]),
+       I=st.one_of(st.just(0.0), st.floats(0.0, 60.0)), R=st.floats(0.0, 20.0))
+def test_model_payoffs_equal_the_oracle(values, r, k, I, R):
+    """The model's payoffs (JAX) and best response equal the independent oracle."""
+    p = point(BASE * np.exp(values))
+    pay = da.payoffs(p, r, k, I, R)
+    u_g, u_t = oracle_payoffs(p, r, k, I, R)
+    scale = 1.0 + p.V * (p.E_X + p.E_L) * (1.0 + R) + p.v * (p.E_X + p.E_L) * (1.0 + r + I)
+    assert float(pay.u_G) == pytest.approx(float(u_g), rel=1e-12, abs=1e-13 * scale)
+    assert float(pay.u_T) == pytest.approx(float(u_t), rel=1e-12, abs=1e-13 * scale)
+    R_hat = float(oracle_best_response(p, r, k, I))
+    assert float(_br(p, r, k, I).R_hat) == pytest.approx(R_hat, rel=1e-10, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------- expectations
 
 
@@ -163,8 +299,8 @@ def test_best_response_is_the_argmax_of_u_T(values, r, k, I):
     # brute force: u_T on a fine grid of R never beats u_T(R_hat)
     R_max = max(2 * math.sqrt(p.V * max(r, 1e-12) / p.gamma_T), 1e-9)
     grid = np.linspace(0.0, R_max, 20001)
-    u_grid = da.payoffs_closed_form(p, np.float64(r), k, np.float64(I), grid, xp=np).u_T
-    u_hat = float(da.payoffs(p, r, k, I, R).u_T)
+    u_grid = oracle_payoffs(p, r, k, I, grid)[1]
+    u_hat = float(oracle_payoffs(p, r, k, I, R)[1])
     assert u_grid.max() <= u_hat + 1e-12 * (1 + abs(u_hat))
     assert abs(grid[np.argmax(u_grid)] - R) <= grid[1] + 1e-12
 
@@ -253,8 +389,8 @@ def _brute(p, k_values, inventory, n=301):
         c_max = p.E_D * (1 + p.c_D) if k else p.E_L * (1 + p.c_L)
         r = np.linspace(0.0, r_max, n)[:, None]
         I = np.linspace(0.0, r_max * c_max, n)[None, :] if inventory else np.zeros((1, 1))
-        R = da.attacker_best_response_closed_form(p, r, k, I, xp=np)
-        u = da.payoffs_closed_form(p, r, k, I, R, xp=np).u_G
+        R = oracle_best_response(p, r, k, I)
+        u = oracle_payoffs(p, r, k, I, R)[0]
         i, j = np.unravel_index(np.argmax(u), u.shape)
         if u[i, j] > best[0]:
             near = u[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
@@ -280,11 +416,9 @@ def _check_optimum(p, out):
         k = int(getattr(out, f"k_{mech}")) if mech in ("backup", "combined") else 0
         I = float(getattr(out, f"I_{mech}")) if inventory else 0.0
         R = float(getattr(out, f"R_{mech}"))
-        R_cf = float(da.attacker_best_response_closed_form(p, np.float64(r), k, np.float64(I),
-                                                           xp=np))
+        R_cf = float(oracle_best_response(p, r, k, I))
         assert R == pytest.approx(R_cf, rel=1e-9, abs=1e-12 * max(r, 1.0))
-        u_cf = float(da.payoffs_closed_form(p, np.float64(r), k, np.float64(I), R_cf,
-                                            xp=np).u_G)
+        u_cf = float(oracle_payoffs(p, r, k, I, R_cf)[0])
         assert u == pytest.approx(u_cf, rel=1e-10, abs=1e-12)
 
 
@@ -393,6 +527,45 @@ def test_boundary_cases():
     out = _compare(odd)
     assert int(out.status) == Status.SUCCESS and not bool(out.assumptions_hold)
     assert int(out.k_backup) == 0 and float(out.u_G_backup) == float(out.u_G_none)
+
+
+def test_attacker_solve_at_the_edge_of_the_feasible_set():
+    """Slow backup (E_D > E_L): at the smallest feasible cover the contest share A / (A + B) is
+    ~1e-16. The attacker's solve starts below its root and converges there (at 8f31d2c it
+    started 1e8 times above the root and STAGNATED, which -- once follower failures reached
+    the result -- flagged the whole equilibrium)."""
+    odd = da.BASELINE._replace(E_D=4.0, E_X=1.5, E_L=1.25)
+    pr, _ = da._prepare(odd)
+    c_lo = float(da._feasible_cover(pr, jnp.asarray(1.0), jnp.asarray(8.0)))
+    days = da.contest_days(odd, 1.0, 1, c_lo)
+    assert 0 < float(days.A) / float(days.A + days.B) < 1e-12
+    for c, rel in ((c_lo, None), (c_lo + 1e-6, 1e-8)):
+        rho = float(da.deterrence_threshold(odd, 1, c))
+        for s in (0.5, 0.9):
+            r = s * s * rho
+            br = _br(odd, r, 1, c * r)
+            assert int(br.status) == Status.SUCCESS
+            expected = float(oracle_best_response(odd, r, 1, c * r))
+            if rel is None:  # A is pure round-off here (the oracle's A is 0): R ~ r
+                assert 0 <= float(br.R_hat) <= 10 * r
+            else:
+                assert float(br.R_hat) == pytest.approx(expected, rel=rel)
+
+
+@jax.jit
+def _subproblems_without_follower_steps(p):
+    pr, _ = da._prepare(p)
+    return da._solve_subproblems(pr, ((0, False),), da.SEARCH, da.SOLVER,
+                                 da.Newton(max_steps=0))
+
+
+def test_follower_failure_reaches_the_subproblem_status():
+    """With no Newton steps for the attacker every solve inside the defender's search fails
+    (MAX_STEPS). The subproblems -- the defender's search, before the final re-check of the
+    chosen point -- report it (at 8f31d2c they searched and polished on the unconverged
+    responses and only the final re-check could flag the result)."""
+    subs = _subproblems_without_follower_steps(da.BASELINE)
+    assert np.all(np.asarray(subs.status) == Status.MAX_STEPS)
 
 
 def test_invalid_point_is_flagged_under_vmap(random_batch):

@@ -27,7 +27,9 @@ from jaxgames import (
     stackelberg,
 )
 
-TOL = 1e-12  # the solver's default tolerance is 1000 eps ~ 2.2e-13 on the residual
+# Bound for quantities derived from a solution (slacks, multipliers at 0, bound distances): the
+# solver stops at 100 eps = 2.2e-14 on the scaled residual; 1e-12 allows for the conversion.
+TOL = 1e-12
 
 
 def assert_no_profitable_deviation(cost, x_eq, lo, hi, tol=1e-9, n_grid=4001):
@@ -390,6 +392,42 @@ def test_stackelberg_multistart_non_convex():
     res = minimize_scalar(lambda v: reduced_leader_cost(v, p), bounds=(5.0, 6.0),
                           method="bounded", options={"xatol": 1e-12})
     assert q == pytest.approx(res.x, abs=1e-7)
+
+
+def _partial_follower_cost(x, y, p):
+    """``exp(y) - (x - 2) y``: the best response ``y = log(x - 2)`` exists only for x > 2."""
+    return jnp.exp(y[0]) - (x[0] - 2.0) * y[0]
+
+
+def _partial_leader_cost(x, y, p):
+    """Reduced cost ``(x - 3)^2 - log(x - 2)``: minimum at ``x = (5 + sqrt 3) / 2``."""
+    return (x[0] - 3.0) ** 2 - y[0]
+
+
+@jax.jit
+def partial_leader_follower(starts):
+    return stackelberg(_partial_leader_cost, _partial_follower_cost, starts, jnp.zeros(1),
+                       None, leader_lower=0.0, leader_upper=6.0)
+
+
+def test_stackelberg_follower_failure_reaches_the_result():
+    """The follower has no best response for x <= 2. A leader started there is not allowed to
+    iterate on the failed follower's output: its first-order condition is NaN, the start
+    reports NONFINITE, and with only such starts the result is not converged. (At 8f31d2c the
+    leader iterated on the output of the failed follower solves -- a diverging y and its
+    'implicit derivative' -- and here happened to end at the optimum: luck, not a
+    certificate.) A start where the follower exists finds the optimum, certified against the
+    closed form."""
+    bad = partial_leader_follower(jnp.array([[1.0]]))
+    assert int(bad.status) == Status.NONFINITE and not bool(bad.converged)
+    assert int(bad.follower_status) != Status.SUCCESS
+    both = partial_leader_follower(jnp.array([[1.0], [4.0]]))
+    assert bool(both.converged) and int(both.follower_status) == Status.SUCCESS
+    x_star = (5.0 + np.sqrt(3.0)) / 2.0
+    assert float(both.leader[0]) == pytest.approx(x_star, rel=1e-12)
+    assert float(both.follower[0]) == pytest.approx(np.log(x_star - 2.0), rel=1e-12)
+    assert_no_profitable_deviation(lambda v: (v - 3.0) ** 2 - np.log(v - 2.0), x_star, 2.0 + 1e-9,
+                                   6.0)
 
 
 def _br(x, p):

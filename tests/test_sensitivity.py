@@ -21,7 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgames import SensitivityMatrix, Status, jacobian, nash_equilibrium, sensitivity_matrix
+from jaxgames import (
+    Newton,
+    SensitivityMatrix,
+    Status,
+    jacobian,
+    nash_equilibrium,
+    sensitivity_matrix,
+)
 
 
 class Params(NamedTuple):
@@ -73,6 +80,20 @@ def solver_model(p: Params) -> Output:
 
 
 solver_model_jit = jax.jit(solver_model)
+
+
+def one_step_model(p: Params) -> Output:
+    """The solver model stopped after one Newton step from far away (status MAX_STEPS)."""
+    theta = jnp.stack([jnp.asarray(v, jnp.float64) for v in p])
+    eq = nash_equilibrium(_costs, [[0], [1]], jnp.full(2, 50.0), theta, lower=0.0,
+                          solver=Newton(max_steps=1))
+    q1, q2 = eq.x[0], eq.x[1]
+    price = p.a - p.b * (q1 + q2)
+    return Output(q1=q1, residual=eq.residual, q2=q2, converged=eq.converged, price=price,
+                  iterations=eq.iterations, profit1=(price - p.c1) * q1, status=eq.status)
+
+
+one_step_model_jit = jax.jit(one_step_model)
 
 
 def analytic_jacobian(p: Params) -> np.ndarray:
@@ -201,3 +222,32 @@ def test_solver_model_with_binding_bound():
     np.testing.assert_allclose(mat[0], [1 / (2 * p.b), -q1 / p.b, -1 / (2 * p.b), 0.0],
                                rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(mat, fd_jacobian(solver_model_jit, p), rtol=1e-7, atol=1e-8)
+
+
+def test_derivatives_of_a_failed_solve_are_nan_and_flagged():
+    """A point that stopped at MAX_STEPS: ``jacobian`` is NaN everywhere (at 8f31d2c it
+    returned derivatives of the unconverged iterate as if they were good) and
+    ``sensitivity_matrix`` says ``derivative_ok = False`` with the status; a converged point
+    says True."""
+    out = one_step_model_jit(PARAMS)
+    assert int(out.status) == Status.MAX_STEPS
+    jac = jacobian(one_step_model_jit, PARAMS)
+    assert all(np.isnan(float(jac[o][p])) for o in FLOAT_OUTPUTS for p in Params._fields)
+    sm = sensitivity_matrix(one_step_model_jit, PARAMS)
+    assert int(sm.status) == Status.MAX_STEPS and not bool(sm.derivative_ok)
+    assert bool(jnp.all(jnp.isnan(sm.matrix)))
+    good = sensitivity_matrix(solver_model_jit, PARAMS)
+    assert int(good.status) == Status.SUCCESS and bool(good.derivative_ok)
+    closed = sensitivity_matrix(closed_model, PARAMS)
+    assert bool(closed.derivative_ok)
+
+
+def test_model_status_masks_derivatives_the_engine_would_give():
+    """A model status other than SUCCESS (here INVALID_INPUT set by the model, the solve itself
+    being fine) masks the derivatives too."""
+
+    def flagged(p):
+        return solver_model(p)._replace(status=jnp.int32(Status.INVALID_INPUT))
+
+    jac = jacobian(flagged, PARAMS, wrt=["a"], outputs=["q1"])
+    assert np.isnan(float(jac["q1"]["a"]))

@@ -432,15 +432,24 @@ def _attacker_cost(r, R, args):
     return -_payoffs(pr, r, k, I, R[0], days).u_T
 
 
-def _response_start(pr: Params, r):
-    """A starting point below the best response: the no-protection response (3), which has
-    the smallest contest share ``A / (A + B) >= E_X / (E_X + E_L)`` (when ``E_L >= E_D``)."""
-    y0 = jnp.sqrt(pr.V * r * pr.E_X / (pr.gamma_T * (pr.E_X + pr.E_L)))
-    return y0
+def _response_start(pr: Params, r, days: Days):
+    """A starting point ``y0`` for ``y = r + R`` below the root of the attacker's FOC
+    ``V r A / y^2 = gamma_T (A + B)`` (convex and decreasing in ``y``, so Newton from below
+    converges monotonically): ``y0 = sqrt(V r s / gamma_T)`` with a contest share ``s`` at most
+    ``A / (A + B)``. The no-protection share ``E_X / (E_X + E_L)`` is the smallest when
+    ``E_L >= E_D``; a slow backup (``E_D > E_L``) can make ``A / (A + B)`` smaller still (down
+    to 1e-16 at the edge of the feasible set ``A > 0``), so the smaller of the two is used. (At
+    8f31d2c only the first was, and the attacker's solve started 1e8 times above the root at
+    such points and failed.)"""
+    nominal = pr.E_X / (pr.E_X + pr.E_L)
+    total = days.A + days.B
+    share = jnp.where((days.A > 0) & (total > 0),
+                      jnp.minimum(nominal, days.A / jnp.where(total > 0, total, 1.0)), nominal)
+    return jnp.sqrt(pr.V * r * share / pr.gamma_T)
 
 
 def _follower(pr: Params, r, k, I, days: Days, *, bounded: bool, solver: Newton):
-    y0 = _response_start(pr, r)
+    y0 = _response_start(pr, r, days)
     scale = jnp.where(y0 > 0, y0, 1.0)
     start = jnp.maximum(y0 - r, 0.0) if bounded else y0 - r
     f_scale = pr.gamma_T * (pr.E_X + pr.E_L)
@@ -542,7 +551,15 @@ def _tie(u, dtype):
 
 def _defender_value(x, args, k, solver):
     """``u_G`` at ``(s, c)`` against the attacker's contested-branch response (the root of
-    his FOC without the bound ``R >= 0``, which equals ``R_hat`` for ``s <= 1``)."""
+    his FOC without the bound ``R >= 0``, which equals ``R_hat`` for ``s <= 1``); NaN where
+    the attacker's solve failed (see :func:`_defender_value_and_status`)."""
+    return _defender_value_and_status(x, args, k, solver)[0]
+
+
+def _defender_value_and_status(x, args, k, solver):
+    """``(u_G, follower status)`` at ``(s, c)``. Where the attacker's solve did not succeed
+    the payoff is NaN: the search stages count such points (their status reaches the
+    subproblem's), and Newton's line search rejects them."""
     pr = args
     s, c = x[0], x[1]
     rho = _threshold(pr, k, c)
@@ -555,8 +572,11 @@ def _defender_value(x, args, k, solver):
     r = s * s * rho
     I = c * r
     days = _days(pr, k, r, I, c)
-    R = _follower(pr, r, k, I, days, bounded=False, solver=solver).value[0]
-    return jnp.where(feasible, _payoffs(pr, r, k, I, R, days).u_G, -jnp.inf)
+    sol = _follower(pr, r, k, I, days, bounded=False, solver=solver)
+    # Infeasible strategies never ask the follower anything (their rho is a stand-in).
+    fstatus = jnp.where(feasible, sol.status, jnp.int32(Status.SUCCESS))
+    u = jnp.where(feasible, _payoffs(pr, r, k, I, sol.value[0], days).u_G, -jnp.inf)
+    return jnp.where(fstatus == Status.SUCCESS, u, jnp.nan), fstatus
 
 
 def _feasible_cover(pr: Params, k, c_hi):
@@ -604,6 +624,7 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     one = jnp.ones((), dt)
     s_min = jnp.asarray(search.s_min, dt)
     value = lambda x, a: _defender_value(x, a, k, follower_solver)  # noqa: E731
+    value_status = lambda x, a: _defender_value_and_status(x, a, k, follower_solver)  # noqa: E731
     # The grid and golden-section stages only choose the polish's starting point, which gets
     # no derivative: keep autodiff (jvp/grad of the equilibrium, sweep derivatives) out of them.
     pr_search = jax.tree_util.tree_map(jax.lax.stop_gradient, pr)
@@ -627,20 +648,26 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         parabola and its maximum are exact; the Newton polish below certifies the final point
         anyway. (One vmapped evaluation: it keeps the compiled program small.)"""
         xs = jnp.stack([jnp.stack([0.5 * one, c]), jnp.stack([one, c])])
-        f_half, f_one = jax.vmap(lambda x: value(x, pr_search))(xs)
+        (f_half, f_one), st = jax.vmap(lambda x: value_status(x, pr_search))(xs)
         lin = 4.0 * f_half - f_one  # u_G = lin s - quad s^2
         quad = 4.0 * f_half - 2.0 * f_one
         s = jnp.where(quad > 0, lin / (2.0 * jnp.where(quad > 0, quad, 1.0)),
                       jnp.where(lin > 0, 1.0, 0.0))
         s = jnp.clip(s, s_min, 1.0)
-        return lin * s - quad * s * s, s
+        return lin * s - quad * s * s, s, first_failure(st[0], st[1])
+
+    def psi_status(c):
+        u, _, st = inner(c)
+        return jnp.where(jnp.isfinite(u), u, -jnp.inf), st
 
     def psi(c):
-        u, _ = inner(c)
-        return jnp.where(jnp.isfinite(u), u, -jnp.inf)
+        return psi_status(c)[0]
 
     c_grid = jax.lax.stop_gradient(c_grid)
-    profile = jax.vmap(psi)(c_grid)
+    profile, grid_status = jax.vmap(psi_status)(c_grid)
+    # A failed attacker solve at a grid point hides that point's payoff: the search could miss
+    # the optimum there, so the subproblem reports the follower's failure.
+    follower_status = first_failure(*[grid_status[i] for i in range(grid_status.shape[0])])
     grid_best = jnp.max(profile)
     n = c_grid.shape[0]
     left = jnp.concatenate([profile[:1] - 1.0, profile[:-1]])
@@ -655,28 +682,30 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     def golden(j):
         a, b = c_grid[jnp.maximum(j - 1, 0)], c_grid[jnp.minimum(j + 1, n - 1)]
         x1, x2 = b - ratio * (b - a), a + ratio * (b - a)
-        f1, f2 = jax.vmap(psi)(jnp.stack([x1, x2]))
-        state = (a, b, x1, x2, f1, f2)
+        (f1, f2), st = jax.vmap(psi_status)(jnp.stack([x1, x2]))
+        state = (a, b, x1, x2, f1, f2, first_failure(st[0], st[1]))
 
         def step(_, st):
-            a, b, x1, x2, f1, f2 = st
+            a, b, x1, x2, f1, f2, status = st
             keep_left = f1 >= f2  # the maximum lies in [a, x2]
             a = jnp.where(keep_left, a, x1)
             b = jnp.where(keep_left, x2, b)
             new = jnp.where(keep_left, b - ratio * (b - a), a + ratio * (b - a))
-            f_new = psi(new)
+            f_new, st_new = psi_status(new)
             x1, x2, f1, f2 = (jnp.where(keep_left, new, x2), jnp.where(keep_left, x1, new),
                               jnp.where(keep_left, f_new, f2), jnp.where(keep_left, f1, f_new))
-            return a, b, x1, x2, f1, f2
+            return a, b, x1, x2, f1, f2, first_failure(status, st_new)
 
-        a, b, x1, x2, f1, f2 = jax.lax.fori_loop(0, search.n_golden, step, state)
+        a, b, x1, x2, f1, f2, status = jax.lax.fori_loop(0, search.n_golden, step, state)
         c_best = jnp.where(f1 >= f2, x1, x2)
         # The grid point itself may be the maximum (a kink of a discrete law, or a bound).
         c_best = jnp.where(profile[j] > jnp.maximum(f1, f2), c_grid[j], c_best)
-        return c_best
+        return c_best, status
 
-    c0 = jax.vmap(golden)(idx)
-    _, s0 = jax.vmap(inner)(c0)
+    c0, golden_status = jax.vmap(golden)(idx)
+    follower_status = first_failure(follower_status, *[golden_status[i]
+                                                       for i in range(golden_status.shape[0])])
+    _, s0, _ = jax.vmap(inner)(c0)
     c_scale = jnp.where(c_hi > 0, c_hi, 1.0)
     if kinks is None:
         # Uniform/deterministic laws: the payoff is C^1 in c on the whole box.
@@ -705,19 +734,21 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
 
     sol = jax.vmap(polish)(s0, c0, lo_c, hi_c)
     x_opt = sol.value
-    u_opt = jax.vmap(lambda x: value(x, pr))(x_opt)
+    u_opt, polish_fstatus = jax.vmap(lambda x: value_status(x, pr))(x_opt)
     ok = (sol.status == Status.SUCCESS) & jnp.isfinite(u_opt)
     finite = jnp.where(jnp.isfinite(u_opt), u_opt, -jnp.inf)
     pick = jnp.where(jnp.any(ok), jnp.argmax(jnp.where(ok, u_opt, -jnp.inf)),
                      jnp.argmax(finite))
-    u, status = u_opt[pick], sol.status[pick]
+    u = u_opt[pick]
+    status = first_failure(sol.status[pick], polish_fstatus[pick], follower_status)
     # Certificate: the polished optimum beats every grid candidate.
     status = jnp.where((status == Status.SUCCESS) & (u < grid_best - _tie(grid_best, dt)),
                        jnp.int32(Status.STAGNATED), status)
-    # No feasible strategy at all (A <= 0 for every c): the subproblem is empty, not failed.
+    # No feasible strategy at all (A <= 0 for every c): the subproblem is empty, not failed
+    # (unless an attacker's solve failed on the grid).
     empty = grid_best == -jnp.inf
     u = jnp.where(empty, -jnp.inf, u)
-    status = jnp.where(empty, jnp.int32(Status.SUCCESS), status)
+    status = jnp.where(empty, follower_status, status)
     return _Candidate(u, x_opt[pick, 0], x_opt[pick, 1], status, sol.residual[pick],
                       jnp.sum(sol.iterations))
 
