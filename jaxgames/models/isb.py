@@ -531,8 +531,14 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     def shift(pipe):
         return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
 
-    def day(s: _State, inp):
-        t, d = inp
+    # A day is split in two halves: ``decide`` (steps 1-7, the expensive part: shipping, the
+    # forecast window, the order decision) and ``act`` (step 8 and the cost sums). The scan
+    # runs ``act`` of day t - 1 and then ``decide`` of day t, so the decided order ``q`` and the
+    # backlog cost reach ``act`` through the loop carry: XLA's CPU backend has no multi-output
+    # fusion and would otherwise recompute the whole chain behind ``q`` inside each of the
+    # half-dozen state updates that use it. The arithmetic is the same in the same order.
+
+    def decide(s: _State, t, d):
         # 1. receive
         received = s.trans[0] + s.prod[0]
         trans, prod = shift(s.trans), shift(s.prod)
@@ -552,9 +558,8 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         to_r = ship[2] + ship[3]  # W_j ships ship[2 + j, l] to R_l
         to_w = ship[4] + ship[5]
         trans = trans.at[-1].add(jnp.concatenate([to_r, to_w, jnp.zeros_like(to_r)]))
-        # 4. costs
+        # 4. costs (holding h OH is computed by ``act`` from the carried OH)
         short = (o > 0) & (ship < owed)
-        hold_c = h * oh
         back_c = b * (bl[:, 0] + bl[:, 1]) + s_f * (
             short[:, 0].astype(dtype) + short[:, 1].astype(dtype))
         # 5. forecast
@@ -577,33 +582,59 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         q_policy = jnp.where(policy == 0, gap, jnp.where(policy == 1, q_batch, gap + eoq))
         below = gap > ORDER_RTOL * (1.0 + jnp.abs(rop))  # IP < ROP beyond rounding
         q = jnp.where(below & active, q_policy, 0.0)
+        new = s._replace(oh=oh, bl=bl, oo=oo, win=win, info=info, trans=trans, prod=prod)
+        out = None
+        if trace:
+            out = (d, received, o, ship, ip, mu, sigma, rop)
+        return new, (q, back_c), out
+
+    def act(s: _State, q, back_c, t):
         ordered = q > 0
-        oo = oo + q
+        oo = s.oo + q
         order_c = jnp.where(ordered, f, 0.0)
+        hold_c = h * s.oh
         # 8. send (R, W) or queue and produce (M)
         breached = par(_breached(pr, t)) & mask & active
         release = jnp.where(breached, 0.0, s.held + q)
         held = jnp.where(breached, s.held + q, 0.0)
         sent = release[:, None] * up
-        info = info.at[-1].set(sent)
+        info = s.info.at[-1].set(sent)
         queue = s.queue + jnp.where(is_m, release, 0.0)
-        wip = _seq_sum(prod)
+        wip = _seq_sum(s.prod)
         start = jnp.where(is_m, jnp.maximum(0.0, jnp.minimum(queue, cap - wip)), 0.0)
         queue = queue - start
-        prod = prod.at[-1].set(start)
+        prod = s.prod.at[-1].set(start)
         # averages after warm-up
         after = (t >= settings.warmup).astype(dtype)
         sums = s.sums + after * jnp.stack([hold_c, back_c, order_c, q])
         count = s.count + after * jnp.stack([ordered.astype(dtype), breached.astype(dtype)])
-        new = _State(oh, bl, oo, win, held, queue, info, trans, prod, sums, count)
+        new = s._replace(oo=oo, held=held, info=info, queue=queue, prod=prod, sums=sums,
+                         count=count)
         out = None
         if trace:
-            out = Trace(d, received, o, ship, oh, bl, oo, ip, mu, sigma, rop, q, sent, held,
-                        breached, queue, start, wip, hold_c, back_c, order_c)
+            out = (s.oh, s.bl, oo, q, sent, held, breached, queue, start, wip, hold_c, back_c,
+                   order_c)
         return new, out
 
+    def day(carry, inp):
+        s, pending = carry
+        t, d = inp
+        s, out_b = act(s, *pending, t - 1)  # day t - 1 (a no-op before day 0: q = 0)
+        s, pending, out_a = decide(s, t, d)
+        return (s, pending), (out_a, out_b)
+
+    zero = jnp.zeros((6, *bs), dtype)
     ts = jnp.arange(settings.days)
-    final, tr = jax.lax.scan(day, state, (ts, demand))
+    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero)), (ts, demand))
+    final, last_b = act(s, *pending, jnp.asarray(settings.days - 1))
+    tr = None
+    if trace:
+        # ``act`` of day t ran in step t + 1 (and after the scan for the last day).
+        tr_b = jax.tree.map(lambda x, y: jnp.concatenate([x[1:], y[None]]), tr_b, last_b)
+        d, received, o, ship, ip, mu, sigma, rop = tr_a
+        oh, bl, oo, q, sent, held, breached, queue, start, wip, hold_c, back_c, order_c = tr_b
+        tr = Trace(d, received, o, ship, oh, bl, oo, ip, mu, sigma, rop, q, sent, held,
+                   breached, queue, start, wip, hold_c, back_c, order_c)
     return final, active, tr
 
 
