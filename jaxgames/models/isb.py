@@ -481,8 +481,10 @@ class _State(NamedTuple):
     info: Array  # (tau_I, 6, 2, *b) orders in information transit [sender, upstream slot]
     trans: Array  # (tau_T, 6, *b) material in transport to an agent
     prod: Array  # (tau_P, 6, *b) production started (M)
-    sums: Array  # (4, 6, *b) holding, backlog, ordering cost; sum of Q (after warm-up)
-    count: Array  # (2, 6, *b) ordering days, breached days (after warm-up)
+    # Separate (6, *b) arrays, not one stacked array: XLA's CPU backend emits a stacked
+    # (concatenated) result with a branch per element, which costs more than the sums.
+    sums: tuple[Array, ...]  # holding, backlog, ordering cost; sum of Q (after warm-up)
+    count: tuple[Array, ...]  # ordering days, breached days (after warm-up)
 
 
 def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
@@ -525,8 +527,8 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((6, *bs), dtype),
         queue=jnp.zeros((6, *bs), dtype), info=jnp.zeros((settings.tau_I, 6, 2, *bs), dtype),
         trans=jnp.zeros((settings.tau_T, 6, *bs), dtype),
-        prod=jnp.zeros((settings.tau_P, 6, *bs), dtype), sums=jnp.zeros((4, 6, *bs), dtype),
-        count=jnp.zeros((2, 6, *bs), dtype))
+        prod=jnp.zeros((settings.tau_P, 6, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
+        count=(jnp.zeros((6, *bs), dtype),) * 2)
 
     def shift(pipe):
         return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
@@ -606,8 +608,10 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         prod = s.prod.at[-1].set(start)
         # averages after warm-up
         after = (t >= settings.warmup).astype(dtype)
-        sums = s.sums + after * jnp.stack([hold_c, back_c, order_c, q])
-        count = s.count + after * jnp.stack([ordered.astype(dtype), breached.astype(dtype)])
+        sums = tuple(x + after * y for x, y in zip(s.sums, (hold_c, back_c, order_c, q),
+                                                   strict=True))
+        count = tuple(x + after * y.astype(dtype) for x, y in zip(s.count, (ordered, breached),
+                                                                  strict=True))
         new = s._replace(oo=oo, held=held, info=info, queue=queue, prod=prod, sums=sums,
                          count=count)
         out = None
@@ -640,7 +644,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
 
 def _summarise(final: _State, active: Array, settings: Settings, valid) -> Result:
     """Averages, tier means and chain totals; agent and tier dims first, then the batch."""
-    dtype = final.sums.dtype
+    dtype = final.oh.dtype
     bs = final.oh.shape[1:]
     n = settings.days - settings.warmup
     nan = jnp.asarray(jnp.nan, dtype)
