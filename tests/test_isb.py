@@ -499,3 +499,17 @@ def test_analyse_keeps_breach_order(small_experiment):
     assert list(res.breach.values) == ["none", "BP1", "BP2", "BP3"]
     assert np.isnan(res.impact_chain.sel(breach="none")).all()
     assert np.isfinite(res.impact_chain.sel(breach="BP3")).all()
+
+
+def test_order_decision_compiled_once_per_day():
+    """The day loop computes the order decision (its ``ceil``, option II's batch count) in one
+    kernel: XLA's CPU backend has no multi-output fusion and, before the decision was passed to
+    the next step through the loop carry, recomputed it inside each of seven state updates
+    (a structural check of the compiled program, not a timing)."""
+    st = isb.Settings(days=8, warmup=0)
+    n = 16
+    pr = isb.Params(settings=st)._replace(
+        **{k: jnp.full((n,), float(getattr(isb.DEFAULT, k))) for k in isb._NUMERIC},
+        **{k: jnp.zeros((n,), jnp.int32) for k in isb._CODES})
+    hlo = isb._runs_jit.lower(pr, jnp.ones((st.days, 2, n))).compile().as_text()
+    assert hlo.count(" ceil(") == 1
