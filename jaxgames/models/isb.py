@@ -681,6 +681,41 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
         cost_chain=chain(cost), assumptions_hold=valid, status=status)
 
 
+def _run_batch_last(pr: Params, demand: Array, settings: Settings, trace: bool):
+    """``_run`` of one run; under ``vmap`` the runs go on the trailing axis of every state array
+    (the layout of :func:`simulate_runs`) rather than on the leading one, where the scan would
+    loop over arrays with a minor dimension of 6 agents (1.6x the CPU time). Derivatives are
+    those of ``_run`` itself (``custom_vmap`` alone does not support reverse mode)."""
+
+    def plain(pr, demand):
+        return _run(pr, demand, settings, trace)
+
+    @jax.custom_jvp
+    def run(pr, demand):
+        return batched(pr, demand)
+
+    @run.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(plain, primals, tangents)
+
+    @jax.custom_batching.custom_vmap
+    def batched(pr, demand):
+        return plain(pr, demand)
+
+    @batched.def_vmap
+    def _rule(axis_size, in_batched, pr, demand):
+        def last(x, batched):
+            x = x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+            return jnp.moveaxis(x, 0, -1)
+
+        pr = jax.tree.map(last, pr, in_batched[0])
+        out = _run(pr, last(demand, in_batched[1]), settings, trace)
+        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return run(pr, demand)
+
+
 def simulate(params: Params, key, demand: Array | None = None, trace: bool = False):
     """Simulate one run of the supply chain (module docstring) and return its :class:`Result`
     (and the daily :class:`Trace` if ``trace``).
@@ -700,7 +735,7 @@ def simulate(params: Params, key, demand: Array | None = None, trace: bool = Fal
                              f" got {demand.shape}")
         if not isinstance(demand, jax.core.Tracer) and not bool(jnp.all(demand >= 0)):
             raise ValueError(f"{MODEL}: demand must be >= 0 everywhere")
-    final, active, tr = _run(pr, demand, settings, trace)
+    final, active, tr = _run_batch_last(pr, demand, settings, trace)
     result = _summarise(final, active, settings, valid)
     return (result, tr) if trace else result
 
