@@ -103,7 +103,13 @@ daily :class:`Trace`), :func:`simulate_runs` (a batch of runs on explicit demand
 trailing axis), :func:`experiment` (the source's 4 x 3 x 4 x 45 design as one labelled
 Dataset), :func:`analyse` (reconfiguration effects, breach impacts, demand-std sensitivity,
 paired-t intervals with Bonferroni correction, Tables 3-8 via :func:`tables`),
-:func:`make_params` / :func:`code` (labels of the categorical parameters).
+:func:`make_params` / :func:`code` (labels of the categorical parameters). Under ``vmap``,
+:func:`simulate` also puts the runs on the trailing axis of its state (a custom batching rule).
+
+**Implementation note.** A scan step runs step 8 and the accounting of day t - 1, then steps 1-7
+of day t, so that the order decided on a day reaches the state updates that use it through the
+scan's carry: XLA's CPU backend has no multi-output fusion and would otherwise recompute the
+whole decision in each of them. The arithmetic is that of the order of events above.
 """
 
 from __future__ import annotations
