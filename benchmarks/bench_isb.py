@@ -26,7 +26,9 @@ Compilation is timed separately (first call minus the best later call; ``core`` 
 program ``experiment`` compiled, so its compile time is ~0). Each timed method runs
 once first, then ``--repeats`` rounds; the headline figure is the best round (the speed-up:
 best method round against the reference's whole time), medians and per-round ratios in the
-JSON. The machine is shared: load averages at the start and end are recorded.
+JSON. The machine is shared: load averages at the start and end are recorded. Every round also
+records the process's CPU time (all threads): the reference uses one core, while XLA may split a
+loop over several threads, so the CPU-time ratio is the speed-up per core used.
 
 Usage (from the repository root)::
 
@@ -100,9 +102,10 @@ def main(argv=None):
         return time.perf_counter() - t0
 
     def once(fn):
-        t0 = time.perf_counter()
+        # Wall time, and the process's CPU time (all its threads) over the same interval.
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     out = {"benchmark": "isb.experiment / simulate_runs vs per-agent Python reference",
            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -138,14 +141,18 @@ def main(argv=None):
     chosen = [scen[i % n_scen] for i in range(args.ref_runs)]
     slices = np.array_split(np.arange(args.ref_runs), args.repeats)
     rounds = {k: [] for k in methods}
-    ref_rounds, ref_out = [], []
+    cpu_rounds = {k: [] for k in methods}
+    ref_rounds, ref_out, ref_cpu = [], [], []
     for sl in slices:
         for k, f in methods.items():
-            rounds[k].append(once(f))
-        t0 = time.perf_counter()
+            wall, cpu = once(f)
+            rounds[k].append(wall)
+            cpu_rounds[k].append(cpu)
+        t0, c0 = time.perf_counter(), time.process_time()
         part = [ref.simulate(*chosen[i], d0) for i in sl]
         ref_rounds.append((time.perf_counter() - t0, len(sl),
                            sum(len(o) for o in part) * st.days))
+        ref_cpu.append(time.process_time() - c0)
         ref_out += part
     worst = 0.0
     for sc, o in zip(chosen, ref_out, strict=True):
@@ -158,14 +165,16 @@ def main(argv=None):
     ref_adps = sum(a for _, _, a in ref_rounds) / ref_s
     out["reference"] = {"runs": args.ref_runs, "time_s": ref_s, "runs_per_s": ref_runs_per_s,
                         "agent_days_per_s": ref_adps,
-                        "rounds_s": [t for t, _, _ in ref_rounds],
+                        "rounds_s": [t for t, _, _ in ref_rounds], "cpu_s": sum(ref_cpu),
+                        "cpu_rounds_s": ref_cpu,
                         "experiment_time_extrapolated_s": runs_exp / ref_runs_per_s,
                         "max_rel_diff_cost_chain_vs_experiment": worst}
     out["speedup"] = {}
     for k in methods:
         times = rounds[k]
         r = {"first_s": first[k], "best_s": min(times), "median_s": statistics.median(times),
-             "all_s": times, "compile_s": max(0.0, first[k] - min(times))}
+             "all_s": times, "compile_s": max(0.0, first[k] - min(times)),
+             "cpu_best_s": min(cpu_rounds[k]), "cpu_all_s": cpu_rounds[k]}
         r["runs_per_s"] = runs_exp / r["best_s"]
         r["agent_days_per_s"] = agent_days_exp / r["best_s"]
         out[k] = r
@@ -175,7 +184,11 @@ def main(argv=None):
         out["speedup"][k] = {"runs": r["runs_per_s"] / ref_runs_per_s,
                              "agent_days": r["agent_days_per_s"] / ref_adps,
                              "per_round_runs": per_round,
-                             "median_round_runs": statistics.median(per_round)}
+                             "median_round_runs": statistics.median(per_round),
+                             # CPU time per run (all threads of the process) of the reference
+                             # over that of the method's best round: the speed-up per core used.
+                             "cpu_time_runs": (sum(ref_cpu) / args.ref_runs)
+                             / (r["cpu_best_s"] / runs_exp)}
 
     # --- a large sweep in chunks
     rng = np.random.default_rng(20200928)
@@ -227,7 +240,8 @@ def main(argv=None):
         print(f"  {k:<11} best {r['best_s']:.3f} s (median {r['median_s']:.3f}, compile "
               f"{r['compile_s']:.1f} s): {f(r['runs_per_s'])} runs/s, "
               f"{r['agent_days_per_s']:.3g} agent-days/s, x{out['speedup'][k]['runs']:.0f} "
-              f"the reference (median of rounds x{out['speedup'][k]['median_round_runs']:.0f})")
+              f"the reference (median of rounds x{out['speedup'][k]['median_round_runs']:.0f}; "
+              f"CPU time {r['cpu_best_s']:.3f} s, x{out['speedup'][k]['cpu_time_runs']:.0f})")
     r = out["reference"]
     print(f"  reference   {r['runs']} runs in {r['time_s']:.2f} s: {r['runs_per_s']:.1f} runs/s, "
           f"{r['agent_days_per_s']:.3g} agent-days/s (experiment "
