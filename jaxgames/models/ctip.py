@@ -570,3 +570,234 @@ def compare(params: Params, *, solver: Newton = SOLVER) -> Comparison:
         jnp.all(slack >= 0), status == Status.SUCCESS, jnp.maximum(sp.residual, moq.residual),
         sp.iterations + moq.iterations, status, sp.assumptions_hold & moq.assumptions_hold,
     )
+
+
+# ----------------------------------------------------------------------------- optimal policy
+
+#: Status of :func:`optimal_policy` when no iterate met participation (values 0-4: see
+#: :class:`jaxgames.Status`).
+INFEASIBLE = 5
+
+LEVERS = ("sigma", "lam", "M")
+
+
+class PolicyOptimizer(NamedTuple):
+    """Settings of :func:`optimal_policy`'s augmented-Lagrangian projected gradient ascent.
+
+    The levers are mapped to ``[0, 1]`` by their bounds; objective and constraints are divided
+    by ``|EW_sp|`` at the status quo. Each of ``outer`` rounds takes ``inner`` Adam steps
+    (``optax.adam(learning_rate)``), each followed by projection onto the box, on
+
+        L(theta) = -EW + 1/(2 rho) sum_i [max(0, nu_i - rho g_i)^2 - nu_i^2],
+
+    ``g_i = Pi_i^MOQ(theta) - Pi_i^SP(status quo)`` (participation, (C8)); then
+    ``nu <- max(0, nu - rho g)``. The best feasible iterate (``g_i >= -feas_tol |Pi_i^SP|``)
+    is returned.
+    """
+
+    learning_rate: float = 0.02
+    inner: int = 25
+    outer: int = 8
+    rho: float = 20.0
+    feas_tol: float = 1e-9
+
+
+class Policy(NamedTuple):
+    """An optimal policy and the MOQ equilibrium it induces."""
+
+    sigma: Array  # (N,) subsidy share (all equal unless per_chain_sigma)
+    lam: Array  # intelligence-sharing level
+    M: Array  # minimum order quantity
+    EW: Array  # EW^MOQ at the policy
+    EW_sp: Array  # EW^SP at the status quo
+    q: Array  # (N,)
+    z: Array  # (N,)
+    Pi: Array  # (N,) Pi^MOQ at the policy
+    slack: Array  # (N,) Pi^MOQ(policy) - Pi^SP(status quo)
+    feasible: Array  # every slack >= 0 (to feas_tol)
+    converged: Array  # feasible, equilibrium converged, objective settled
+    iterations: Array  # gradient steps
+    status: Array  # 0 success; INFEASIBLE (5) or the equilibrium's failure
+
+
+#: Default settings of :func:`optimal_policy`.
+POLICY_OPTIMIZER = PolicyOptimizer()
+
+
+def _check_levers(levers, bounds):
+    levers = tuple(levers)
+    if not levers or any(v not in LEVERS for v in levers) or len(set(levers)) != len(levers):
+        raise ValueError(f"{MODEL}: levers must be distinct names from {list(LEVERS)}, got "
+                         f"{levers!r}")
+    out = dict(LEVER_BOUNDS)
+    for k, (lo, hi) in (bounds or {}).items():
+        if k not in LEVERS:
+            raise ValueError(f"{MODEL}: bounds given for unknown lever {k!r}")
+        lo, hi = float(lo), float(hi)
+        dom = DOMAIN[k]
+        if not (lo <= hi and dom.contains(lo, xp=np) and dom.contains(hi, xp=np)):
+            raise ValueError(f"{MODEL}: bounds of {k} must satisfy lo <= hi inside {dom}, got "
+                             f"({lo}, {hi})")
+        out[k] = (lo, hi)
+    return levers, out
+
+
+def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigma: bool = False,
+                   optimizer: PolicyOptimizer = POLICY_OPTIMIZER,
+                   solver: Newton = SOLVER) -> Policy:
+    """The levers (``sigma``, common or per CSC; ``lam``; ``M``) that maximise ``EW^MOQ`` subject
+    to participation ``Pi_i^MOQ(levers) >= Pi_i^SP(status quo)`` for every CSC (C8).
+
+    Projected gradient ascent with optax on an augmented Lagrangian (:class:`PolicyOptimizer`);
+    the gradients are implicit derivatives of the MOQ equilibrium (the engine's implicit
+    adjoint through the homotopy's final level). Levers not in ``levers`` stay at their
+    ``params`` values; ``bounds`` overrides :data:`LEVER_BOUNDS`. Pure and unbatched: ``vmap``
+    it over risk profiles. If no iterate satisfies participation the status is
+    :data:`INFEASIBLE` and ``converged`` is False -- an infeasible policy is never reported as
+    converged. The certificate is local (a non-concave ``EW`` may have other maxima); tests
+    compare with a grid search.
+    """
+    import optax
+
+    levers, bnds = _check_levers(levers, bounds)
+    pr, valid, N = _prepare(params)
+    dt = pr.a.dtype
+    sp = _solve(pr, valid, N, "sp", None, solver)
+    target = jax.lax.stop_gradient(sp.Pi)
+    scale = jnp.maximum(jnp.abs(sp.EW), 1.0)
+
+    sizes = {"sigma": N if per_chain_sigma else 1, "lam": 1, "M": 1}
+    lo = jnp.concatenate([jnp.full((sizes[k],), bnds[k][0], dt) for k in levers])
+    hi = jnp.concatenate([jnp.full((sizes[k],), bnds[k][1], dt) for k in levers])
+    width = jnp.where(hi > lo, hi - lo, 1.0)
+
+    def unpack(theta):
+        vals, i = {}, 0
+        for k in levers:
+            vals[k] = lo[i:i + sizes[k]] + theta[i:i + sizes[k]] * width[i:i + sizes[k]]
+            i += sizes[k]
+        p = pr
+        if "sigma" in vals:
+            p = p._replace(sigma=jnp.broadcast_to(vals["sigma"], (N,)))
+        if "lam" in vals:
+            p = p._replace(lam=vals["lam"][0])
+        if "M" in vals:
+            p = p._replace(M=vals["M"][0])
+        return p
+
+    start = []
+    for k in levers:
+        cur = jnp.broadcast_to(getattr(pr, k), (N,)) if k == "sigma" else getattr(pr, k)[None]
+        cur = cur if sizes[k] > 1 or k != "sigma" else jnp.mean(cur)[None]
+        start.append(cur)
+    theta0 = jnp.clip((jnp.concatenate(start) - lo) / width, 0.0, 1.0)
+    theta0 = jnp.where(hi > lo, theta0, 0.0)
+
+    def lagrangian(theta, nu, x0):
+        eq = _solve(unpack(theta), valid, N, "moq", x0, solver)
+        g = (eq.Pi - target) / scale
+        pen = jnp.sum(jnp.maximum(0.0, nu - optimizer.rho * g) ** 2 - nu**2) / (2 * optimizer.rho)
+        return -eq.EW / scale + pen, (eq, g)
+
+    grad_fn = jax.value_and_grad(lagrangian, has_aux=True)
+    # A cosine-decaying step lets the projected iteration settle (Adam at a constant rate
+    # keeps oscillating around a constrained optimum).
+    opt = optax.adam(optax.cosine_decay_schedule(optimizer.learning_rate,
+                                                 optimizer.inner * optimizer.outer))
+    feas_tol = optimizer.feas_tol * jnp.maximum(jnp.abs(target), 1.0)
+
+    def step(carry, _):
+        theta, state, nu, x0, best = carry
+        (_, (eq, g)), grad = grad_fn(theta, nu, x0)
+        grad = jnp.where(jnp.isfinite(grad) & (hi > lo), grad, 0.0)
+        upd, state = opt.update(grad, state, theta)
+        good = eq.converged
+        feasible = good & jnp.all(eq.Pi - target >= -feas_tol)
+        better = feasible & (eq.EW > best[1])
+        best = (jnp.where(better, theta, best[0]), jnp.where(better, eq.EW, best[1]))
+        theta_new = jnp.clip(optax.apply_updates(theta, upd), 0.0, 1.0)
+        x_next = jnp.where(good, jnp.concatenate([eq.q, eq.z]), x0)
+        return (theta_new, state, nu, x_next, best), (eq.EW, feasible)
+
+    def outer(carry, _):
+        theta, state, nu, x0, best = carry
+        carry, trace = jax.lax.scan(step, (theta, state, nu, x0, best), None,
+                                    length=optimizer.inner)
+        theta, state, nu, x0, best = carry
+        eq = _solve(unpack(theta), valid, N, "moq", x0, solver)
+        g = (eq.Pi - target) / scale
+        nu = jnp.maximum(0.0, nu - optimizer.rho * g)
+        return (theta, state, nu, x0, best), trace
+
+    x_start = jnp.concatenate([sp.q, sp.z])
+    init = (theta0, opt.init(theta0), jnp.zeros((N,), dt), x_start,
+            (theta0, jnp.asarray(-jnp.inf, dt)))
+    (theta, _, _, x_last, best), (ews, feas) = jax.lax.scan(outer, init, None,
+                                                            length=optimizer.outer)
+    found = jnp.isfinite(best[1])
+    theta_out = jnp.where(found, best[0], theta)
+    p_out = unpack(theta_out)
+    eq = _solve(p_out, valid, N, "moq", x_last, solver)
+    slack = eq.Pi - target
+    feasible = jnp.all(slack >= -feas_tol) & eq.converged
+    # Settled: the best feasible EW improved by less than 1e-5 (relative) over the last round.
+    ews, feas = ews.reshape(-1), feas.reshape(-1)
+    last = optimizer.inner
+    best_before = jnp.max(jnp.where(feas[:-last], ews[:-last], -jnp.inf))
+    settled = (best[1] - best_before) <= 1e-5 * scale
+    status = jnp.where(eq.converged, jnp.int32(Status.SUCCESS), eq.status)
+    status = jnp.where((status == Status.SUCCESS) & ~feasible, jnp.int32(INFEASIBLE), status)
+    status = jnp.where((status == Status.SUCCESS) & ~settled, jnp.int32(Status.MAX_STEPS),
+                       status)
+    status = jnp.where((status == Status.SUCCESS) & (sp.status != Status.SUCCESS), sp.status,
+                       status)
+    return Policy(
+        p_out.sigma, p_out.lam, p_out.M, eq.EW, sp.EW, eq.q, eq.z, eq.Pi, slack, feasible,
+        status == Status.SUCCESS, jnp.int32(optimizer.inner * optimizer.outer), status,
+    )
+
+
+# ----------------------------------------------------------------------------- sweep metadata
+
+#: Functions ``params -> NamedTuple`` that sweeps may call.
+SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_sp", "equilibrium_moq", "compare")
+
+#: Outputs with a trailing per-CSC dimension (sweep contract); the others are scalars.
+OUTPUT_DIMS = {
+    **{k: ("csc",) for k in ("q", "z", "pi", "Pi", "e", "q_sp", "z_sp", "Pi_sp", "q_moq",
+                             "z_moq", "Pi_moq", "slack", "sigma")},
+}
+
+_MONEY = "$"
+OUTPUT_UNITS = {
+    **{k: _MONEY for k in ("Pi", "CS", "subsidy", "EW", "Pi_sp", "EW_sp", "Pi_moq", "EW_moq",
+                           "dEW", "slack", "z", "z_sp", "z_moq")},
+    **{k: "unit" for k in ("q", "e", "EX", "q_sp", "q_moq", "M")},
+    **{k: "1" for k in ("pi", "sigma", "lam")},
+    "mu": "$/unit",
+}
+
+DESCRIPTIONS = {
+    "a": "demand intercept", "b": "demand slope", "w": "unit price of the base order",
+    "w_e": "unit price of a flexible top-up (MOQ)", "v": "vulnerability of a CSC",
+    "alpha": "effectiveness of security investment", "beta": "elasticity of the breach function",
+    "delta": "fraction of the base order lost in a disruption",
+    "sigma": "government's subsidy share of security investment",
+    "lam": "intelligence-sharing level of the platform", "M": "joint minimum order quantity",
+    "psi": "social value per delivered unit", "c_lam": "cost coefficient of the platform",
+    "q": "base order", "z": "security investment", "pi": "disruption probability",
+    "Pi": "expected profit", "e": "expected top-up", "mu": "multiplier of sum q >= M",
+    "EX": "expected delivered quantity", "CS": "expected consumer surplus",
+    "subsidy": "government's subsidy outlay", "EW": "expected economic welfare",
+    "at_kink": "the solution lies on a top-up switching point",
+    "z_unique": "the split of investments is determined (lam < 1)",
+    "q_sp": "base order, SP", "z_sp": "security investment, SP", "Pi_sp": "profit, SP",
+    "EW_sp": "welfare, SP", "q_moq": "base order, MOQ", "z_moq": "security investment, MOQ",
+    "Pi_moq": "profit, MOQ", "EW_moq": "welfare, MOQ", "dEW": "EW_moq - EW_sp",
+    "slack": "participation slack Pi_moq - Pi_sp", "participates": "every slack >= 0",
+    "converged": "the solve met its tolerance and the local certificate (status == 0)",
+    "residual": "norm of the complementarity residual at the solution",
+    "iterations": "Newton iterations", "assumptions_hold": "price a - b X >= 0 in every state",
+    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated or not a local best response, "
+              "4 invalid input",
+}
