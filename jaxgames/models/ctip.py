@@ -355,6 +355,90 @@ def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
     return Outcome(Pi, pi, p @ e, EX, CS, subsidy, EW, price_ok, gap)
 
 
+def _np_point(params: Params) -> tuple[dict, int]:
+    validate(params)
+    N = n_chains(params)
+    d = {f: np.asarray(getattr(params, f), float) for f in Params._fields}
+    for f in CHAIN_FIELDS:
+        d[f] = np.broadcast_to(d[f], (N,))
+    return d, N
+
+
+def profits_numpy(params: Params, q, z, regime: str) -> np.ndarray:
+    """Test and benchmark oracle (NumPy, written independently of :func:`outcome`): the
+    expected profits (C4)/(C6) at ``(q, z)``, the second stage by the sorted water-filling of
+    (C5) (the level ``x*`` found by scanning the ordered active sets)."""
+    p, N = _np_point(params)
+    q, z = np.asarray(q, float), np.asarray(z, float)
+    shared = z + p["lam"] * (z.sum() - z)
+    pi = p["v"] * (1.0 + p["alpha"] * shared) ** (-p["beta"])
+    total = np.zeros(N)
+    c = (p["a"] - p["w_e"]) / p["b"]
+    for B in itertools.product((0, 1), repeat=N):
+        B = np.array(B)
+        prob = np.prod(np.where(B == 1, pi, 1.0 - pi))
+        y = q * (1.0 - p["delta"] * B)
+        e = np.zeros(N)
+        if regime == "moq":
+            order = np.sort(y)
+            for k in range(N, -1, -1):  # k smallest top up; the largest consistent k wins
+                level = (c - order[k:].sum()) / (1 + k)
+                if k == 0 or order[k - 1] < level:
+                    break
+            e = np.maximum(level - y, 0.0)
+        x = y + e
+        total += prob * ((p["a"] - p["b"] * x.sum()) * x - p["w_e"] * e)
+    return total - p["w"] * q - (1.0 - p["sigma"]) * z
+
+
+def best_response_scipy(params: Params, regime: str = "sp", *, tol: float = 1e-9,
+                        max_rounds: int = 500):
+    """Benchmark baseline and independent check (NumPy/SciPy): Gauss-Seidel best-response
+    iteration, each CSC's ``(q_i, z_i)`` by ``scipy.optimize.minimize`` (L-BFGS-B) on
+    :func:`profits_numpy`. MOQ: the variational equilibrium -- each CSC maximises
+    ``Pi_i + mu q_i`` and ``mu >= 0`` is found by ``scipy.optimize.brentq`` on
+    ``sum q(mu) = M`` when ``sum q(0) < M`` (a plain best-response loop with the constraint
+    in each CSC's problem finds some other generalised equilibrium instead).
+    Returns ``(q, z, mu, best-response rounds)``."""
+    from scipy.optimize import brentq, minimize
+
+    _check_regime(regime)
+    p, N = _np_point(params)
+    state = {"q": np.full(N, max(p["a"] - p["w"], 0.0) / (p["b"] * (N + 1))),
+             "z": np.full(N, 1.0), "rounds": 0}
+
+    def loop(mu):
+        q, z = state["q"].copy(), state["z"].copy()
+        for _ in range(max_rounds):
+            state["rounds"] += 1
+            change = 0.0
+            for i in range(N):
+                def neg(v, i=i):
+                    qq, zz = q.copy(), z.copy()
+                    qq[i], zz[i] = v
+                    return -profits_numpy(params, qq, zz, regime)[i] - mu * v[0]
+
+                res = minimize(neg, np.array([q[i], z[i]]), method="L-BFGS-B",
+                               bounds=[(0.0, None), (0.0, None)],
+                               options={"ftol": 1e-15, "gtol": 1e-10})
+                change = max(change, abs(res.x[0] - q[i]), abs(res.x[1] - z[i]))
+                q[i], z[i] = res.x
+            if change < tol:
+                break
+        state["q"], state["z"] = q, z
+        return q, z
+
+    q, z = loop(0.0)
+    mu = 0.0
+    if regime == "moq" and q.sum() < p["M"]:
+        hi = 1.0
+        while loop(hi)[0].sum() < p["M"]:
+            hi *= 2.0
+        mu = brentq(lambda m: loop(m)[0].sum() - p["M"], 0.0, hi, xtol=1e-10)
+        q, z = loop(mu)
+    return q, z, mu, state["rounds"]
+
+
 # ----------------------------------------------------------------------------- equilibrium
 
 
@@ -381,8 +465,10 @@ class Equilibrium(NamedTuple):
 
 
 #: First-stage solver. The step cap keeps the first Newton steps from overshooting into
-#: regions where (C2) is flat.
-SOLVER = Newton(max_steps=60, max_step=2.0)
+#: regions where (C2) is flat. The step test ``xtol`` certifies the smoothed levels of the
+#: homotopy near a kink, whose first-order conditions are steep (curvature ~ 1/tau): their
+#: residual has a round-off floor above ``atol`` (see :class:`jaxgames.Newton`).
+SOLVER = Newton(max_steps=60, max_step=2.0, xtol=1e-10)
 
 #: Relative distance to a kink reported as ``at_kink``.
 KINK_TOL = 1e-6
