@@ -499,6 +499,9 @@ def _local_certificate(pr: Params, q, z, regime: str, N: int) -> Array:
     ``O(h^2)``; the tolerance admits round-off only. Under MOQ a deviation must respect the
     shared constraint: ``q_i >= M - sum_{j != i} q_j``.
     """
+    # A yes/no answer: no derivatives flow through it (symbolic-zero tangents keep the
+    # 8 N payoff evaluations out of every differentiated program).
+    pr, q, z = jax.lax.stop_gradient((pr, q, z))
     q_scale, z_scale = _scales(pr, N)
     base = outcome(pr, q, z, regime).Pi
     h = 1e-4
@@ -670,22 +673,30 @@ LEVERS = ("sigma", "lam", "M")
 class PolicyOptimizer(NamedTuple):
     """Settings of :func:`optimal_policy`'s augmented-Lagrangian projected gradient ascent.
 
-    The levers are mapped to ``[0, 1]`` by their bounds; objective and constraints are divided
-    by ``|EW_sp|`` at the status quo. Each of ``outer`` rounds takes ``inner`` Adam steps
-    (``optax.adam(learning_rate)``), each followed by projection onto the box, on
+    The levers are mapped to ``[0, 1]`` by their bounds; the objective is divided by
+    ``|EW_sp|`` and constraint ``i`` by ``|Pi_i^SP| + 1`` (status quo). ``outer`` rounds of
+    ``inner`` Adam steps each (a cosine-decaying rate from ``learning_rate``), each step
+    followed by projection onto the box, ascend
 
-        L(theta) = -EW + 1/(2 rho) sum_i [max(0, nu_i - rho g_i)^2 - nu_i^2],
+        L(theta) = EW - 1/(2 rho) sum_i [max(0, nu_i - rho g_i)^2 - nu_i^2],
 
-    ``g_i = Pi_i^MOQ(theta) - Pi_i^SP(status quo)`` (participation, (C8)); then
-    ``nu <- max(0, nu - rho g)``. The best feasible iterate (``g_i >= -feas_tol |Pi_i^SP|``)
-    is returned.
+    ``g_i = Pi_i^MOQ(theta) - Pi_i^SP(status quo)`` (participation, (C8)); after each round
+    ``nu <- max(0, nu - rho g)``. The runs start from the status quo and from
+    ``starts - 1`` of :data:`POLICY_STARTS` (batched); the best feasible iterate of all runs
+    (``g_i >= -feas_tol |Pi_i^SP|``, equilibrium converged) is returned.
     """
 
     learning_rate: float = 0.02
-    inner: int = 25
-    outer: int = 8
-    rho: float = 20.0
+    inner: int = 20
+    outer: int = 10
+    rho: float = 1000.0
     feas_tol: float = 1e-9
+    starts: int = 4
+
+
+#: Starts of :func:`optimal_policy` after the status quo: (sigma as a fraction of its upper
+#: bound, lam, M as a multiple of the SP total order at the status quo).
+POLICY_STARTS = ((0.5, 0.5, 1.0), (0.8, 0.8, 1.05), (0.3, 1.0, 1.1))
 
 
 class Policy(NamedTuple):
@@ -728,7 +739,8 @@ def _check_levers(levers, bounds):
     return levers, out
 
 
-def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigma: bool = False,
+def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
+                   per_chain_sigma: bool | Array = False,
                    optimizer: PolicyOptimizer = POLICY_OPTIMIZER,
                    solver: Newton = SOLVER) -> Policy:
     """The levers (``sigma``, common or per CSC; ``lam``; ``M``) that maximise ``EW^MOQ`` subject
@@ -742,6 +754,10 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigm
     :data:`INFEASIBLE` and ``converged`` is False -- an infeasible policy is never reported as
     converged. The certificate is local (a non-concave ``EW`` may have other maxima); tests
     compare with a grid search.
+
+    ``per_chain_sigma`` may be a (traced) boolean: the subsidy is always a vector of ``N``
+    shares, projected onto equal shares when it is False, so one compiled program serves both
+    (e.g. ``vmap`` over profiles with and without targeted subsidies).
     """
     import optax
 
@@ -751,8 +767,23 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigm
     sp = _solve(pr, valid, N, "sp", None, solver)
     target = jax.lax.stop_gradient(sp.Pi)
     scale = jnp.maximum(jnp.abs(sp.EW), 1.0)
+    profit_scale = jnp.abs(target) + 1.0
 
-    sizes = {"sigma": N if per_chain_sigma else 1, "lam": 1, "M": 1}
+    sizes = {"sigma": N, "lam": 1, "M": 1}
+    common = ~jnp.asarray(per_chain_sigma, bool)
+    is_sigma = np.zeros(sum(sizes[k] for k in levers), bool)
+    if "sigma" in levers:
+        at = sum(sizes[k] for k in levers[: levers.index("sigma")])
+        is_sigma[at:at + N] = True
+
+    def project(theta):
+        """Onto the box [0, 1] and, for a common subsidy, onto equal shares."""
+        theta = jnp.clip(theta, 0.0, 1.0)
+        if "sigma" not in levers:
+            return theta
+        mean = jnp.sum(jnp.where(is_sigma, theta, 0.0)) / N
+        return jnp.where(is_sigma & common, mean, theta)
+
     lo = jnp.concatenate([jnp.full((sizes[k],), bnds[k][0], dt) for k in levers])
     hi = jnp.concatenate([jnp.full((sizes[k],), bnds[k][1], dt) for k in levers])
     width = jnp.where(hi > lo, hi - lo, 1.0)
@@ -771,21 +802,20 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigm
             p = p._replace(M=vals["M"][0])
         return p
 
-    start = []
-    for k in levers:
-        cur = jnp.broadcast_to(getattr(pr, k), (N,)) if k == "sigma" else getattr(pr, k)[None]
-        cur = cur if sizes[k] > 1 or k != "sigma" else jnp.mean(cur)[None]
-        start.append(cur)
-    theta0 = jnp.clip((jnp.concatenate(start) - lo) / width, 0.0, 1.0)
+    start = [jnp.broadcast_to(getattr(pr, k), (N,)) if k == "sigma" else getattr(pr, k)[None]
+             for k in levers]
+    theta0 = project((jnp.concatenate(start) - lo) / width)
     theta0 = jnp.where(hi > lo, theta0, 0.0)
 
     def lagrangian(theta, nu, x0):
         eq = _solve(unpack(theta), valid, N, "moq", x0, solver)
-        g = (eq.Pi - target) / scale
+        g = (eq.Pi - target) / profit_scale
         pen = jnp.sum(jnp.maximum(0.0, nu - optimizer.rho * g) ** 2 - nu**2) / (2 * optimizer.rho)
         return -eq.EW / scale + pen, (eq, g)
 
-    grad_fn = jax.value_and_grad(lagrangian, has_aux=True)
+    # Forward mode: one tangent per lever (at most N + 2), through the engine's implicit
+    # derivatives (custom JVP); no transposition of the solver is needed.
+    grad_fn = jax.jacfwd(lagrangian, has_aux=True)
     # A cosine-decaying step lets the projected iteration settle (Adam at a constant rate
     # keeps oscillating around a constrained optimum).
     opt = optax.adam(optax.cosine_decay_schedule(optimizer.learning_rate,
@@ -793,44 +823,59 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigm
     feas_tol = optimizer.feas_tol * jnp.maximum(jnp.abs(target), 1.0)
 
     def step(carry, _):
-        theta, state, nu, x0, best = carry
-        (_, (eq, g)), grad = grad_fn(theta, nu, x0)
+        theta, state, nu, x0, best, _ = carry
+        grad, (eq, g) = grad_fn(theta, nu, x0)
         grad = jnp.where(jnp.isfinite(grad) & (hi > lo), grad, 0.0)
         upd, state = opt.update(grad, state, theta)
         good = eq.converged
         feasible = good & jnp.all(eq.Pi - target >= -feas_tol)
         better = feasible & (eq.EW > best[1])
         best = (jnp.where(better, theta, best[0]), jnp.where(better, eq.EW, best[1]))
-        theta_new = jnp.clip(optax.apply_updates(theta, upd), 0.0, 1.0)
+        theta_new = project(optax.apply_updates(theta, upd))
         x_next = jnp.where(good, jnp.concatenate([eq.q, eq.z]), x0)
-        return (theta_new, state, nu, x_next, best), (eq.EW, feasible)
+        g = jnp.where(good, g, 0.0)
+        return (theta_new, state, nu, x_next, best, g), (eq.EW, feasible)
 
     def outer(carry, _):
-        theta, state, nu, x0, best = carry
-        carry, trace = jax.lax.scan(step, (theta, state, nu, x0, best), None,
-                                    length=optimizer.inner)
-        theta, state, nu, x0, best = carry
-        eq = _solve(unpack(theta), valid, N, "moq", x0, solver)
-        g = (eq.Pi - target) / scale
+        carry, trace = jax.lax.scan(step, carry, None, length=optimizer.inner)
+        theta, state, nu, x0, best, g = carry
+        # Multiplier update from the constraint values of the round's last iterate.
         nu = jnp.maximum(0.0, nu - optimizer.rho * g)
-        return (theta, state, nu, x0, best), trace
+        return (theta, state, nu, x0, best, g), trace
 
     x_start = jnp.concatenate([sp.q, sp.z])
-    init = (theta0, opt.init(theta0), jnp.zeros((N,), dt), x_start,
-            (theta0, jnp.asarray(-jnp.inf, dt)))
-    (theta, _, _, x_last, best), (ews, feas) = jax.lax.scan(outer, init, None,
-                                                            length=optimizer.outer)
-    found = jnp.isfinite(best[1])
-    theta_out = jnp.where(found, best[0], theta)
+
+    def run_from(theta_start):
+        init = (theta_start, opt.init(theta_start), jnp.zeros((N,), dt), x_start,
+                (theta_start, jnp.asarray(-jnp.inf, dt)), jnp.zeros((N,), dt))
+        (theta, _, _, x_last, best, _), (ews, feas) = jax.lax.scan(outer, init, None,
+                                                                   length=optimizer.outer)
+        return theta, x_last, best, ews.reshape(-1), feas.reshape(-1)
+
+    # Several starts: below the unconstrained total order, M does not bind and EW is flat in
+    # it, so a single run that the participation penalty pushes there can stall.
+    starts = [theta0]
+    q_total = jnp.sum(sp.q)
+    for s_frac, l_frac, m_mult in POLICY_STARTS[: optimizer.starts - 1]:
+        fixed = {"sigma": jnp.full((N,), s_frac * LEVER_BOUNDS["sigma"][1], dt),
+                 "lam": jnp.full((1,), l_frac, dt), "M": (m_mult * q_total)[None]}
+        t = project((jnp.concatenate([fixed[k] for k in levers]) - lo) / width)
+        starts.append(jnp.where(hi > lo, t, 0.0))
+    thetas, x_lasts, bests, ews_all, feas_all = jax.vmap(run_from)(jnp.stack(starts))
+    found_all = jnp.isfinite(bests[1])
+    k = jnp.argmax(jnp.where(found_all, bests[1], -jnp.inf))
+    k = jnp.where(jnp.any(found_all), k, 0)
+    found = found_all[k]
+    theta_out = jnp.where(found, bests[0][k], thetas[k])
     p_out = unpack(theta_out)
-    eq = _solve(p_out, valid, N, "moq", x_last, solver)
+    eq = _solve(p_out, valid, N, "moq", x_lasts[k], solver)
+    ews, feas, best_ew = ews_all[k], feas_all[k], bests[1][k]
     slack = eq.Pi - target
     feasible = jnp.all(slack >= -feas_tol) & eq.converged
     # Settled: the best feasible EW improved by less than 1e-5 (relative) over the last round.
-    ews, feas = ews.reshape(-1), feas.reshape(-1)
     last = optimizer.inner
     best_before = jnp.max(jnp.where(feas[:-last], ews[:-last], -jnp.inf))
-    settled = (best[1] - best_before) <= 1e-5 * scale
+    settled = (best_ew - best_before) <= 1e-5 * scale
     status = jnp.where(eq.converged, jnp.int32(Status.SUCCESS), eq.status)
     status = jnp.where((status == Status.SUCCESS) & ~feasible, jnp.int32(INFEASIBLE), status)
     status = jnp.where((status == Status.SUCCESS) & ~settled, jnp.int32(Status.MAX_STEPS),
@@ -839,7 +884,8 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *, per_chain_sigm
                        status)
     return Policy(
         p_out.sigma, p_out.lam, p_out.M, eq.EW, sp.EW, eq.q, eq.z, eq.Pi, slack, feasible,
-        status == Status.SUCCESS, jnp.int32(optimizer.inner * optimizer.outer), status,
+        status == Status.SUCCESS,
+        jnp.int32(optimizer.inner * optimizer.outer * len(starts)), status,
     )
 
 
