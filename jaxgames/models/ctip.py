@@ -71,6 +71,14 @@ How it is solved
   one; otherwise the point is flagged ``status = STAGNATED``. A solution exactly on a kink with no
   first-order root on either side cannot be met by Newton and is flagged the same way.
   ``at_kink`` reports a solution within ``1e-6`` (relative) of a switching point.
+* **Global certificate.** Because of the convex kinks a first-order point can be a local
+  maximum of a CSC's payoff only. Every solution is checked against a grid of unilateral
+  deviations over each CSC's own ``(q_i, z_i)`` (:data:`CERT_GRID`, second stage re-solved);
+  ``deviation_gain`` is the best relative gain found, and a point that a deviation improves is
+  flagged ``STAGNATED``. This happens where top-ups are nearly as cheap as base orders
+  (``w_e`` close to ``w``): a CSC then prefers to rely on the risk-free top-up, and the game
+  may have no pure-strategy equilibrium near the first-order point. Such points are reported
+  as failures, never as equilibria.
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
   determined (the Newton system is singular), ``z_unique`` is False there and the solver keeps
   the split it starts from (symmetric for symmetric CSCs, as the start point is symmetric).
@@ -230,6 +238,7 @@ def disruption_probability(pr: Params, z: Array) -> Array:
 
 def state_probabilities(pi: Array, B: np.ndarray) -> Array:
     """``P(B)`` for every state row of ``B`` (independent disruptions)."""
+    pi = jnp.broadcast_to(pi, B.shape)
     return jnp.prod(jnp.where(B > 0, pi, 1.0 - pi), axis=-1)
 
 
@@ -247,7 +256,8 @@ def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
     total = jnp.sum(ys, axis=-1, keepdims=True)
     below = jnp.concatenate([jnp.zeros_like(total), jnp.cumsum(ys, axis=-1)], axis=-1)
     c = (a - w_e) / b
-    cand = (c - (total - below)) / jnp.arange(1, N + 2, dtype=y.dtype)
+    k1 = jnp.arange(1, N + 2, dtype=y.dtype).reshape((1,) * (y.ndim - 1) + (N + 1,))
+    cand = (c - (total - below)) / k1
     exact = jnp.maximum(jnp.min(cand, axis=-1)[..., None] - y, 0.0)
     smooth = tau > 0
     t = jnp.where(smooth, tau, 1.0)
@@ -325,7 +335,7 @@ def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
     B = states(N)
     pi = disruption_probability(pr, z)
     p = state_probabilities(pi, B)  # (S,)
-    y = q * (1.0 - pr.delta * B)  # (S, N)
+    y = q[None, :] * (1.0 - pr.delta[None, :] * B)  # (S, N)
     if regime == "moq":
         e = second_stage(y, pr.a, pr.b, pr.w_e, tau * _c_scale(pr))
     else:
@@ -457,6 +467,7 @@ class Equilibrium(NamedTuple):
     EW: Array  # expected economic welfare
     at_kink: Array  # the solution lies within 1e-6 of a top-up switching point
     z_unique: Array  # the investments are determined individually (lam < 1)
+    deviation_gain: Array  # best relative gain of a grid deviation (certificate; 0 at an eq.)
     converged: Array
     residual: Array
     iterations: Array
@@ -521,6 +532,42 @@ def _local_certificate(pr: Params, q, z, regime: str, N: int) -> Array:
                 gain = outcome(pr, qq, zz, regime).Pi[i] - base[i]
                 ok = ok & (gain <= tol[i])
     return ok
+
+
+#: Grid of the global certificate (:func:`_grid_gain`): values of ``q_i`` and of ``z_i``.
+CERT_GRID = (24, 12)
+
+
+def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
+    """Largest gain of any CSC from a unilateral deviation to a point of a grid over its own
+    ``(q_i, z_i)`` (stage 2 re-solved), relative to ``|Pi_i| + a q_scale``.
+
+    The MOQ payoff is not concave in ``q_i`` (a convex kink where the CSC's own top-up stops),
+    so a first-order point can be a local maximum only; the grid (``q_i`` from its floor to
+    ``a / b``, ``z_i`` from 0 to ``max(3 z_i, 3 / alpha_i)``) catches distant better replies.
+    """
+    pr, q, z = jax.lax.stop_gradient((pr, q, z))
+    q_scale, _ = _scales(pr, N)
+    base = outcome(pr, q, z, regime).Pi
+    nq, nz = CERT_GRID
+    gains = []
+    for i in range(N):
+        floor = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0) if regime == "moq" else 0.0
+        qs = floor + (pr.a / pr.b - floor) * jnp.linspace(0.0, 1.0, nq, dtype=q.dtype)
+        z_hi = jnp.maximum(3.0 * z[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3))
+        zs = z_hi * jnp.linspace(0.0, 1.0, nz, dtype=q.dtype)
+        Q, Z = jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]), indexing="ij")
+
+        def pay(qi, zi, i=i):
+            return outcome(pr, q.at[i].set(qi), z.at[i].set(zi), regime).Pi[i]
+
+        dev = jax.vmap(pay)(Q.ravel(), Z.ravel())
+        gains.append((jnp.max(dev) - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
+    return jnp.maximum(jnp.max(jnp.stack(gains)), 0.0)
+
+
+#: Relative grid gain above which a first-order point is not an equilibrium (round-off only).
+CERT_TOL = 1e-9
 
 
 #: Smoothing widths (relative to ``(a - w_e) / b``) of the MOQ homotopy; the last level is the
@@ -591,15 +638,17 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
         iterations = jnp.sum(eqs.iterations)
     q, z = eq.x[:N], eq.x[N:]
     out = outcome(pr, q, z, regime)
+    gap = _grid_gain(pr, q, z, regime, N)
+    ok = ok & (gap <= CERT_TOL)
     status = eq.status
-    # A first-order point that a small unilateral step improves is no equilibrium.
+    # A first-order point that a unilateral deviation improves is no equilibrium.
     status = jnp.where((status == Status.SUCCESS) & ~ok, jnp.int32(Status.STAGNATED), status)
     status = jnp.where(jnp.all(jnp.isfinite(eq.x)) | (status != Status.SUCCESS), status,
                        jnp.int32(Status.NONFINITE))
     status = flag_invalid(status, valid)
     return Equilibrium(
         q, z, out.pi, out.Pi, out.e, mu, out.EX, out.CS, out.subsidy, out.EW,
-        out.kink_gap <= KINK_TOL, pr.lam < 1.0, status == Status.SUCCESS, eq.residual,
+        out.kink_gap <= KINK_TOL, pr.lam < 1.0, gap, status == Status.SUCCESS, eq.residual,
         iterations, status, out.price_ok,
     )
 
@@ -923,6 +972,7 @@ DESCRIPTIONS = {
     "subsidy": "government's subsidy outlay", "EW": "expected economic welfare",
     "at_kink": "the solution lies on a top-up switching point",
     "z_unique": "the split of investments is determined (lam < 1)",
+    "deviation_gain": "best relative gain of a unilateral grid deviation (0 at an equilibrium)",
     "q_sp": "base order, SP", "z_sp": "security investment, SP", "Pi_sp": "profit, SP",
     "EW_sp": "welfare, SP", "q_moq": "base order, MOQ", "z_moq": "security investment, MOQ",
     "Pi_moq": "profit, MOQ", "EW_moq": "welfare, MOQ", "dEW": "EW_moq - EW_sp",
