@@ -80,8 +80,9 @@ How it is solved
   may have no pure-strategy equilibrium near the first-order point. Such points are reported
   as failures, never as equilibria.
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
-  determined (the Newton system is singular), ``z_unique`` is False there and the solver keeps
-  the split it starts from (symmetric for symmetric CSCs, as the start point is symmetric).
+  determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
+  the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
+  ``lam``), with identical CSCs given exactly equal shares (the symmetric split).
 
 Gap decisions (all parameters or options): the functional forms (C1)-(C7); independence of
 disruptions; ``delta_i`` as a fraction of the *base* order (top-ups are never disrupted); the
@@ -637,6 +638,16 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
         eq = eq._replace(status=jnp.where(use_smooth, smooth.status, exact.status))
         iterations = jnp.sum(eqs.iterations)
     q, z = eq.x[:N], eq.x[N:]
+    # At lam = 1 identical CSCs get exactly equal shares of the (determined) total investment:
+    # their first-order conditions coincide, so averaging within a group of identical CSCs
+    # keeps the equilibrium (the solve at lam - LAM_SPLIT_EPS resolves the split only to
+    # ~ eps / LAM_SPLIT_EPS).
+    same = jnp.ones((N, N), bool)
+    for f in CHAIN_FIELDS:
+        v = getattr(pr, f)
+        same = same & (v[:, None] == v[None, :])
+    z_sym = (same.astype(z.dtype) @ z) / jnp.sum(same, axis=1).astype(z.dtype)
+    z = jnp.where(split > 0, z_sym, z)
     out = outcome(pr, q, z, regime)
     gap = _grid_gain(pr, q, z, regime, N)
     ok = ok & (gap <= CERT_TOL)
