@@ -66,11 +66,16 @@ How it is solved
 * **Kinks.** The MOQ payoff is only piecewise smooth in ``q``: where a top-up switches, the
   marginal value of ``q_i`` jumps (up when CSC ``i`` itself stops topping up -- its base order
   then crowds out the others' top-ups -- and down when a rival stops). A first-order root on a
-  kink may hence not be a best response. Every solution is therefore certified locally: each
-  CSC's payoff at ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the reported
-  one; otherwise the point is flagged ``status = STAGNATED``. A solution exactly on a kink with no
-  first-order root on either side cannot be met by Newton and is flagged the same way.
-  ``at_kink`` reports a solution within ``1e-6`` (relative) of a switching point.
+  kink may hence not be a best response, and an equilibrium can sit exactly on a concave kink
+  over a range of parameters (the first-order condition jumps over zero there, so Newton on the
+  exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`): the
+  second stage's ``min``/``max`` smoothed by log-sum-exp of width ``tau (a - w_e) / b``,
+  ``tau = 1e-2 ... 1e-8``, each level warm-started from the previous one, then the exact game.
+  The exact level's solution is used when it converges and is certified, else the last smoothed
+  level's (the kink is then located to ~1e-7 relative). Every solution is certified locally:
+  each CSC's payoff at ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the
+  reported one; otherwise the point is flagged ``status = STAGNATED``. ``at_kink`` reports a
+  solution within ``1e-6`` (relative) of a switching point.
 * **Global certificate.** Because of the convex kinks a first-order point can be a local
   maximum of a CSC's payoff only. Every solution is checked against a grid of unilateral
   deviations over each CSC's own ``(q_i, z_i)`` (:data:`CERT_GRID`, second stage re-solved);
