@@ -95,7 +95,9 @@ def main() -> None:
         txt = ("infeasible" if int(pol.status[k]) == ctip.INFEASIBLE else
                f"σ=({float(pol.sigma[k][0]):.2f},{float(pol.sigma[k][1]):.2f})\n"
                f"λ={float(pol.lam[k]):.2f} M={float(pol.M[k]):.0f}")
-        ax.text(a, b, txt, ha="center", va="center", fontsize=6, color="w")
+        infeasible = int(pol.status[k]) == ctip.INFEASIBLE
+        ax.text(a, b, txt, ha="center", va="center", fontsize=6,
+                color="k" if infeasible else "w")
     ax.set_xlabel("v_1")
     ax.set_ylabel("v_2")
     ax.set_title("Optimal targeted policy: EW − EW_sp")
