@@ -32,6 +32,7 @@ from jaxgames.models import defender_attacker as defender_attacker
 REGISTRY = {
     "bakshi_kleindorfer": "jaxgames.models.bakshi_kleindorfer",
     "defender_attacker": "jaxgames.models.defender_attacker",
+    "ctip": "jaxgames.models.ctip",
     "isb": "jaxgames.models.isb",
 }
 

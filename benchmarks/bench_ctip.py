@@ -1,0 +1,222 @@
+"""Equilibria per second of the ctip model (SP and MOQ, N = 2 and N = 4) against a SciPy
+best-response loop measured in the same run, and policy optimisations per second batched over
+risk profiles.
+
+Points: seeded random parameter points around the defaults (float64): per CSC ``v ~ U(0.1,
+0.6)``, ``delta ~ U(0.3, 0.8)``, ``alpha ~ U(0.03, 0.08)``; common ``sigma ~ U(0, 0.5)``,
+``lam ~ U(0, 0.9)``, ``M ~ U(0, 1.1 * 28 N / 2)``, ``w_e ~ U(25, 45)``. Every method solves the
+same points.
+
+* ``engine``  ``jax.jit(jax.vmap(ctip.equilibrium))`` over chunks of ``--chunk`` points
+              (semismooth Newton; MOQ: the five-level homotopy with exact second stage and the
+              local certificate).
+* ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
+              L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
+              variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the
+              two are compared on those points (max |dq|).
+* ``policy``  ``jax.jit(jax.vmap(ctip.optimal_policy))`` (per-CSC sigma, all three levers) over
+              ``--n-policy`` risk profiles ``v ~ U(0.1, 0.6)^2``.
+
+Timing protocol as in ``bench_bakshi_kleindorfer.py``: one untimed (compiling) call, then
+``--repeats`` rounds round-robin, each ending in ``block_until_ready``; best times are the
+headline, medians in the JSON. Usage (repository root)::
+
+    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: several minutes
+    PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_bakshi_kleindorfer import (  # noqa: E402
+    Timed,
+    _cpu_model,
+    _device_tag,
+    _jsonable,
+    _library_info,
+    _summary,
+    _time_round_robin,
+    _version,
+)
+
+
+def sample(ctip, N: int, n: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    pts = []
+    for _ in range(n):
+        s = rng.uniform(0.0, 0.5)
+        pts.append(ctip.make_params(
+            N, v=rng.uniform(0.1, 0.6, N), delta=rng.uniform(0.3, 0.8, N),
+            alpha=rng.uniform(0.03, 0.08, N), sigma=s, lam=rng.uniform(0.0, 0.9),
+            M=rng.uniform(0.0, 1.1 * 28.0 * N / 2), w_e=rng.uniform(25.0, 45.0)))
+    return pts
+
+
+def stack(ctip, pts):
+    return ctip.Params(*[np.stack([np.asarray(getattr(p, f), float) for p in pts])
+                         for f in ctip.Params._fields])
+
+
+def run(args) -> dict:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jaxgames
+    from jaxgames.models import ctip
+
+    dev = jax.devices()[0]
+    results = {}
+    methods = []
+    for N in args.N:
+        pts = sample(ctip, N, args.n, seed=N)
+        for regime in ctip.REGIMES:
+            fn = jax.jit(jax.vmap(lambda p, r=regime: ctip.equilibrium(p, r)))
+            chunks = [stack(ctip, pts[i:i + args.chunk]) for i in range(0, args.n, args.chunk)]
+            chunks = [jax.device_put(c) for c in chunks]
+
+            def run_engine(fn=fn, chunks=chunks):
+                outs = [fn(c) for c in chunks]
+                jax.block_until_ready(outs)
+                return outs
+
+            def collect(outs):
+                st = np.concatenate([np.asarray(o.status) for o in outs])
+                q = np.concatenate([np.asarray(o.q) for o in outs])
+                kink = np.concatenate([np.asarray(o.at_kink) for o in outs])
+                return {"converged_fraction": float(np.mean(st == 0)),
+                        "status_counts": {int(k): int(v) for k, v in
+                                          zip(*np.unique(st, return_counts=True), strict=True)},
+                        "at_kink_fraction": float(np.mean(kink)), "q": q}
+
+            methods.append(Timed(f"engine_N{N}_{regime}", f"engine N={N} {regime}", args.n,
+                                 run_engine, collect, chunk=args.chunk))
+            sub = pts[: args.n_scipy_for(N)]
+
+            def run_scipy(sub=sub, regime=regime):
+                return [ctip.best_response_scipy(p, regime, tol=1e-8) for p in sub]
+
+            def collect_scipy(outs):
+                return {"q": np.stack([o[0] for o in outs]),
+                        "rounds": [int(o[3]) for o in outs]}
+
+            methods.append(Timed(f"scipy_N{N}_{regime}", f"scipy BR loop N={N} {regime}",
+                                 len(sub), run_scipy, collect_scipy))
+    rng = np.random.default_rng(7)
+    profiles = [ctip.DEFAULT._replace(v=rng.uniform(0.1, 0.6, 2)) for _ in range(args.n_policy)]
+    pol_fn = jax.jit(jax.vmap(lambda p: ctip.optimal_policy(p, per_chain_sigma=True)))
+    prof = jax.device_put(stack(ctip, profiles))
+
+    def run_policy():
+        out = pol_fn(prof)
+        jax.block_until_ready(out)
+        return out
+
+    def collect_policy(out):
+        st = np.asarray(out.status)
+        return {"status_counts": {int(k): int(v) for k, v in
+                                  zip(*np.unique(st, return_counts=True), strict=True)},
+                "feasible_fraction": float(np.mean(np.asarray(out.feasible))),
+                "gradient_steps": int(np.asarray(out.iterations)[0])}
+
+    methods.append(Timed("policy", "optimal_policy (per-CSC sigma, lam, M)", args.n_policy,
+                         run_policy, collect_policy))
+    load_before = os.getloadavg()
+    _time_round_robin(methods, args.repeats)
+    load_after = os.getloadavg()
+    for m in methods:
+        res = _summary(m)
+        res.update({k: v for k, v in m.result.items() if k != "q"})
+        results[m.key] = res
+    comparisons = {}
+    for N in args.N:
+        for regime in ctip.REGIMES:
+            eng, sci = methods_by_key(methods, f"engine_N{N}_{regime}", f"scipy_N{N}_{regime}")
+            k = len(sci.result["q"])
+            comparisons[f"N{N}_{regime}"] = {
+                "engine_over_scipy": results[eng.key]["eq_per_s_best"]
+                / results[sci.key]["eq_per_s_best"],
+                "max_abs_dq_vs_scipy": float(np.max(np.abs(eng.result["q"][:k]
+                                                           - sci.result["q"]))),
+            }
+    return {
+        "benchmark": "ctip", "date": datetime.datetime.now(datetime.UTC).isoformat(),
+        "device": {"platform": dev.platform, "kind": dev.device_kind, "tag": _device_tag(dev),
+                   "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                   "loadavg_before": load_before, "loadavg_after": load_after},
+        "versions": {"python": platform.python_version(), "jax": _version("jax"),
+                     "numpy": _version("numpy"), "scipy": _version("scipy"),
+                     "optax": _version("optax")},
+        "library": _library_info(jaxgames, args.note),
+        "settings": {k: v for k, v in vars(args).items() if k != "n_scipy_for"},
+        "results": results, "comparisons": comparisons,
+    }
+
+
+def methods_by_key(methods, *keys):
+    d = {m.key: m for m in methods}
+    return [d[k] for k in keys]
+
+
+def _print(rep: dict) -> None:
+    print(f"device {rep['device']['tag']} ({rep['device']['cpu']}), load "
+          f"{rep['device']['loadavg_before'][0]:.1f} -> {rep['device']['loadavg_after'][0]:.1f}")
+    for r in rep["results"].values():
+        extra = ""
+        if "converged_fraction" in r:
+            extra = f" converged {r['converged_fraction']:.3f} at_kink {r['at_kink_fraction']:.3f}"
+        print(f"{r['label']:45s} n={r['n']:6d} {r['eq_per_s_best']:10.3g}/s "
+              f"(median {r['eq_per_s_median']:.3g}/s, first call {r['first_call_s']:.1f} s)"
+              f"{extra}")
+    for key, c in rep["comparisons"].items():
+        print(f"{key}: engine/scipy {c['engine_over_scipy']:.3g}x, max|dq| "
+              f"{c['max_abs_dq_vs_scipy']:.2e}")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--N", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--n", type=int, default=None, help="engine points per (N, regime)")
+    ap.add_argument("--chunk", type=int, default=None)
+    ap.add_argument("--n-scipy", type=int, default=None, help="scipy points at N = 2")
+    ap.add_argument("--n-policy", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--note", default=None, help="free text stored in the JSON")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    quick = args.quick
+    args.n = args.n or (64 if quick else 1024)
+    args.chunk = args.chunk or (64 if quick else 256)
+    args.n_scipy = args.n_scipy or (2 if quick else 8)
+    args.n_policy = args.n_policy or (4 if quick else 16)
+    args.repeats = args.repeats or (1 if quick else 3)
+    # The SciPy loop at N = 4 costs ~8x N = 2 per point (16 states, 4 players): half the points.
+    args.n_scipy_for = lambda N: max(1, args.n_scipy if N <= 2 else args.n_scipy // 2)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    rep = run(args)
+    _print(rep)
+    tag = rep["device"]["tag"]
+    out = Path(args.out) if args.out else HERE / "results" / (
+        f"ctip_{tag}_float64{'_quick' if args.quick else ''}.json")
+    out.write_text(json.dumps(_jsonable(rep), indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

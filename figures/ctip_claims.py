@@ -1,0 +1,115 @@
+"""Figures and numbers for the abstract's claims under the ctip reconstruction (defaults of
+MODELS.md section 3, N = 2, float64). Standalone: the sweep layer for vector parameters is
+being redesigned, so this script vmaps the model directly.
+
+* ``ctip_dEW_risk.png``      EW_moq - EW_sp against the vulnerability v (both CSCs), for
+                             delta = 0.3, 0.5, 0.8 (claim 1: MOQ better, especially at high risk?)
+* ``ctip_investment_lam.png`` z_i against the sharing level lam, SP and MOQ (free riding vs
+                             protection)
+* ``ctip_policy_map.png``    optimal targeted policy over asymmetric risk profiles (v_1, v_2):
+                             feasibility and the welfare gain over SP (claim 3)
+
+Writes the PNGs and ``ctip_claims.json`` next to this file. Usage (repository root)::
+
+    PYTHONPATH=. python figures/ctip_claims.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from jaxgames.models import ctip  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+D = ctip.DEFAULT
+
+
+def stack(pts):
+    return ctip.Params(*[np.stack([np.broadcast_to(np.asarray(getattr(p, f), float),
+                                                   np.shape(getattr(D, f))) for p in pts])
+                         for f in ctip.Params._fields])
+
+
+def main() -> None:
+    out = {}
+    cmp = jax.jit(jax.vmap(ctip.compare))
+    vs = np.linspace(0.05, 0.9, 18)
+    deltas = (0.3, 0.5, 0.8)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    out["dEW_risk"] = {}
+    for d in deltas:
+        c = cmp(stack([D._replace(v=np.array([v, v]), delta=np.array([d, d])) for v in vs]))
+        ok = np.asarray(c.converged)
+        dew = np.where(ok, np.asarray(c.dEW), np.nan)
+        ax.plot(vs, dew, marker="o", ms=3, label=f"δ = {d}")
+        out["dEW_risk"][str(d)] = {"v": vs.tolist(), "dEW": dew.tolist(),
+                                   "slack": np.asarray(c.slack)[:, 0].tolist(),
+                                   "z_sp": np.asarray(c.z_sp)[:, 0].tolist(),
+                                   "z_moq": np.asarray(c.z_moq)[:, 0].tolist(),
+                                   "converged": ok.tolist()}
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("vulnerability v (both CSCs)")
+    ax.set_ylabel("EW_moq − EW_sp")
+    ax.set_title("Welfare gain of MOQ over SP (M = 56, σ = 0.2, λ = 0.5)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(HERE / "ctip_dEW_risk.png", dpi=120)
+    plt.close(fig)
+
+    lams = np.linspace(0.0, 1.0, 21)
+    c = cmp(stack([D._replace(lam=x) for x in lams]))
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(lams, np.asarray(c.z_sp)[:, 0], label="z_i, SP")
+    ax.plot(lams, np.asarray(c.z_moq)[:, 0], label="z_i, MOQ")
+    ax.set_xlabel("intelligence sharing λ")
+    ax.set_ylabel("security investment per CSC")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(HERE / "ctip_investment_lam.png", dpi=120)
+    plt.close(fig)
+    out["investment_lam"] = {"lam": lams.tolist(), "z_sp": np.asarray(c.z_sp)[:, 0].tolist(),
+                             "z_moq": np.asarray(c.z_moq)[:, 0].tolist(),
+                             "converged": np.asarray(c.converged).tolist()}
+
+    grid = np.array([0.1, 0.3, 0.5])
+    profiles = [(a, b) for a in grid for b in grid]
+    pol = jax.jit(jax.vmap(lambda p: ctip.optimal_policy(p, per_chain_sigma=True)))(
+        stack([D._replace(v=np.array(v)) for v in profiles]))
+    gain = np.where(np.asarray(pol.converged), np.asarray(pol.EW - pol.EW_sp), np.nan)
+    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    im = ax.imshow(gain.reshape(3, 3).T, origin="lower", extent=(0.0, 0.6, 0.0, 0.6))
+    ax.set_xticks(grid)
+    ax.set_yticks(grid)
+    for k, (a, b) in enumerate(profiles):
+        txt = ("infeasible" if int(pol.status[k]) == ctip.INFEASIBLE else
+               f"σ=({float(pol.sigma[k][0]):.2f},{float(pol.sigma[k][1]):.2f})\n"
+               f"λ={float(pol.lam[k]):.2f} M={float(pol.M[k]):.0f}")
+        infeasible = int(pol.status[k]) == ctip.INFEASIBLE
+        ax.text(a, b, txt, ha="center", va="center", fontsize=6,
+                color="k" if infeasible else "w")
+    ax.set_xlabel("v_1")
+    ax.set_ylabel("v_2")
+    ax.set_title("Optimal targeted policy: EW − EW_sp")
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(HERE / "ctip_policy_map.png", dpi=120)
+    plt.close(fig)
+    out["policy_map"] = {"profiles": profiles, **{k: np.asarray(getattr(pol, k)).tolist() for k in
+                                                  ("sigma", "lam", "M", "EW", "EW_sp", "slack",
+                                                   "status", "converged")}}
+    (HERE / "ctip_claims.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

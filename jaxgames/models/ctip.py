@@ -1,0 +1,1004 @@
+r"""Government-moderated cyber threat intelligence platform (CTIP) with minimum-order-quantity
+(MOQ) procurement among competing critical supply chains -- a **reconstruction**.
+
+Source: Arisian, Halat, Hafezalkotob & Maskey (2025), "Coopetitive Resilience: Integrating Cyber
+Threat Intelligence Platforms in Critical Supply Chains", Transp. Res. E 197, 104043. Only the
+abstract is available to this project, so **every equation below is a modelling choice** made
+from the abstract and the building blocks it cites (Cournot competition, Gordon-Loeb breach
+functions, Gal-Or & Ghose / Gordon et al. security-information sharing, MOQ contracts), not the
+paper's model. Each choice is a parameter or a documented option; the numbers are illustrative.
+Equation numbers (C1)-(C8) refer to this docstring (they restate the project's model
+specification, which has no equation numbers of its own).
+
+**Players.** A government (leader, :func:`optimal_policy`) and ``N`` competing critical supply
+chains (CSCs), ``N`` = 2 ... 6. ``N`` is static: the length of the per-chain leaves ``v, alpha,
+beta, delta, sigma`` (all scalars: ``N = 2``).
+
+* (C1) Market: inverse demand ``P(X) = a - b X``, ``X = sum_i x_i`` (delivered quantities).
+* (C2) Disruption of CSC ``i`` with probability (Gordon-Loeb class I)
+  ``pi_i = v_i (1 + alpha_i (z_i + lam sum_{j != i} z_j))^{-beta_i}``: ``lam`` in [0, 1] is the
+  platform's intelligence-sharing level (a share ``lam`` of the partners' security investment
+  also protects ``i``). Disruptions ``B_i ~ Bernoulli(pi_i)`` are independent given ``z``; the
+  ``2^N`` states ``B`` are enumerated exactly.
+* (C3) A disrupted CSC loses a fraction ``delta_i`` of its base order: ``y_i = q_i (1 - delta_i
+  B_i)``. Security investment ``z_i >= 0`` costs the CSC ``(1 - sigma_i) z_i``; the government
+  pays ``sigma_i z_i``.
+
+**SP -- separate procurement, fixed quantity** (:func:`equilibrium` with ``regime="sp"``). Each
+CSC picks ``(q_i, z_i) >= 0``; delivered ``x_i = y_i``;
+
+* (C4) ``Pi_i = E_B[P(X) x_i] - w q_i - (1 - sigma_i) z_i``.
+
+**MOQ -- cooperative flexible procurement on the platform** (``regime="moq"``). Stage 1: each CSC
+picks ``(q_i, z_i) >= 0`` under the joint minimum order ``sum_i q_i >= M`` -- a shared constraint
+with one multiplier ``mu`` common to all CSCs (variational equilibrium,
+``0 <= mu  perp  sum q - M >= 0``). Stage 2, after ``B`` is observed: each CSC may top up
+``e_i >= 0`` at unit cost ``w_e`` from the pooled flexible supplier, a Cournot subgame
+
+* (C5) ``0 <= e_i  perp  -(a - b X - b x_i - w_e) >= 0``, ``x_i = y_i + e_i``;
+* (C6) ``Pi_i = E_B[P(X) x_i - w_e e_i] - w q_i - (1 - sigma_i) z_i``.
+
+**Welfare** (C7): ``EW = E[b X^2 / 2] + psi E[X] + sum_i Pi_i - sum_i sigma_i z_i
+- c_lam lam^2 / 2`` (consumer surplus, social value ``psi`` per delivered unit of a critical
+product, profits, subsidy outlay, cost of running the platform).
+
+**Participation and the outside option** (C8, gap decision): the government's levers act on the
+MOQ platform; a CSC's outside option is SP at the status-quo policy (the ``sigma``, ``lam`` of the
+``Params`` given), so participation reads ``Pi_i^MOQ(sigma', lam', M') >= Pi_i^SP(sigma, lam)``.
+
+How it is solved
+----------------
+* **Second stage, exactly.** For fixed base deliveries ``y`` the Cournot subgame (C5) has a
+  strongly monotone map (Jacobian ``b (I + 1 1^T)``), hence a unique equilibrium: all CSCs that
+  top up reach a common delivered level ``x*``, the others deliver ``y_i``, and
+  ``x* + sum_j max(y_j, x*) = (a - w_e) / b``. The left side is the maximum over ``k`` of the
+  lines "the ``k`` smallest ``y`` top up", so ``x* = min_k ((a - w_e)/b - (sum of the N - k
+  largest y)) / (1 + k)`` and ``e_i = max(0, x* - y_i)`` (:func:`second_stage`). This is the
+  enumeration of the ordered active sets in closed form: piecewise linear in ``y``, with exact
+  derivatives off the kinks (a top-up switching on or off). It is evaluated in all ``2^N`` states
+  at once. :func:`second_stage_mcp` solves the same subgame with the engine's complementarity
+  solver; tests hold the two equal (and both equal to a brute-force enumeration of all ``2^N``
+  active sets, :func:`second_stage_enumerated`).
+* **First stage.** The CSCs' payoffs (C4)/(C6) are written once; the engine
+  (:func:`jaxgames.nash_equilibrium`, semismooth Newton on the stacked first-order conditions from
+  autodiff, shared constraint for MOQ) differentiates through the exact second stage, so every
+  CSC anticipates the top-ups of all CSCs in every state (subgame perfection).
+* **Kinks.** The MOQ payoff is only piecewise smooth in ``q``: where a top-up switches, the
+  marginal value of ``q_i`` jumps (up when CSC ``i`` itself stops topping up -- its base order
+  then crowds out the others' top-ups -- and down when a rival stops). A first-order root on a
+  kink may hence not be a best response, and an equilibrium can sit exactly on a concave kink
+  over a range of parameters (the first-order condition jumps over zero there, so Newton on the
+  exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`): the
+  second stage's ``min``/``max`` smoothed by log-sum-exp of width ``tau (a - w_e) / b``,
+  ``tau = 1e-2 ... 1e-8``, each level warm-started from the previous one, then the exact game.
+  The exact level's solution is used when it converges and is certified, else the last smoothed
+  level's (the kink is then located to ~1e-7 relative). Every solution is certified locally:
+  each CSC's payoff at ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the
+  reported one; otherwise the point is flagged ``status = STAGNATED``. ``at_kink`` reports a
+  solution within ``1e-6`` (relative) of a switching point.
+* **Global certificate.** Because of the convex kinks a first-order point can be a local
+  maximum of a CSC's payoff only. Every solution is checked against a grid of unilateral
+  deviations over each CSC's own ``(q_i, z_i)`` (:data:`CERT_GRID`, second stage re-solved);
+  ``deviation_gain`` is the best relative gain found, and a point that a deviation improves is
+  flagged ``STAGNATED``. This happens where top-ups are nearly as cheap as base orders
+  (``w_e`` close to ``w``): a CSC then prefers to rely on the risk-free top-up, and the game
+  may have no pure-strategy equilibrium near the first-order point. Such points are reported
+  as failures, never as equilibria.
+* **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
+  determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
+  the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
+  ``lam``), with identical CSCs given exactly equal shares (the symmetric split).
+
+Gap decisions (all parameters or options): the functional forms (C1)-(C7); independence of
+disruptions; ``delta_i`` as a fraction of the *base* order (top-ups are never disrupted); the
+outside option (C8); the lever bounds ``sigma in [0, 0.95]``, ``lam in [0, 1]``, ``M in [0, 100]``
+(:data:`LEVER_BOUNDS`); the defaults (:data:`DEFAULT`, illustrative, not from the source).
+``assumptions_hold`` is False where the price ``a - b X`` is negative in a state with positive
+probability (linear demand outside its range).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgames._games import nash_equilibrium
+from jaxgames._solver import Newton, Status, solve_mcp
+from jaxgames._validation import Interval, check_domain, first_failure, flag_invalid
+
+Array = jax.Array
+
+MODEL = "ctip"
+
+REGIMES = ("sp", "moq")
+
+#: Per-chain parameters: one value per CSC (trailing dim "csc"); a scalar broadcasts.
+CHAIN_FIELDS = ("v", "alpha", "beta", "delta", "sigma")
+
+#: The number of CSCs when every per-chain leaf is a scalar.
+DEFAULT_N = 2
+MAX_N = 6
+
+
+class Params(NamedTuple):
+    """Parameters (C1)-(C7). ``v, alpha, beta, delta, sigma`` have one value per CSC (shape
+    ``(N,)``; a scalar broadcasts); the others are scalars. Every leaf may be swept or
+    differentiated."""
+
+    a: Array | float = 100.0  # demand intercept
+    b: Array | float = 1.0  # demand slope
+    w: Array | float = 20.0  # unit price of the base (fixed-quantity) order
+    w_e: Array | float = 30.0  # unit price of a flexible top-up (MOQ stage 2)
+    v: Array | float = 0.3  # vulnerability: disruption probability without investment
+    alpha: Array | float = 0.05  # effectiveness of security investment (1/$)
+    beta: Array | float = 1.0  # elasticity of the breach function
+    delta: Array | float = 0.5  # fraction of the base order lost in a disruption
+    sigma: Array | float = 0.2  # government's subsidy share of security investment
+    lam: Array | float = 0.5  # intelligence-sharing level of the platform
+    M: Array | float = 56.0  # minimum order quantity (joint, MOQ regime)
+    psi: Array | float = 10.0  # social value per delivered unit of the critical product
+    c_lam: Array | float = 100.0  # cost of running the platform: c_lam lam^2 / 2
+
+
+def _check_n(N: int) -> None:
+    if not isinstance(N, int | np.integer) or not 2 <= int(N) <= MAX_N:
+        raise ValueError(f"{MODEL}: the number of CSCs N must be an integer in [2, {MAX_N}], "
+                         f"got {N!r}")
+
+
+def make_params(N: int = DEFAULT_N, **values) -> Params:
+    """A :class:`Params` with ``N`` CSCs: per-chain values broadcast to shape ``(N,)``."""
+    _check_n(N)
+    p = Params(**values)
+    return p._replace(**{f: np.broadcast_to(np.asarray(getattr(p, f), float), (N,)).copy()
+                         for f in CHAIN_FIELDS})
+
+
+#: MODELS.md defaults (illustrative, not from the source), N = 2.
+DEFAULT = make_params()
+
+_NONNEG = Interval(0.0, math.inf)
+_POS = Interval(0.0, math.inf, lo_open=True)
+_UNIT = Interval(0.0, 1.0)
+
+#: Allowed parameter values. ``sigma < 1``: at ``sigma = 1`` security is free to the CSCs and
+#: ``z`` grows without bound.
+DOMAIN = {
+    "a": _POS, "b": _POS, "w": _NONNEG, "w_e": _NONNEG, "v": _UNIT, "alpha": _NONNEG,
+    "beta": _NONNEG, "delta": _UNIT, "sigma": Interval(0.0, 1.0, hi_open=True), "lam": _UNIT,
+    "M": _NONNEG, "psi": _NONNEG, "c_lam": _NONNEG,
+}
+
+#: Government lever bounds (gap decision, MODELS.md section 3).
+LEVER_BOUNDS = {"sigma": (0.0, 0.95), "lam": (0.0, 1.0), "M": (0.0, 100.0)}
+
+UNITS = {
+    "a": "$/unit", "b": "$/unit^2", "w": "$/unit", "w_e": "$/unit", "v": "1", "alpha": "1/$",
+    "beta": "1", "delta": "1", "sigma": "1", "lam": "1", "M": "unit", "psi": "$/unit",
+    "c_lam": "$",
+}
+
+#: Vector parameters and their trailing dimension (sweep contract).
+PARAM_DIMS = {f: "csc" for f in CHAIN_FIELDS}
+
+
+def n_chains(params: Params) -> int:
+    """``N``: the common length of the per-chain leaves (``DEFAULT_N`` if all are scalars)."""
+    shapes = [jnp.shape(getattr(params, f)) for f in CHAIN_FIELDS]
+    lengths = {s[-1] for s in shapes if len(s) > 0}
+    if len(lengths) > 1:
+        raise ValueError(f"{MODEL}: per-chain parameters {CHAIN_FIELDS} must have one common "
+                         f"length N (or be scalars); got shapes {shapes}")
+    N = lengths.pop() if lengths else DEFAULT_N
+    _check_n(N)
+    return int(N)
+
+
+def validate(params: Params) -> None:
+    """Raise ``ValueError`` naming the parameter if a concrete input is outside its domain or
+    has the wrong shape (scalars; per-chain leaves scalar or ``(N,)``)."""
+    if not isinstance(params, Params):
+        raise TypeError(f"{MODEL}: expected a Params, got {type(params).__name__}")
+    for f in Params._fields:
+        shape = jnp.shape(getattr(params, f))
+        allowed = 1 if f in CHAIN_FIELDS else 0
+        if len(shape) > allowed:
+            kind = "a scalar or an (N,) vector" if allowed else "a scalar"
+            raise ValueError(f"{MODEL}: parameter {f} must be {kind} for one point (vmap over "
+                             f"batches); got shape {shape}")
+    n_chains(params)
+    check_domain(params, DOMAIN, MODEL)
+
+
+def _prepare(params: Params) -> tuple[Params, Array, int]:
+    """Validated point: floating JAX leaves, per-chain leaves of shape ``(N,)``; validity flag."""
+    validate(params)
+    N = n_chains(params)
+    dtype = jnp.result_type(*[jnp.asarray(v) for v in params], float)
+    pr = Params(*[jnp.asarray(v, dtype) for v in params])
+    pr = pr._replace(**{f: jnp.broadcast_to(getattr(pr, f), (N,)) for f in CHAIN_FIELDS})
+    ok = jnp.array(True)
+    for name, interval in DOMAIN.items():
+        ok = ok & jnp.all(interval.contains(getattr(pr, name)))
+    return pr, ok, N
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def states(N: int) -> np.ndarray:
+    """The ``2^N`` disruption states ``B`` (rows, 0/1), first CSC varying slowest."""
+    return np.array(list(itertools.product((0.0, 1.0), repeat=N)))
+
+
+def disruption_probability(pr: Params, z: Array) -> Array:
+    """(C2) ``pi_i = v_i (1 + alpha_i (z_i + lam sum_{j != i} z_j))^{-beta_i}``."""
+    shared = z + pr.lam * (jnp.sum(z) - z)
+    return pr.v * (1.0 + pr.alpha * shared) ** (-pr.beta)
+
+
+def state_probabilities(pi: Array, B: np.ndarray) -> Array:
+    """``P(B)`` for every state row of ``B`` (independent disruptions)."""
+    pi = jnp.broadcast_to(pi, B.shape)
+    return jnp.prod(jnp.where(B > 0, pi, 1.0 - pi), axis=-1)
+
+
+def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
+    """Top-ups ``e`` of the Cournot subgame (C5) for base deliveries ``y`` (last axis: CSCs;
+    any leading axes, e.g. the states). Exact (see the module docstring): ``x* = min_k (c -
+    sum of the N - k largest y) / (1 + k)`` with ``c = (a - w_e) / b``, ``e = max(0, x* - y)``.
+
+    ``tau > 0`` replaces ``min`` and ``max(0, .)`` by their log-sum-exp smoothings of width
+    ``tau`` (in units of ``y``); it is used only on the homotopy path of the first-stage solve
+    towards equilibria that sit on a kink (module docstring). ``tau = 0`` is exact.
+    """
+    N = y.shape[-1]
+    ys = jnp.sort(y, axis=-1)
+    total = jnp.sum(ys, axis=-1, keepdims=True)
+    below = jnp.concatenate([jnp.zeros_like(total), jnp.cumsum(ys, axis=-1)], axis=-1)
+    c = (a - w_e) / b
+    k1 = jnp.arange(1, N + 2, dtype=y.dtype).reshape((1,) * (y.ndim - 1) + (N + 1,))
+    cand = (c - (total - below)) / k1
+    exact = jnp.maximum(jnp.min(cand, axis=-1)[..., None] - y, 0.0)
+    smooth = tau > 0
+    t = jnp.where(smooth, tau, 1.0)
+    level = -t * jax.nn.logsumexp(-cand / t, axis=-1)
+    soft = t * jax.nn.softplus((level[..., None] - y) / t)
+    return jnp.where(smooth, soft, exact)
+
+
+def second_stage_enumerated(y: np.ndarray, a: float, b: float, w_e: float) -> np.ndarray:
+    """Test oracle (NumPy): the subgame (C5) for one ``y`` by enumerating all ``2^N`` active
+    sets, solving each linear system and keeping the one that satisfies complementarity."""
+    y = np.asarray(y, float)
+    N = y.shape[0]
+    found = []
+    for S in itertools.product((False, True), repeat=N):
+        S = np.array(S)
+        e = np.zeros(N)
+        if S.any():
+            # a - b X - b x_i = w_e for i in S, x_i = y_i + e_i; X = sum y + sum e.
+            k = S.sum()
+            A = b * (np.eye(k) + np.ones((k, k)))
+            rhs = a - w_e - b * y.sum() - b * y[S]
+            e[S] = np.linalg.solve(A, rhs)
+        X = y.sum() + e.sum()
+        mr = a - b * X - b * (y + e) - w_e
+        scale = 1e-9 * (abs(a) + abs(w_e) + b * abs(y).sum())
+        if np.all(e >= -scale) and np.all(mr[~S] <= scale):
+            found.append(np.maximum(e, 0.0))
+    if not found:
+        raise RuntimeError("no active set satisfies complementarity")
+    return found[0]
+
+
+#: Solver of :func:`second_stage_mcp`.
+STAGE2_SOLVER = Newton(max_steps=30)
+
+
+def second_stage_mcp(y: Array, a, b, w_e, *, solver: Newton = STAGE2_SOLVER):
+    """The subgame (C5) for one state solved by the engine (:func:`jaxgames.solve_mcp`):
+    ``0 <= e  perp  -(a - b X - b x - w_e)``. Returns the engine's ``Solution``."""
+
+    def foc(e, args):
+        y_, a_, b_, we_ = args
+        x = y_ + e
+        return -(a_ - b_ * jnp.sum(x) - b_ * x - we_)
+
+    scale = jnp.maximum((a - w_e) / b, 1.0) / (y.shape[-1] + 1)
+    return solve_mcp(foc, jnp.zeros_like(y), (y, a, b, w_e), lower=0.0,
+                     x_scale=jnp.full_like(y, scale), solver=solver)
+
+
+def _c_scale(pr: Params) -> Array:
+    """Typical size of a delivered quantity, ``max(|a - w_e| / b, 1)``."""
+    return jnp.maximum(jnp.abs(pr.a - pr.w_e) / pr.b, 1.0)
+
+
+class Outcome(NamedTuple):
+    """Expected outcomes of a first-stage profile ``(q, z)`` (stage 2 played optimally)."""
+
+    Pi: Array  # (N,) expected profits (C4)/(C6)
+    pi: Array  # (N,) disruption probabilities (C2)
+    e: Array  # (N,) expected top-ups
+    EX: Array  # expected total delivery
+    CS: Array  # expected consumer surplus E[b X^2 / 2]
+    subsidy: Array  # government's outlay sum sigma_i z_i
+    EW: Array  # expected economic welfare (C7)
+    price_ok: Array  # a - b X >= 0 in every state with positive probability
+    kink_gap: Array  # min over states and CSCs of |x* - y_i| / scale (distance to a kink)
+
+
+def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
+    """(C4)-(C7) at the first-stage profile ``(q, z)`` of ``regime`` (``pr`` prepared);
+    ``tau``: smoothing of the second stage (:func:`second_stage`), 0 = exact."""
+    N = q.shape[-1]
+    B = states(N)
+    pi = disruption_probability(pr, z)
+    p = state_probabilities(pi, B)  # (S,)
+    y = q[None, :] * (1.0 - pr.delta[None, :] * B)  # (S, N)
+    if regime == "moq":
+        e = second_stage(y, pr.a, pr.b, pr.w_e, tau * _c_scale(pr))
+    else:
+        e = jnp.zeros_like(y)
+    x = y + e
+    X = jnp.sum(x, axis=-1)
+    price = pr.a - pr.b * X
+    revenue = p @ (price[:, None] * x - pr.w_e * e)
+    Pi = revenue - pr.w * q - (1.0 - pr.sigma) * z
+    EX = p @ X
+    CS = p @ (0.5 * pr.b * X * X)
+    subsidy = jnp.sum(pr.sigma * z)
+    EW = CS + pr.psi * EX + jnp.sum(Pi) - subsidy - 0.5 * pr.c_lam * pr.lam**2
+    price_ok = jnp.all((price >= 0) | (p <= 0))
+    if regime == "moq":
+        level = jnp.min(x, axis=-1, keepdims=True)  # = x* wherever anyone tops up
+        topping = jnp.any(e > 0, axis=-1, keepdims=True)
+        # Without any top-up the switching level is the solution x* of (C5) with k = 1 for
+        # the smallest y: a top-up of the smallest CSC switches on when y_min reaches it.
+        c = (pr.a - pr.w_e) / pr.b
+        x_star = jnp.where(topping, level, jnp.min((c - (jnp.sum(y, -1, keepdims=True)
+                                                        - y)) / 2.0, axis=-1, keepdims=True))
+        scale = _c_scale(pr)
+        gap = jnp.min(jnp.where(p[:, None] > 0, jnp.abs(x_star - y) / scale, jnp.inf))
+    else:
+        gap = jnp.asarray(jnp.inf, q.dtype)
+    return Outcome(Pi, pi, p @ e, EX, CS, subsidy, EW, price_ok, gap)
+
+
+def _np_point(params: Params) -> tuple[dict, int]:
+    validate(params)
+    N = n_chains(params)
+    d = {f: np.asarray(getattr(params, f), float) for f in Params._fields}
+    for f in CHAIN_FIELDS:
+        d[f] = np.broadcast_to(d[f], (N,))
+    return d, N
+
+
+def profits_numpy(params: Params, q, z, regime: str) -> np.ndarray:
+    """Test and benchmark oracle (NumPy, written independently of :func:`outcome`): the
+    expected profits (C4)/(C6) at ``(q, z)``, the second stage by the sorted water-filling of
+    (C5) (the level ``x*`` found by scanning the ordered active sets)."""
+    p, N = _np_point(params)
+    q, z = np.asarray(q, float), np.asarray(z, float)
+    shared = z + p["lam"] * (z.sum() - z)
+    pi = p["v"] * (1.0 + p["alpha"] * shared) ** (-p["beta"])
+    total = np.zeros(N)
+    c = (p["a"] - p["w_e"]) / p["b"]
+    for B in itertools.product((0, 1), repeat=N):
+        B = np.array(B)
+        prob = np.prod(np.where(B == 1, pi, 1.0 - pi))
+        y = q * (1.0 - p["delta"] * B)
+        e = np.zeros(N)
+        if regime == "moq":
+            order = np.sort(y)
+            for k in range(N, -1, -1):  # k smallest top up; the largest consistent k wins
+                level = (c - order[k:].sum()) / (1 + k)
+                if k == 0 or order[k - 1] < level:
+                    break
+            e = np.maximum(level - y, 0.0)
+        x = y + e
+        total += prob * ((p["a"] - p["b"] * x.sum()) * x - p["w_e"] * e)
+    return total - p["w"] * q - (1.0 - p["sigma"]) * z
+
+
+def best_response_scipy(params: Params, regime: str = "sp", *, tol: float = 1e-9,
+                        max_rounds: int = 500):
+    """Benchmark baseline and independent check (NumPy/SciPy): Gauss-Seidel best-response
+    iteration, each CSC's ``(q_i, z_i)`` by ``scipy.optimize.minimize`` (L-BFGS-B) on
+    :func:`profits_numpy`. MOQ: the variational equilibrium -- each CSC maximises
+    ``Pi_i + mu q_i`` and ``mu >= 0`` is found by ``scipy.optimize.brentq`` on
+    ``sum q(mu) = M`` when ``sum q(0) < M`` (a plain best-response loop with the constraint
+    in each CSC's problem finds some other generalised equilibrium instead).
+    Returns ``(q, z, mu, best-response rounds)``."""
+    from scipy.optimize import brentq, minimize
+
+    _check_regime(regime)
+    p, N = _np_point(params)
+    state = {"q": np.full(N, max(p["a"] - p["w"], 0.0) / (p["b"] * (N + 1))),
+             "z": np.full(N, 1.0), "rounds": 0}
+
+    def loop(mu):
+        q, z = state["q"].copy(), state["z"].copy()
+        for _ in range(max_rounds):
+            state["rounds"] += 1
+            change = 0.0
+            for i in range(N):
+                def neg(v, i=i):
+                    qq, zz = q.copy(), z.copy()
+                    qq[i], zz[i] = v
+                    return -profits_numpy(params, qq, zz, regime)[i] - mu * v[0]
+
+                res = minimize(neg, np.array([q[i], z[i]]), method="L-BFGS-B",
+                               bounds=[(0.0, None), (0.0, None)],
+                               options={"ftol": 1e-15, "gtol": 1e-10})
+                change = max(change, abs(res.x[0] - q[i]), abs(res.x[1] - z[i]))
+                q[i], z[i] = res.x
+            if change < tol:
+                break
+        state["q"], state["z"] = q, z
+        return q, z
+
+    q, z = loop(0.0)
+    mu = 0.0
+    if regime == "moq" and q.sum() < p["M"]:
+        hi = 1.0
+        while loop(hi)[0].sum() < p["M"]:
+            hi *= 2.0
+        mu = brentq(lambda m: loop(m)[0].sum() - p["M"], 0.0, hi, xtol=1e-10)
+        q, z = loop(mu)
+    return q, z, mu, state["rounds"]
+
+
+# ----------------------------------------------------------------------------- equilibrium
+
+
+class Equilibrium(NamedTuple):
+    """Subgame-perfect equilibrium of one regime (per-CSC fields have shape ``(N,)``)."""
+
+    q: Array  # base order
+    z: Array  # security investment
+    pi: Array  # disruption probability
+    Pi: Array  # expected profit
+    e: Array  # expected top-up (0 under SP)
+    mu: Array  # multiplier of sum q >= M (0 under SP)
+    EX: Array  # expected total delivered quantity
+    CS: Array  # expected consumer surplus
+    subsidy: Array  # government's subsidy outlay
+    EW: Array  # expected economic welfare
+    at_kink: Array  # the solution lies within 1e-6 of a top-up switching point
+    z_unique: Array  # the investments are determined individually (lam < 1)
+    deviation_gain: Array  # best relative gain of a grid deviation (certificate; 0 at an eq.)
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+#: First-stage solver. The step cap keeps the first Newton steps from overshooting into
+#: regions where (C2) is flat. The step test ``xtol`` certifies the smoothed levels of the
+#: homotopy near a kink, whose first-order conditions are steep (curvature ~ 1/tau): their
+#: residual has a round-off floor above ``atol`` (see :class:`jaxgames.Newton`).
+SOLVER = Newton(max_steps=60, max_step=2.0, xtol=1e-10)
+
+#: Relative distance to a kink reported as ``at_kink``.
+KINK_TOL = 1e-6
+
+
+def _check_regime(regime: str) -> None:
+    if regime not in REGIMES:
+        raise ValueError(f"{MODEL}: regime must be one of {list(REGIMES)}, got {regime!r}")
+
+
+def _scales(pr: Params, N: int):
+    q_scale = jnp.maximum(pr.a / pr.b, 1.0) / (N + 1)
+    z_scale = jnp.maximum(jnp.max(1.0 / jnp.maximum(pr.alpha, 1e-3)), 1.0)
+    return q_scale, z_scale
+
+
+def start_point(pr: Params, N: int) -> Array:
+    """Symmetric start ``(q, z)``: the Cournot quantity without risk, a tenth of ``1/alpha``."""
+    q_scale, z_scale = _scales(pr, N)
+    q0 = jnp.maximum(pr.a - pr.w, 0.0) / (pr.b * (N + 1))
+    return jnp.concatenate([jnp.full((N,), q0), jnp.full((N,), 0.1 * z_scale)])
+
+
+def _local_certificate(pr: Params, q, z, regime: str, N: int) -> Array:
+    """No CSC gains by a small unilateral step ``+-h`` in ``q_i`` or ``z_i`` (stage 2 re-solved).
+
+    Catches first-order roots on a convex kink (module docstring). A smooth maximum loses
+    ``O(h^2)``; the tolerance admits round-off only. Under MOQ a deviation must respect the
+    shared constraint: ``q_i >= M - sum_{j != i} q_j``.
+    """
+    # A yes/no answer: no derivatives flow through it (symbolic-zero tangents keep the
+    # 8 N payoff evaluations out of every differentiated program).
+    pr, q, z = jax.lax.stop_gradient((pr, q, z))
+    q_scale, z_scale = _scales(pr, N)
+    base = outcome(pr, q, z, regime).Pi
+    h = 1e-4
+    ok = jnp.array(True)
+    tol = 1e-9 * (jnp.abs(base) + pr.a * q_scale)
+    for i in range(N):
+        for which, scale in ((0, q_scale), (1, z_scale)):
+            for sgn in (-1.0, 1.0):
+                qq, zz = q, z
+                if which == 0:
+                    floor = 0.0
+                    if regime == "moq":
+                        floor = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0)
+                    qq = q.at[i].set(jnp.maximum(q[i] + sgn * h * scale, floor))
+                else:
+                    zz = z.at[i].set(jnp.maximum(z[i] + sgn * h * scale, 0.0))
+                gain = outcome(pr, qq, zz, regime).Pi[i] - base[i]
+                ok = ok & (gain <= tol[i])
+    return ok
+
+
+#: Grid of the global certificate (:func:`_grid_gain`): values of ``q_i`` and of ``z_i``.
+CERT_GRID = (24, 12)
+
+
+def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
+    """Largest gain of any CSC from a unilateral deviation to a point of a grid over its own
+    ``(q_i, z_i)`` (stage 2 re-solved), relative to ``|Pi_i| + a q_scale``.
+
+    The MOQ payoff is not concave in ``q_i`` (a convex kink where the CSC's own top-up stops),
+    so a first-order point can be a local maximum only; the grid (``q_i`` from its floor to
+    ``a / b``, ``z_i`` from 0 to ``max(3 z_i, 3 / alpha_i)``) catches distant better replies.
+    """
+    pr, q, z = jax.lax.stop_gradient((pr, q, z))
+    q_scale, _ = _scales(pr, N)
+    base = outcome(pr, q, z, regime).Pi
+    nq, nz = CERT_GRID
+    gains = []
+    for i in range(N):
+        floor = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0) if regime == "moq" else 0.0
+        qs = floor + (pr.a / pr.b - floor) * jnp.linspace(0.0, 1.0, nq, dtype=q.dtype)
+        z_hi = jnp.maximum(3.0 * z[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3))
+        zs = z_hi * jnp.linspace(0.0, 1.0, nz, dtype=q.dtype)
+        Q, Z = jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]), indexing="ij")
+
+        def pay(qi, zi, i=i):
+            return outcome(pr, q.at[i].set(qi), z.at[i].set(zi), regime).Pi[i]
+
+        dev = jax.vmap(pay)(Q.ravel(), Z.ravel())
+        gains.append((jnp.max(dev) - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
+    return jnp.maximum(jnp.max(jnp.stack(gains)), 0.0)
+
+
+#: Relative grid gain above which a first-order point is not an equilibrium (round-off only).
+CERT_TOL = 1e-9
+
+
+#: Smoothing widths (relative to ``(a - w_e) / b``) of the MOQ homotopy; the last level is the
+#: exact game (module docstring).
+HOMOTOPY = (1e-2, 1e-4, 1e-6, 1e-8, 0.0)
+
+#: At ``lam = 1`` the split of the investments is not determined; the solve uses
+#: ``lam - LAM_SPLIT_EPS`` (the split of the limit ``lam -> 1-``), outcomes use ``lam``.
+LAM_SPLIT_EPS = 1e-9
+
+
+def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
+    q_scale, z_scale = _scales(pr, N)
+    x_scale = jnp.concatenate([jnp.full((N,), q_scale), jnp.full((N,), z_scale)])
+    f_scale = jnp.maximum(pr.a, 1.0) * jnp.ones((2 * N,), pr.a.dtype)
+    players = [[i, N + i] for i in range(N)]
+
+    def costs(x, args):
+        p, t = args
+        return -outcome(p, x[:N], x[N:], regime, t).Pi
+
+    if regime == "moq":
+        eq = nash_equilibrium(
+            costs, players, x0, (pr, tau), lower=0.0,
+            shared_constraints=lambda x, args: (jnp.sum(x[:N]) - args[0].M)[None], n_shared=1,
+            x_scale=x_scale, f_scale=f_scale, multiplier_scale=1.0, solver=solver)
+        return eq, eq.multipliers[0]
+    eq = nash_equilibrium(costs, players, x0, (pr, tau), lower=0.0, x_scale=x_scale,
+                          f_scale=f_scale, solver=solver)
+    return eq, jnp.zeros((), x0.dtype)
+
+
+def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
+           solver: Newton, global_check: bool = True) -> Equilibrium:
+    if x0 is None:
+        x0 = start_point(pr, N)
+    x0 = jax.lax.stop_gradient(jnp.asarray(x0, pr.a.dtype))
+    split = jnp.where(pr.lam >= 1.0 - LAM_SPLIT_EPS, LAM_SPLIT_EPS, 0.0)
+    ps = pr._replace(lam=pr.lam - split)
+    zero = jnp.zeros((), pr.a.dtype)
+    if regime == "sp":
+        eq, mu = _nash(ps, zero, N, regime, x0, solver)
+        certified = _local_certificate(pr, eq.x[:N], eq.x[N:], regime, N)
+        ok = (eq.status == Status.SUCCESS) & certified
+        iterations = eq.iterations
+    else:
+        # Homotopy in the smoothing width of the second stage: an equilibrium on a concave kink
+        # of a payoff is the limit of the smoothed games' equilibria; off kinks the last,
+        # exact level converges in a step or two from the previous one.
+        def level(x, tau):
+            e, m = _nash(ps, tau, N, regime, x, solver)
+            good = e.status == Status.SUCCESS
+            return jnp.where(good, e.x, x), (e, m)
+
+        taus = jnp.asarray(HOMOTOPY, pr.a.dtype)
+        _, (eqs, mus) = jax.lax.scan(level, x0, taus)
+        pick = lambda t, k: jax.tree_util.tree_map(lambda v: v[k], t)  # noqa: E731
+        exact, smooth = pick(eqs, -1), pick(eqs, -2)
+        cert_exact = _local_certificate(pr, exact.x[:N], exact.x[N:], regime, N)
+        cert_smooth = _local_certificate(pr, smooth.x[:N], smooth.x[N:], regime, N)
+        use_exact = (exact.status == Status.SUCCESS) & cert_exact
+        use_smooth = ~use_exact & (smooth.status == Status.SUCCESS) & cert_smooth
+        eq = jax.tree_util.tree_map(lambda u, v: jnp.where(use_exact, u, v), exact, smooth)
+        mu = jnp.where(use_exact, mus[-1], mus[-2])
+        ok = use_exact | use_smooth
+        # The exact level's failure is the informative one when neither is certified.
+        eq = eq._replace(status=jnp.where(use_smooth, smooth.status, exact.status))
+        iterations = jnp.sum(eqs.iterations)
+    q, z = eq.x[:N], eq.x[N:]
+    # At lam = 1 identical CSCs get exactly equal shares of the (determined) total investment:
+    # their first-order conditions coincide, so averaging within a group of identical CSCs
+    # keeps the equilibrium (the solve at lam - LAM_SPLIT_EPS resolves the split only to
+    # ~ eps / LAM_SPLIT_EPS).
+    same = jnp.ones((N, N), bool)
+    for f in CHAIN_FIELDS:
+        v = getattr(pr, f)
+        same = same & (v[:, None] == v[None, :])
+    z_sym = (same.astype(z.dtype) @ z) / jnp.sum(same, axis=1).astype(z.dtype)
+    z = jnp.where(split > 0, z_sym, z)
+    out = outcome(pr, q, z, regime)
+    if global_check:
+        gap = _grid_gain(pr, q, z, regime, N)
+    else:  # inner iterations of optimal_policy: its final point is certified in full
+        gap = jnp.zeros((), q.dtype)
+    ok = ok & (gap <= CERT_TOL)
+    status = eq.status
+    # A first-order point that a unilateral deviation improves is no equilibrium.
+    status = jnp.where((status == Status.SUCCESS) & ~ok, jnp.int32(Status.STAGNATED), status)
+    status = jnp.where(jnp.all(jnp.isfinite(eq.x)) | (status != Status.SUCCESS), status,
+                       jnp.int32(Status.NONFINITE))
+    status = flag_invalid(status, valid)
+    return Equilibrium(
+        q, z, out.pi, out.Pi, out.e, mu, out.EX, out.CS, out.subsidy, out.EW,
+        out.kink_gap <= KINK_TOL, pr.lam < 1.0, gap, status == Status.SUCCESS, eq.residual,
+        iterations, status, out.price_ok,
+    )
+
+
+def equilibrium(params: Params, regime: str = "sp", *, x0: Array | None = None,
+                solver: Newton = SOLVER) -> Equilibrium:
+    """Subgame-perfect equilibrium of ``regime`` (``"sp"``: (C4); ``"moq"``: (C5)-(C6) with the
+    shared constraint ``sum q >= M``). ``x0`` optionally warm-starts ``(q, z)`` (shape ``(2N,)``).
+    """
+    _check_regime(regime)
+    pr, valid, N = _prepare(params)
+    return _solve(pr, valid, N, regime, x0, solver)
+
+
+def equilibrium_sp(params: Params) -> Equilibrium:
+    """``equilibrium(params, "sp")`` (a sweepable solve function)."""
+    return equilibrium(params, "sp")
+
+
+def equilibrium_moq(params: Params) -> Equilibrium:
+    """``equilibrium(params, "moq")`` (a sweepable solve function)."""
+    return equilibrium(params, "moq")
+
+
+class Comparison(NamedTuple):
+    """Both regimes at one parameter point, the welfare gain of MOQ and participation (C8)."""
+
+    q_sp: Array
+    z_sp: Array
+    Pi_sp: Array
+    EW_sp: Array
+    q_moq: Array
+    z_moq: Array
+    Pi_moq: Array
+    mu: Array
+    EW_moq: Array
+    dEW: Array  # EW_moq - EW_sp
+    slack: Array  # (N,) Pi_moq - Pi_sp, participation slack at the same policy
+    participates: Array  # every slack >= 0
+    converged: Array
+    residual: Array
+    iterations: Array
+    status: Array
+    assumptions_hold: Array
+
+
+def compare(params: Params, *, solver: Newton = SOLVER) -> Comparison:
+    """SP and MOQ at the same ``params``: ``dEW = EW_moq - EW_sp`` and the participation slack
+    ``Pi_moq - Pi_sp`` per CSC (the outside option of (C8) at the status-quo policy)."""
+    pr, valid, N = _prepare(params)
+    sp = _solve(pr, valid, N, "sp", None, solver)
+    moq = _solve(pr, valid, N, "moq", None, solver)
+    slack = moq.Pi - sp.Pi
+    status = first_failure(sp.status, moq.status)
+    return Comparison(
+        sp.q, sp.z, sp.Pi, sp.EW, moq.q, moq.z, moq.Pi, moq.mu, moq.EW, moq.EW - sp.EW, slack,
+        jnp.all(slack >= 0), status == Status.SUCCESS, jnp.maximum(sp.residual, moq.residual),
+        sp.iterations + moq.iterations, status, sp.assumptions_hold & moq.assumptions_hold,
+    )
+
+
+# ----------------------------------------------------------------------------- optimal policy
+
+#: Status of :func:`optimal_policy` when no iterate met participation (values 0-4: see
+#: :class:`jaxgames.Status`).
+INFEASIBLE = 5
+
+LEVERS = ("sigma", "lam", "M")
+
+
+class PolicyOptimizer(NamedTuple):
+    """Settings of :func:`optimal_policy`'s augmented-Lagrangian projected gradient ascent.
+
+    The levers are mapped to ``[0, 1]`` by their bounds; the objective is divided by
+    ``|EW_sp|`` and constraint ``i`` by ``|Pi_i^SP| + 1`` (status quo). ``outer`` rounds of
+    ``inner`` Adam steps each (a cosine-decaying rate from ``learning_rate``), each step
+    followed by projection onto the box, ascend
+
+        L(theta) = EW - 1/(2 rho) sum_i [max(0, nu_i - rho g_i)^2 - nu_i^2],
+
+    ``g_i = Pi_i^MOQ(theta) - Pi_i^SP(status quo)`` (participation, (C8)); after each round
+    ``nu <- max(0, nu - rho g)``. The runs start from the status quo and from
+    ``starts - 1`` of :data:`POLICY_STARTS` (batched); the best feasible iterate of all runs
+    (``g_i >= -feas_tol |Pi_i^SP|``, equilibrium converged) is returned.
+    """
+
+    learning_rate: float = 0.02
+    inner: int = 20
+    outer: int = 10
+    rho: float = 1000.0
+    feas_tol: float = 1e-9
+    starts: int = 4
+
+
+#: Starts of :func:`optimal_policy` after the status quo: (sigma as a fraction of its upper
+#: bound, lam, M as a multiple of the SP total order at the status quo).
+POLICY_STARTS = ((0.5, 0.5, 1.0), (0.8, 0.8, 1.05), (0.3, 1.0, 1.1))
+
+
+class Policy(NamedTuple):
+    """An optimal policy and the MOQ equilibrium it induces."""
+
+    sigma: Array  # (N,) subsidy share (all equal unless per_chain_sigma)
+    lam: Array  # intelligence-sharing level
+    M: Array  # minimum order quantity
+    EW: Array  # EW^MOQ at the policy
+    EW_sp: Array  # EW^SP at the status quo
+    q: Array  # (N,)
+    z: Array  # (N,)
+    Pi: Array  # (N,) Pi^MOQ at the policy
+    slack: Array  # (N,) Pi^MOQ(policy) - Pi^SP(status quo)
+    feasible: Array  # every slack >= 0 (to feas_tol)
+    converged: Array  # feasible, equilibrium converged, objective settled
+    iterations: Array  # gradient steps
+    status: Array  # 0 success; INFEASIBLE (5) or the equilibrium's failure
+
+
+#: Default settings of :func:`optimal_policy`.
+POLICY_OPTIMIZER = PolicyOptimizer()
+
+
+def _check_levers(levers, bounds):
+    levers = tuple(levers)
+    if not levers or any(v not in LEVERS for v in levers) or len(set(levers)) != len(levers):
+        raise ValueError(f"{MODEL}: levers must be distinct names from {list(LEVERS)}, got "
+                         f"{levers!r}")
+    out = dict(LEVER_BOUNDS)
+    for k, (lo, hi) in (bounds or {}).items():
+        if k not in LEVERS:
+            raise ValueError(f"{MODEL}: bounds given for unknown lever {k!r}")
+        lo, hi = float(lo), float(hi)
+        dom = DOMAIN[k]
+        if not (lo <= hi and dom.contains(lo, xp=np) and dom.contains(hi, xp=np)):
+            raise ValueError(f"{MODEL}: bounds of {k} must satisfy lo <= hi inside {dom}, got "
+                             f"({lo}, {hi})")
+        out[k] = (lo, hi)
+    return levers, out
+
+
+def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
+                   per_chain_sigma: bool | Array = False,
+                   optimizer: PolicyOptimizer = POLICY_OPTIMIZER,
+                   solver: Newton = SOLVER) -> Policy:
+    """The levers (``sigma``, common or per CSC; ``lam``; ``M``) that maximise ``EW^MOQ`` subject
+    to participation ``Pi_i^MOQ(levers) >= Pi_i^SP(status quo)`` for every CSC (C8).
+
+    Projected gradient ascent with optax on an augmented Lagrangian (:class:`PolicyOptimizer`);
+    the gradients are implicit derivatives of the MOQ equilibrium (the engine's implicit
+    adjoint through the homotopy's final level). Levers not in ``levers`` stay at their
+    ``params`` values; ``bounds`` overrides :data:`LEVER_BOUNDS`. Pure and unbatched: ``vmap``
+    it over risk profiles. If no iterate satisfies participation the status is
+    :data:`INFEASIBLE` and ``converged`` is False -- an infeasible policy is never reported as
+    converged. The certificate is local (a non-concave ``EW`` may have other maxima); tests
+    compare with a grid search.
+
+    ``per_chain_sigma`` may be a (traced) boolean: the subsidy is always a vector of ``N``
+    shares, projected onto equal shares when it is False, so one compiled program serves both
+    (e.g. ``vmap`` over profiles with and without targeted subsidies).
+    """
+    import optax
+
+    levers, bnds = _check_levers(levers, bounds)
+    pr, valid, N = _prepare(params)
+    dt = pr.a.dtype
+    sp = _solve(pr, valid, N, "sp", None, solver)
+    target = jax.lax.stop_gradient(sp.Pi)
+    scale = jnp.maximum(jnp.abs(sp.EW), 1.0)
+    profit_scale = jnp.abs(target) + 1.0
+
+    sizes = {"sigma": N, "lam": 1, "M": 1}
+    common = ~jnp.asarray(per_chain_sigma, bool)
+    is_sigma = np.zeros(sum(sizes[k] for k in levers), bool)
+    if "sigma" in levers:
+        at = sum(sizes[k] for k in levers[: levers.index("sigma")])
+        is_sigma[at:at + N] = True
+
+    def project(theta):
+        """Onto the box [0, 1] and, for a common subsidy, onto equal shares."""
+        theta = jnp.clip(theta, 0.0, 1.0)
+        if "sigma" not in levers:
+            return theta
+        mean = jnp.sum(jnp.where(is_sigma, theta, 0.0)) / N
+        return jnp.where(is_sigma & common, mean, theta)
+
+    lo = jnp.concatenate([jnp.full((sizes[k],), bnds[k][0], dt) for k in levers])
+    hi = jnp.concatenate([jnp.full((sizes[k],), bnds[k][1], dt) for k in levers])
+    width = jnp.where(hi > lo, hi - lo, 1.0)
+
+    def unpack(theta):
+        vals, i = {}, 0
+        for k in levers:
+            vals[k] = lo[i:i + sizes[k]] + theta[i:i + sizes[k]] * width[i:i + sizes[k]]
+            i += sizes[k]
+        p = pr
+        if "sigma" in vals:
+            p = p._replace(sigma=jnp.broadcast_to(vals["sigma"], (N,)))
+        if "lam" in vals:
+            p = p._replace(lam=vals["lam"][0])
+        if "M" in vals:
+            p = p._replace(M=vals["M"][0])
+        return p
+
+    start = [jnp.broadcast_to(getattr(pr, k), (N,)) if k == "sigma" else getattr(pr, k)[None]
+             for k in levers]
+    theta0 = project((jnp.concatenate(start) - lo) / width)
+    theta0 = jnp.where(hi > lo, theta0, 0.0)
+
+    def lagrangian(theta, nu, x0):
+        eq = _solve(unpack(theta), valid, N, "moq", x0, solver, global_check=False)
+        g = (eq.Pi - target) / profit_scale
+        pen = jnp.sum(jnp.maximum(0.0, nu - optimizer.rho * g) ** 2 - nu**2) / (2 * optimizer.rho)
+        return -eq.EW / scale + pen, (eq, g)
+
+    # Forward mode: one tangent per lever (at most N + 2), through the engine's implicit
+    # derivatives (custom JVP); no transposition of the solver is needed.
+    grad_fn = jax.jacfwd(lagrangian, has_aux=True)
+    # A cosine-decaying step lets the projected iteration settle (Adam at a constant rate
+    # keeps oscillating around a constrained optimum).
+    opt = optax.adam(optax.cosine_decay_schedule(optimizer.learning_rate,
+                                                 optimizer.inner * optimizer.outer))
+    feas_tol = optimizer.feas_tol * jnp.maximum(jnp.abs(target), 1.0)
+
+    def step(carry, _):
+        theta, state, nu, x0, best, _ = carry
+        grad, (eq, g) = grad_fn(theta, nu, x0)
+        grad = jnp.where(jnp.isfinite(grad) & (hi > lo), grad, 0.0)
+        upd, state = opt.update(grad, state, theta)
+        good = eq.converged
+        feasible = good & jnp.all(eq.Pi - target >= -feas_tol)
+        better = feasible & (eq.EW > best[1])
+        best = (jnp.where(better, theta, best[0]), jnp.where(better, eq.EW, best[1]))
+        theta_new = project(optax.apply_updates(theta, upd))
+        x_next = jnp.where(good, jnp.concatenate([eq.q, eq.z]), x0)
+        g = jnp.where(good, g, 0.0)
+        return (theta_new, state, nu, x_next, best, g), (eq.EW, feasible)
+
+    def outer(carry, _):
+        carry, trace = jax.lax.scan(step, carry, None, length=optimizer.inner)
+        theta, state, nu, x0, best, g = carry
+        # Multiplier update from the constraint values of the round's last iterate.
+        nu = jnp.maximum(0.0, nu - optimizer.rho * g)
+        return (theta, state, nu, x0, best, g), trace
+
+    x_start = jnp.concatenate([sp.q, sp.z])
+
+    def run_from(theta_start):
+        init = (theta_start, opt.init(theta_start), jnp.zeros((N,), dt), x_start,
+                (theta_start, jnp.asarray(-jnp.inf, dt)), jnp.zeros((N,), dt))
+        (theta, _, _, x_last, best, _), (ews, feas) = jax.lax.scan(outer, init, None,
+                                                                   length=optimizer.outer)
+        return theta, x_last, best, ews.reshape(-1), feas.reshape(-1)
+
+    # Several starts: below the unconstrained total order, M does not bind and EW is flat in
+    # it, so a single run that the participation penalty pushes there can stall.
+    starts = [theta0]
+    q_total = jnp.sum(sp.q)
+    for s_frac, l_frac, m_mult in POLICY_STARTS[: optimizer.starts - 1]:
+        fixed = {"sigma": jnp.full((N,), s_frac * LEVER_BOUNDS["sigma"][1], dt),
+                 "lam": jnp.full((1,), l_frac, dt), "M": (m_mult * q_total)[None]}
+        t = project((jnp.concatenate([fixed[k] for k in levers]) - lo) / width)
+        starts.append(jnp.where(hi > lo, t, 0.0))
+    thetas, x_lasts, bests, ews_all, feas_all = jax.vmap(run_from)(jnp.stack(starts))
+    found_all = jnp.isfinite(bests[1])
+    k = jnp.argmax(jnp.where(found_all, bests[1], -jnp.inf))
+    k = jnp.where(jnp.any(found_all), k, 0)
+    found = found_all[k]
+    theta_out = jnp.where(found, bests[0][k], thetas[k])
+    p_out = unpack(theta_out)
+    eq = _solve(p_out, valid, N, "moq", x_lasts[k], solver)
+    ews, feas, best_ew = ews_all[k], feas_all[k], bests[1][k]
+    slack = eq.Pi - target
+    feasible = jnp.all(slack >= -feas_tol) & eq.converged
+    # Settled: the best feasible EW improved by less than 1e-5 (relative) over the last round.
+    last = optimizer.inner
+    best_before = jnp.max(jnp.where(feas[:-last], ews[:-last], -jnp.inf))
+    settled = (best_ew - best_before) <= 1e-5 * scale
+    status = jnp.where(eq.converged, jnp.int32(Status.SUCCESS), eq.status)
+    status = jnp.where((status == Status.SUCCESS) & ~feasible, jnp.int32(INFEASIBLE), status)
+    status = jnp.where((status == Status.SUCCESS) & ~settled, jnp.int32(Status.MAX_STEPS),
+                       status)
+    status = jnp.where((status == Status.SUCCESS) & (sp.status != Status.SUCCESS), sp.status,
+                       status)
+    return Policy(
+        p_out.sigma, p_out.lam, p_out.M, eq.EW, sp.EW, eq.q, eq.z, eq.Pi, slack, feasible,
+        status == Status.SUCCESS,
+        jnp.int32(optimizer.inner * optimizer.outer * len(starts)), status,
+    )
+
+
+# ----------------------------------------------------------------------------- sweep metadata
+
+#: Functions ``params -> NamedTuple`` that sweeps may call.
+SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_sp", "equilibrium_moq", "compare")
+
+#: Outputs with a trailing per-CSC dimension (sweep contract); the others are scalars.
+OUTPUT_DIMS = {
+    **{k: ("csc",) for k in ("q", "z", "pi", "Pi", "e", "q_sp", "z_sp", "Pi_sp", "q_moq",
+                             "z_moq", "Pi_moq", "slack", "sigma")},
+}
+
+_MONEY = "$"
+OUTPUT_UNITS = {
+    **{k: _MONEY for k in ("Pi", "CS", "subsidy", "EW", "Pi_sp", "EW_sp", "Pi_moq", "EW_moq",
+                           "dEW", "slack", "z", "z_sp", "z_moq")},
+    **{k: "unit" for k in ("q", "e", "EX", "q_sp", "q_moq", "M")},
+    **{k: "1" for k in ("pi", "sigma", "lam")},
+    "mu": "$/unit",
+}
+
+DESCRIPTIONS = {
+    "a": "demand intercept", "b": "demand slope", "w": "unit price of the base order",
+    "w_e": "unit price of a flexible top-up (MOQ)", "v": "vulnerability of a CSC",
+    "alpha": "effectiveness of security investment", "beta": "elasticity of the breach function",
+    "delta": "fraction of the base order lost in a disruption",
+    "sigma": "government's subsidy share of security investment",
+    "lam": "intelligence-sharing level of the platform", "M": "joint minimum order quantity",
+    "psi": "social value per delivered unit", "c_lam": "cost coefficient of the platform",
+    "q": "base order", "z": "security investment", "pi": "disruption probability",
+    "Pi": "expected profit", "e": "expected top-up", "mu": "multiplier of sum q >= M",
+    "EX": "expected delivered quantity", "CS": "expected consumer surplus",
+    "subsidy": "government's subsidy outlay", "EW": "expected economic welfare",
+    "at_kink": "the solution lies on a top-up switching point",
+    "z_unique": "the split of investments is determined (lam < 1)",
+    "deviation_gain": "best relative gain of a unilateral grid deviation (0 at an equilibrium)",
+    "q_sp": "base order, SP", "z_sp": "security investment, SP", "Pi_sp": "profit, SP",
+    "EW_sp": "welfare, SP", "q_moq": "base order, MOQ", "z_moq": "security investment, MOQ",
+    "Pi_moq": "profit, MOQ", "EW_moq": "welfare, MOQ", "dEW": "EW_moq - EW_sp",
+    "slack": "participation slack Pi_moq - Pi_sp", "participates": "every slack >= 0",
+    "converged": "the solve met its tolerance and the local certificate (status == 0)",
+    "residual": "norm of the complementarity residual at the solution",
+    "iterations": "Newton iterations", "assumptions_hold": "price a - b X >= 0 in every state",
+    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated or not a local best response, "
+              "4 invalid input",
+}
