@@ -116,7 +116,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import jax
 import jax.numpy as jnp
@@ -722,9 +722,20 @@ def _run_batch_last(pr: Params, demand: Array, settings: Settings, trace: bool):
     return run(pr, demand)
 
 
-def simulate(params: Params, key, demand: Array | None = None, trace: bool = False):
+@overload
+def simulate(params: Params, key, demand: Array | None = None,
+             trace: Literal[False] = False) -> Result: ...
+
+
+@overload
+def simulate(params: Params, key, demand: Array | None = None, *,
+             trace: Literal[True]) -> tuple[Result, Trace]: ...
+
+
+def simulate(params: Params, key, demand: Array | None = None, trace: bool = False) -> Result:
     """Simulate one run of the supply chain (module docstring) and return its :class:`Result`
-    (and the daily :class:`Trace` if ``trace``).
+    (and the daily :class:`Trace` if ``trace``: then a pair ``(Result, Trace)``; the sweep and
+    the model contract read the default form, whose outputs are the :class:`Result` fields).
 
     ``key`` is a JAX PRNG key (the sweep passes ``fold_in(key(seed), replication)``) or an
     integer replication of seed 0. ``demand`` (``(days, 2)``, non-negative) replaces the random
