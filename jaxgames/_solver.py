@@ -75,6 +75,8 @@ class Status(enum.IntEnum):
     STAGNATED = 3
     #: The inputs lie outside the model's domain (set by the models, not by the solver).
     INVALID_INPUT = 4
+    #: The objective has no maximum (it grows without bound; set by the models).
+    UNBOUNDED = 5
 
 
 class Solution(NamedTuple):

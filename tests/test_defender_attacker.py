@@ -568,6 +568,25 @@ def test_follower_failure_reaches_the_subproblem_status():
     assert np.all(np.asarray(subs.status) == Status.MAX_STEPS)
 
 
+def test_unbounded_payoff_is_flagged():
+    """Outside the assumption (E[D] > E[L]) the backup cost K = alpha (E_X + E_L) +
+    beta (E_L - E_D) can be negative enough that u_G grows without bound in r beyond the
+    deterrence threshold: there is no optimum. Found by benchmarks/robustness.py, where the
+    search reported a finite 'optimum' with status SUCCESS (16.2, against 114.5 at the edge of
+    a brute-force grid and 5.6e3 at r = 1e4). Mechanisms with backup now say UNBOUNDED."""
+    p = da.Params(alpha=0.006681598454511879, beta=0.8154413420483593, V=12.483012249437316,
+                  v=1.8680028205418764, h=1.1912696084870307, gamma_G=0.10248452625675684,
+                  gamma_T=0.061381771517069666, m=0.31227133001737184, E_X=1.5117512389793715,
+                  E_L=0.17529066189009165, E_D=1.4667131839485121, c_L=0.14597943152147697,
+                  c_D=0.8612545938509572)
+    u = [float(oracle_payoffs(p, r, 1, 0.0, 0.0)[0]) for r in (1e2, 1e3, 1e4)]
+    assert u[0] < u[1] < u[2] and u[2] > 5e3  # R = 0 is the response: r >= rho here
+    assert float(oracle_best_response(p, 1e2, 1, 0.0)) == 0.0
+    out = _compare(p)
+    assert not bool(out.assumptions_hold)
+    assert int(out.status) == Status.UNBOUNDED and not bool(out.converged)
+
+
 def test_invalid_point_is_flagged_under_vmap(random_batch):
     vals = np.array(random_batch[0])  # the fixture's shape: no recompilation
     vals[1, NAMES.index("E_L")] = -1.0

@@ -664,6 +664,19 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         return psi_status(c)[0]
 
     c_grid = jax.lax.stop_gradient(c_grid)
+    # Beyond the deterrence threshold (R = 0) u_G is linear in r at fixed c with slope
+    # -gamma_G A - k K - m B - h H(r = 1): the search box s <= 1 rests on that slope being
+    # <= 0. With k = 1 and a negative backup cost K = alpha (E_X + E_L) + beta (E_L - E_D)
+    # (a backup slower than the outage, outside the source's assumption) it can be positive:
+    # then u_G grows without bound in r and there is no optimum to report.
+    backup_cost = pr.alpha * (pr.E_X + pr.E_L) + pr.beta * (pr.E_L - pr.E_D)
+
+    def rising(c):
+        days = _days(pr, k, one, c, c)
+        slope = -pr.gamma_G * days.A - k * backup_cost - pr.m * days.B - pr.h * days.H
+        return (slope > 0) & (days.A > 0)  # only feasible strategies (A > 0) count
+
+    unbounded = jnp.any(jax.vmap(rising)(c_grid))
     profile, grid_status = jax.vmap(psi_status)(c_grid)
     # A failed attacker solve at a grid point hides that point's payoff: the search could miss
     # the optimum there, so the subproblem reports the follower's failure.
@@ -749,6 +762,7 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
     empty = grid_best == -jnp.inf
     u = jnp.where(empty, -jnp.inf, u)
     status = jnp.where(empty, follower_status, status)
+    status = jnp.where(unbounded, jnp.int32(Status.UNBOUNDED), status)
     return _Candidate(u, x_opt[pick, 0], x_opt[pick, 1], status, sol.residual[pick],
                       jnp.sum(sol.iterations))
 
@@ -1077,6 +1091,7 @@ DESCRIPTIONS = {
     "converged": "the solve met its tolerance (status == 0)",
     "residual": "norm of the complementarity residual at the solution",
     "iterations": "Newton iterations",
-    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated, 4 invalid input",
+    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated, 4 invalid input, "
+              "5 unbounded (no optimum)",
     "assumptions_hold": "min L > max D (the source's assumption)",
 }
