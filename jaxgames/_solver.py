@@ -77,6 +77,9 @@ class Status(enum.IntEnum):
     INVALID_INPUT = 4
     #: The objective has no maximum (it grows without bound; set by the models).
     UNBOUNDED = 5
+    #: No candidate satisfies the problem's constraints (e.g. no policy meets participation;
+    #: set by the models).
+    INFEASIBLE = 6
 
 
 class Solution(NamedTuple):

@@ -731,9 +731,9 @@ def compare(params: Params, *, solver: Newton = SOLVER) -> Comparison:
 
 # ----------------------------------------------------------------------------- optimal policy
 
-#: Status of :func:`optimal_policy` when no iterate met participation (values 0-4: see
-#: :class:`jaxgames.Status`).
-INFEASIBLE = 5
+#: Status of :func:`optimal_policy` when no iterate met participation
+#: (:attr:`jaxgames.Status.INFEASIBLE`; the other codes: see :class:`jaxgames.Status`).
+INFEASIBLE = int(Status.INFEASIBLE)
 
 LEVERS = ("sigma", "lam", "M")
 
@@ -782,7 +782,7 @@ class Policy(NamedTuple):
     feasible: Array  # every slack >= 0 (to feas_tol)
     converged: Array  # feasible, equilibrium converged, objective settled
     iterations: Array  # gradient steps
-    status: Array  # 0 success; INFEASIBLE (5) or the equilibrium's failure
+    status: Array  # 0 success; INFEASIBLE (6) or the equilibrium's failure
 
 
 #: Default settings of :func:`optimal_policy`.
