@@ -1,5 +1,5 @@
 """Figures and numbers for the abstract's claims under the ctip reconstruction (defaults of
-MODELS.md section 3, N = 2, float64). Standalone: the sweep layer for vector parameters is
+the specification §3, N = 2, float64). Standalone: the sweep layer for vector parameters is
 being redesigned, so this script vmaps the model directly.
 
 * ``ctip_dEW_risk.png``      EW_moq - EW_sp against the vulnerability v (both CSCs), for

@@ -4,7 +4,7 @@ Runs one one-way study of ``defender_attacker.compare_mechanisms`` (each of the 
 parameters from 0.25x to 4x its Table 2 value, 41 log-spaced steps, the others at baseline)
 and writes ``figures/da_observations.md``: for every parameter, where combined protection
 (cases #1/#3) is optimal and the payoff gaps between the mechanisms at 0.25x, 1x and 4x; then a
-verdict on each observation. Nothing here is tuned: the default distributions of MODELS.md §2
+verdict on each observation. Nothing here is tuned: the default distributions of spec §2
 (``L ~ U(0.6 E_L, 1.4 E_L)``, ``D ~ U(0, 2 E_D)``) are used as they are.
 
     PYTHONPATH=. python figures/da_observations.py

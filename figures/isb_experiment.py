@@ -263,7 +263,7 @@ def main():
 
 
 def findings(ds, high, res, cost):
-    """The source's findings (MODELS.md §4) against these results, written to isb_findings.md."""
+    """The source's findings (spec §4) against these results, written to isb_findings.md."""
     lines = ["# isb: the source's findings under the defaults", ""]
     pc = lambda v: f"{100 * float(v):+.2f}%"  # noqa: E731
     c = ds.cost_chain.mean("replication")

@@ -1,5 +1,5 @@
 """A plain per-agent Python simulator of the ``isb`` model, written from the model specification
-(the module docstring of :mod:`jaxgames.models.isb`, MODELS.md §4 of the project) without the
+(the module docstring of :mod:`jaxgames.models.isb`, spec §4 of the project) without the
 vectorised code: agents are objects, structures are lists of upstream links, every day is a
 Python loop over agents. It is the oracle of ``tests/test_isb.py`` and the baseline of
 ``benchmarks/bench_isb.py`` (the kind of simulator the source and its users write).

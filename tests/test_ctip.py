@@ -96,7 +96,7 @@ def deviation_gain(point, eq, regime, n_coarse=61, n_fine=41):
 
 
 def test_reference_values_sp():
-    """MODELS.md section 3, SP at the defaults (independent scipy best-response values)."""
+    """The specification §3, SP at the defaults (independent scipy best-response values)."""
     eq = solve1(D, "sp")
     assert eq.status == Status.SUCCESS
     np.testing.assert_allclose(eq.q, 27.44, atol=5e-3)
@@ -107,13 +107,13 @@ def test_reference_values_sp():
 
 
 def test_reference_values_moq():
-    """MODELS.md section 3, MOQ at the defaults: M = 56 binds."""
+    """The specification §3, MOQ at the defaults: M = 56 binds."""
     eq = solve1(D, "moq")
     assert eq.status == Status.SUCCESS and not eq.at_kink
     np.testing.assert_allclose(eq.q, 28.00, atol=5e-3)
     np.testing.assert_allclose(eq.z, 17.80, atol=5e-3)
     np.testing.assert_allclose(eq.mu, 1.777, atol=5e-4)
-    # MODELS.md prints 633.8; the engine and the independent SciPy loop
+    # the specification prints 633.8; the engine and the independent SciPy loop
     # (test_matches_scipy_best_response_loop's oracle) both give 633.748: a rounding slip there.
     np.testing.assert_allclose(eq.Pi, 633.75, atol=5e-3)
     np.testing.assert_allclose(eq.Pi, ctip.profits_numpy(D, eq.q, eq.z, "moq"), rtol=1e-12)
@@ -340,7 +340,7 @@ PROFILES = {
     "symmetric high risk": np.array([0.5, 0.5]),
     "asymmetric": np.array([0.2, 0.5]),
 }
-#: MODELS.md's very asymmetric profile: no feasible policy with a common sigma (and none on
+#: The specification's very asymmetric profile: no feasible policy with a common sigma (and none on
 #: the grid with targeted sigma_i either: the low-risk CSC free-rides, z_1 = 0, so its subsidy
 #: share cannot compensate it).
 VERY_ASYMMETRIC = np.array([0.1, 0.6])

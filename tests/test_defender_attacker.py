@@ -1,4 +1,4 @@
-"""Tests of the defender-attacker protection game (Xu, Zhuang & Liu 2015; MODELS.md §2).
+"""Tests of the defender-attacker protection game (Xu, Zhuang & Liu 2015; the specification §2).
 
 Equilibria are certified by their defining properties: the attacker's response against a
 brute-force argmax of ``u_T``, the defender's optimum against a brute-force grid over

@@ -1,4 +1,5 @@
-"""The models shipped with jaxgames, one module per source (see MODELS.md).
+"""The models shipped with jaxgames, one module per source (each restates its
+specification in its docstring).
 
 Every model module declares the same metadata -- the model contract -- which the sweep engine,
 the sweep files, sensitivity analysis, the plots and the command line read through one typed

@@ -159,7 +159,7 @@ def make_params(N: int = DEFAULT_N, **values) -> Params:
                          for f in CHAIN_FIELDS})
 
 
-#: MODELS.md defaults (illustrative, not from the source), N = 2.
+#: Specification defaults (illustrative, not from the source), N = 2.
 DEFAULT = make_params()
 
 _NONNEG = Interval(0.0, math.inf)
@@ -174,7 +174,7 @@ DOMAIN = {
     "M": _NONNEG, "psi": _NONNEG, "c_lam": _NONNEG,
 }
 
-#: Government lever bounds (gap decision, MODELS.md section 3).
+#: Government lever bounds (gap decision, the specification §3).
 LEVER_BOUNDS = {"sigma": (0.0, 0.95), "lam": (0.0, 1.0), "M": (0.0, 100.0)}
 
 UNITS = {

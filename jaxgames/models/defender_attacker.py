@@ -19,7 +19,7 @@ Payoffs, eqs. (10) and (11) (special cases (1)-(2), (4)-(5), (7)-(8)):
 
 The contest success function ``r / (r + R)`` has no value at ``r = R = 0``; we use its limit
 ``r -> 0``: the attacker wins every contest day, the defender's contest payoff is 0,
-``R_hat = 0^+`` and ``u_T = V (A + B)`` (MODELS.md §2). Case #16 (``r = I = k = 0``) then gives
+``R_hat = 0^+`` and ``u_T = V (A + B)`` (spec §2). Case #16 (``r = I = k = 0``) then gives
 ``u_G = 0``.
 
 **Attacker's best response.** :func:`attacker_best_response` solves the attacker's
@@ -61,7 +61,7 @@ Mechanisms (Figure 7): ``none`` (``k = 0, I = 0``), ``backup`` (``I = 0``), ``in
 (``k = 0``) and ``combined``. Every optimum is classified into the sixteen cases of Table 3
 (:func:`classify`).
 
-**Gap decision: distributions** (MODELS.md §2). The source gives only ``E[X], E[L], E[D]`` and
+**Gap decision: distributions** (spec §2). The source gives only ``E[X], E[L], E[D]`` and
 assumes ``min L > max D``. Default laws: ``L ~ U(E_L (1 - c_L), E_L (1 + c_L))`` with
 ``c_L = 0.4`` and ``D ~ U(E_D (1 - c_D), E_D (1 + c_D))`` with ``c_D = 1``, i.e.
 ``U(0, 2 E_D)``. ``c_L = 0`` or ``c_D = 0`` is a deterministic length. Any other law is given

@@ -75,7 +75,7 @@ backlog (incl. ``s_f``), ordering and total cost, ordering rate (share of days w
 and effective average order quantity (mean ``Q`` over ordering days); tier means over the tier's
 active agents (source assumption); chain totals over all active agents.
 
-**Gap decisions** (MODELS.md §4 of the project, restated):
+**Gap decisions** (the specification §4 of the project, restated):
 
 * ``s_f`` is charged once per link and day on which a new order arrives and the link ends the
   day short; old backlog on a day without a new order costs only ``b`` per unit.
@@ -221,7 +221,7 @@ class Settings:
 
 
 class Params(NamedTuple):
-    """Parameters (defaults: MODELS.md §4; the source's own values where it gives them).
+    """Parameters (defaults: the specification §4; the source's own values where it gives them).
 
     Numeric leaves may be swept; ``structure``, ``policy`` and ``breach`` are integer codes of
     :data:`CATEGORIES` (see :func:`code` and :func:`make_params`); ``settings`` is static.
