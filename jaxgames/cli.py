@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -201,7 +202,8 @@ def _as_flags(text: str) -> str:
 
 
 class _interrupts:
-    """Ctrl-C (SIGINT) stops the run at once, exit code 130, with ``message`` (the resume hint).
+    """Ctrl-C (SIGINT) stops the run at once, exit code 130, with ``message()`` (the resume
+    hint).
 
     A Python signal handler runs only when the main thread returns to the interpreter, so a
     Ctrl-C during XLA compilation (a long C++ call) would wait for it, and a
@@ -215,7 +217,7 @@ class _interrupts:
     thread (elsewhere Ctrl-C keeps its default behaviour).
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: Callable[[], str]):
         self.message = message
 
     def __enter__(self):
@@ -250,7 +252,7 @@ class _interrupts:
                 STORE_LOCK.acquire()  # held while a store is created or a chunk written
                 try:
                     sys.stdout.flush()
-                    sys.stderr.write(f"\n{self.message}\n")
+                    sys.stderr.write(f"\n{self.message()}\n")
                     sys.stderr.flush()
                 finally:
                     os._exit(130)
@@ -287,10 +289,16 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
           f"{output}", file=sys.stderr, flush=True)
     _enable_compilation_cache(args)
-    hint = (f"; the finished chunks are kept in {output}: run again with --resume"
-            if spec.streamed(output) else "")
+    def interrupted() -> str:  # said when Ctrl-C stops the run
+        from jaxgames._sweep import is_jaxgames_store
+
+        if spec.streamed(output) and is_jaxgames_store(output):
+            return (f"{prog}: interrupted; the finished chunks are kept in {output}: run "
+                    "again with --resume")
+        return f"{prog}: interrupted (nothing was written to {output})"
+
     t0 = time.perf_counter()
-    with _interrupts(f"{prog}: interrupted{hint}"):
+    with _interrupts(interrupted):
         ds = spec.run(**options, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
     figures = list(spec.figure_paths(out=args.out, figures=args.figures).values())

@@ -402,12 +402,18 @@ class SweepSpec:
                 remove_store(output)
             _unicode_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
         else:
-            if overwrite and output.exists():
-                if not _is_jaxgames_netcdf(output):
-                    raise FileExistsError(f"{output} is not a netCDF file written by "
-                                          "jaxgames; overwrite=True replaces only those")
-                output.unlink()
-            ds.to_netcdf(output, engine="h5netcdf")
+            if overwrite and output.exists() and not _is_jaxgames_netcdf(output):
+                raise FileExistsError(f"{output} is not a netCDF file written by "
+                                      "jaxgames; overwrite=True replaces only those")
+            # written next to it and renamed: an interrupted write leaves no partial file
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            try:
+                ds.to_netcdf(tmp, engine="h5netcdf")
+                if output.exists() and not overwrite:
+                    raise FileExistsError(f"{output} exists")
+                os.replace(tmp, output)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def figure_paths(self, *, out: str | Path | None = None,
                      figures: str | Path | None = None) -> dict[int, Path]:
