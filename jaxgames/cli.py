@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -214,17 +216,17 @@ class _interrupts:
     chunk written (:data:`jaxgames._sweep.STORE_LOCK`: finished chunks stay complete and
     marked), prints ``message`` and ends the process with ``os._exit(130)``: no unwinding
     through compiled code, no interpreter teardown with XLA threads running. Only in the main
-    thread (elsewhere Ctrl-C keeps its default behaviour).
+    thread (elsewhere Ctrl-C keeps its default behaviour), and not where SIGINT is ignored.
     """
 
     def __init__(self, message: Callable[[], str]):
-        self.message = message
+        self.message = message  # may be replaced while running (the sweep's resume hint)
 
     def __enter__(self):
-        import signal
-        import threading
-
-        self.active = threading.current_thread() is threading.main_thread()
+        # the main thread only; and SIGINT ignored by the parent (a background job of a
+        # script) stays ignored, as Python itself leaves it
+        self.active = (threading.current_thread() is threading.main_thread()
+                       and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
         if not self.active:
             return self
         r, w = os.pipe()
@@ -237,10 +239,6 @@ class _interrupts:
         return self
 
     def _watch(self, fd: int) -> None:
-        import signal
-
-        from jaxgames._sweep import STORE_LOCK
-
         while True:
             try:
                 data = os.read(fd, 64)
@@ -249,18 +247,25 @@ class _interrupts:
             if not data:
                 return
             if signal.SIGINT in data:
-                STORE_LOCK.acquire()  # held while a store is created or a chunk written
+                # held while a store is created or a chunk written (nothing to wait for if
+                # the sweep engine is not loaded; importing it here could deadlock)
+                engine = sys.modules.get("jaxgames._sweep")
+                lock = getattr(engine, "STORE_LOCK", None)
+                if lock is not None:
+                    lock.acquire()
                 try:
+                    try:
+                        text = self.message()
+                    except Exception:  # noqa: BLE001 - the exit must happen regardless
+                        text = "jaxgames: interrupted"
                     sys.stdout.flush()
-                    sys.stderr.write(f"\n{self.message()}\n")
+                    sys.stderr.write(f"\n{text}\n")
                     sys.stderr.flush()
                 finally:
                     os._exit(130)
 
     def __exit__(self, *exc):
         if self.active:
-            import signal
-
             signal.set_wakeup_fd(self.old_fd)
             signal.signal(signal.SIGINT, self.old_handler)
             os.close(self.fds[1])
@@ -297,9 +302,10 @@ def _sweep(args: argparse.Namespace) -> int:
                     "again with --resume")
         return f"{prog}: interrupted (nothing was written to {output})"
 
+    if getattr(args, "interrupts", None) is not None:
+        args.interrupts.message = interrupted
     t0 = time.perf_counter()
-    with _interrupts(interrupted):
-        ds = spec.run(**options, progress=not args.no_progress)
+    ds = spec.run(**options, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
     figures = list(spec.figure_paths(out=args.out, figures=args.figures).values())
     print(f"{prog}: {args.file} done")
@@ -712,8 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand, whose --help lists its flags
         args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # From here on Ctrl-C ends the command at once (exit code 130): see _interrupts
+    args.interrupts = _interrupts(lambda: f"jaxgames {args.command}: interrupted")
     try:
-        return args.func(args)
+        with args.interrupts:
+            return args.func(args)
+    except KeyboardInterrupt:  # SIGINT ignored by the parent, or raised by hand
+        print(f"\njaxgames {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stderr.close()
         return 0
