@@ -291,3 +291,27 @@ def test_ctrl_c_while_compiling_and_while_solving(tmp_path):
     for i in sorted(done)[:3]:  # a kept chunk holds its solved values
         _, _, region = layout.chunk(i)
         assert np.isfinite(ds["y_r"].isel(region).values).all()
+
+
+def test_overwrite_of_a_netcdf_output_replaces_only_a_jaxgames_file(tmp_path):
+    pytest.importorskip("h5netcdf")
+    spec = load_sweep(_write(tmp_path / "s.toml", HEAD + f'output = "{tmp_path}/o.nc"\n'
+                             + GRID))
+    theirs = tmp_path / "theirs.nc"
+    xr.Dataset({"x": ("i", np.arange(3.0))}).to_netcdf(theirs, engine="h5netcdf")
+    with pytest.raises(SweepFileError, match="theirs.nc exists and is not a netCDF file "
+                                             "written by jaxgames; --overwrite replaces only"):
+        spec.check_run_options(out=theirs, overwrite=True, cli=True)
+    ours = tmp_path / "ours.nc"
+    xr.Dataset(attrs={"jaxgames_version": jg.__version__}).to_netcdf(ours, engine="h5netcdf")
+    assert spec.check_run_options(out=ours, overwrite=True) == ours
+    assert xr.open_dataset(theirs, engine="h5netcdf")["x"].size == 3
+
+
+def test_a_marker_being_written_is_not_a_marker(tmp_path):
+    # a process killed (or stopped by Ctrl-C) while marking chunk 3 leaves its temporary file
+    d = tmp_path / "s.zarr" / _sweep._MARKER_DIR
+    d.mkdir(parents=True)
+    (d / "chunk-00000002").write_text("done\n")
+    (d / "chunk-00000003.tmp4242").write_text("do")
+    assert _sweep._done_chunks(os.fspath(tmp_path / "s.zarr")) == {2}
