@@ -49,7 +49,10 @@ Failure is data: every diagnostic of the model function (``converged``, ``residu
 ``iterations``, ``status``, ``assumptions_hold``) is a variable of the dataset, and derivatives
 at points that did not converge are NaN (they would be derivatives of a non-solution).
 Inputs are checked before anything is compiled: unknown parameters, non-finite or empty axes,
-values outside a model's ``DOMAIN``, unknown outputs in ``derivatives``.
+values outside a model's ``DOMAIN``, unknown outputs in ``derivatives``, the store's path, and
+the study's estimated memory and disk (:func:`estimate_size`, :func:`check_size`), before
+anything of the grid's size is allocated. A float64 sweep enables 64-bit JAX for its own work
+only (:func:`_precision`), never for the whole process.
 """
 
 from __future__ import annotations
@@ -1093,11 +1096,16 @@ def sweep(
             in attrs.
         chunk_size: maximum points per compiled call (default 65,536 on CPU, 1,048,576 on an
             accelerator); replications count as points. Peak memory is proportional to it.
-        store: path of a Zarr store to stream chunks into (the result is then opened lazily
-            from it); ``None`` keeps everything in memory.
+        store: path of a Zarr store (ending in ``.zarr``) to stream chunks into (the result is
+            then opened lazily from it); ``None`` keeps everything in memory. Checked before
+            anything runs: its directory must be writable, and an existing path needs
+            ``resume`` or ``overwrite``.
         resume: continue the sweep already in ``store``: completed chunks are kept, the rest
-            (including any chunk interrupted while writing) are solved.
-        overwrite: replace an existing store instead of failing.
+            (including any chunk interrupted while writing) are solved. A store that does not
+            exist is an error.
+        overwrite: replace an existing store instead of failing; only a store jaxgames wrote
+            (root attributes with ``jaxgames_version``) is deleted, anything else at that
+            path is an error naming it.
         progress: show a progress bar (points, points/s, ETA); ``None``: only on a terminal.
         dtype: ``float32`` or ``float64`` (default: float64 if x64 is enabled). A float64 sweep
             enables 64-bit JAX for its own tracing, compilation and execution only
