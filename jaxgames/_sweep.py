@@ -49,11 +49,15 @@ Failure is data: every diagnostic of the model function (``converged``, ``residu
 ``iterations``, ``status``, ``assumptions_hold``) is a variable of the dataset, and derivatives
 at points that did not converge are NaN (they would be derivatives of a non-solution).
 Inputs are checked before anything is compiled: unknown parameters, non-finite or empty axes,
-values outside a model's ``DOMAIN``, unknown outputs in ``derivatives``.
+values outside a model's ``DOMAIN``, unknown outputs in ``derivatives``, the store's path, and
+the study's estimated memory and disk (:func:`estimate_size`, :func:`check_size`), before
+anything of the grid's size is allocated. A float64 sweep enables 64-bit JAX for its own work
+only (:func:`_precision`), never for the whole process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -62,6 +66,7 @@ import json
 import math
 import os
 import platform
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -99,6 +104,10 @@ _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 #: and a large per-point working set, so big vmapped groups are slow on CPU: groups of 8 ran
 #: ~18x faster than 8192 (benchmarks/README.md).
 MICRO_BATCH: dict[tuple[str, str], int] = {("defender_attacker", "cpu"): 8}
+
+#: Held while a store is created or a chunk is written and marked: whoever ends the process
+#: on Ctrl-C (the command line) takes it first, so no store is left half-made.
+STORE_LOCK = threading.RLock()
 
 #: Name of the replication dim of a stochastic sweep.
 REPLICATION = "replication"
@@ -328,8 +337,9 @@ def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticitie
 
 @functools.lru_cache(maxsize=64)
 def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_devices,
-              micro_batch=None, elements=(), stochastic=False):
-    """One jit-compiled vmapped function per sweep configuration (cached across chunks/calls)."""
+              micro_batch=None, elements=(), stochastic=False, dtype="float64"):
+    """One jit-compiled vmapped function per sweep configuration and precision (cached across
+    chunks/calls; ``dtype`` is part of the key because each precision compiles its own)."""
     point = _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities,
                             elements, stochastic)
     if micro_batch is None:
@@ -344,17 +354,28 @@ def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_d
     return jax.jit(batched), sharding
 
 
+def _precision(dtype: str):
+    """A context in which a sweep in ``dtype`` is traced, compiled and run.
+
+    A float64 sweep needs 64-bit JAX; it is enabled for the sweep's own work only
+    (``jax.enable_x64``, thread-local and restored on exit), so the caller's global
+    configuration is unchanged. ``jit`` keys its cache on this setting, so the compiled
+    functions of each precision are cached side by side. A float32 sweep runs in the caller's
+    setting (bit-identical to earlier releases).
+    """
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+
+
 def _dispatch(plan: _Plan, start: int, stop: int):
     """Submit one chunk (asynchronously); returns device arrays."""
-    if plan.dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)  # Dask workers: a fresh process
     fn, sharding = _compiled(plan.solve_fn, plan.base_type, plan.settings, plan.derivatives,
                              plan.wrt, plan.elasticities, plan.n_devices, plan.micro_batch,
-                             plan.elements, plan.stochastic)
-    values = {k: jnp.asarray(v) for k, v in plan.values(start, stop).items()}
-    if sharding is not None:
-        values = jax.device_put(values, sharding)
-    return fn(values, plan.base_arrays())
+                             plan.elements, plan.stochastic, plan.dtype)
+    with _precision(plan.dtype):  # also on Dask workers: fresh processes
+        values = {k: jnp.asarray(v) for k, v in plan.values(start, stop).items()}
+        if sharding is not None:
+            values = jax.device_put(values, sharding)
+        return fn(values, plan.base_arrays())
 
 
 def _collect(plan: _Plan, out, start: int, stop: int) -> dict[str, np.ndarray]:
@@ -375,7 +396,10 @@ def _done_chunks(store: str) -> set[int]:
     d = Path(store) / _MARKER_DIR
     if not d.is_dir():
         return set()
-    return {int(p.name.split("-")[1]) for p in d.iterdir() if p.name.startswith("chunk-")}
+    # "chunk-<i>" only: a "chunk-<i>.tmp<pid>" left by a process killed while marking is not
+    # a marker (the chunk is recomputed)
+    return {int(p.name[6:]) for p in d.iterdir()
+            if p.name.startswith("chunk-") and p.name[6:].isdigit()}
 
 
 def _mark_done(store: str, i: int) -> None:
@@ -397,8 +421,9 @@ def _write_chunk(plan: _Plan, i: int, arrays: Mapping[str, np.ndarray]) -> None:
                      for v in plan.variables})
     region = {**region, **{d: slice(0, n) for v in plan.variables
                            for d, n in zip(v.dims, v.shape, strict=True)}}
-    ds.to_zarr(plan.store, region=region, mode="r+", consolidated=False)
-    _mark_done(plan.store, i)
+    with STORE_LOCK:
+        ds.to_zarr(plan.store, region=region, mode="r+", consolidated=False)
+        _mark_done(plan.store, i)
 
 
 def _run_chunk_task(plan: _Plan, i: int) -> int:
@@ -436,10 +461,7 @@ def _resolve_dtype(dtype) -> str:
     name = np.dtype(dtype).name
     if name not in ("float32", "float64"):
         raise ValueError(f"dtype must be float32 or float64, got {name}")
-    if name == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs 64-bit JAX: call "
-                         "jax.config.update('jax_enable_x64', True) before the sweep")
-    return name
+    return name  # float64 without global x64: enabled for the sweep only (_precision)
 
 
 # ----------------------------------------------------------------------------- the dataset
@@ -507,6 +529,228 @@ def _template(plan: _Plan, study: _Study, attrs: dict, var_attrs: dict, coord_at
             arr = np.zeros(full, dtype=v.dtype)
         data[v.name] = (dims + v.dims, arr, var_attrs.get(v.name, {}))
     return xr.Dataset(data, coords=_coords(plan, study, coord_attrs), attrs=attrs)
+
+
+def is_jaxgames_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr store written by jaxgames: a directory whose root group's
+    attributes carry ``jaxgames_version`` (every sweep, one-way, tornado and Sobol dataset
+    has it). Read from the metadata file itself, so nothing else is opened or created."""
+    path = Path(path)
+    for meta, key in (("zarr.json", "attributes"), (".zattrs", None)):  # Zarr v3, v2
+        try:
+            doc = json.loads((path / meta).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get(key, {}) if key else doc
+        if isinstance(attrs, dict) and "jaxgames_version" in attrs:
+            return True
+    return False
+
+
+def check_replaceable(path: str | os.PathLike, flag: str = "overwrite=True") -> None:
+    """Raise unless ``path`` does not exist or is a jaxgames Zarr store (which ``flag`` may
+    replace): overwriting never deletes a user's directory or someone else's store."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir() or not is_jaxgames_store(path):
+        what = ("a symbolic link" if path.is_symlink() else "a file" if not path.is_dir()
+                else "a directory that is not a jaxgames Zarr store (no jaxgames_version in "
+                     "its zarr.json attributes)")
+        raise FileExistsError(f"{path} exists and is {what}; {flag} replaces only a store "
+                              "written by jaxgames. Move or delete it yourself, or choose "
+                              "another path")
+
+
+def remove_store(path: str | os.PathLike, flag: str = "overwrite=True") -> None:
+    """Delete the jaxgames Zarr store at ``path`` (:func:`check_replaceable` first)."""
+    import shutil
+
+    check_replaceable(path, flag)
+    if Path(path).exists():
+        shutil.rmtree(path)
+
+
+# ----------------------------------------------------------------------------- size
+
+
+class Size(NamedTuple):
+    """A study's estimated memory and disk (bytes), before anything is allocated."""
+
+    n_points: int
+    point_bytes: int  # bytes of one point's outputs (diagnostics and derivatives included)
+    memory: int
+    disk: int  # 0 without a store
+
+
+#: Bytes a store needs per chunk besides its data: one file per variable and a marker, each
+#: taking at least one file-system block.
+_BLOCK = 4096
+
+
+def _point_bytes(variables: Sequence[Variable]) -> int:
+    return sum(np.dtype(v.dtype).itemsize * math.prod(v.shape) for v in variables)
+
+
+def _n_values(plan: _Plan) -> int:
+    arrays = plan.columns if plan.columns is not None else plan.axes
+    return sum(len(a) for a in arrays)
+
+
+def estimate_size(n_points: int, point_bytes: int, *, chunk_points: int, n_values: int,
+                  n_chunks: int, n_variables: int, store: Any = None) -> Size:
+    """Estimate a sweep's memory and disk from its sizes alone (nothing is allocated).
+
+    Memory: the swept values (8 bytes each), the chunks in flight (two at a time, each held
+    on the device and copied to the host, its inputs and outputs: ``4 * chunk_points *
+    point_bytes``) and, without a store, the whole result (``n_points * point_bytes``); with
+    a store, a little per chunk (bookkeeping). The model's own working memory inside a
+    compiled chunk is not included (it scales with ``chunk_size``). Disk (a store only): the
+    data uncompressed (an upper bound: Zarr compresses) plus one file-system block per
+    variable and marker of every chunk.
+    """
+    memory = 8 * n_values + 4 * chunk_points * (point_bytes + 8 * 8)
+    if store is None:
+        memory += n_points * point_bytes
+        return Size(n_points, point_bytes, memory, 0)
+    memory += 256 * n_chunks
+    disk = n_points * point_bytes + n_chunks * (n_variables + 1) * _BLOCK
+    return Size(n_points, point_bytes, memory, disk)
+
+
+def memory_available() -> int:
+    """Bytes of memory available now (``MemAvailable`` on Linux), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 2**63 - 1
+
+
+def disk_free(path: str | os.PathLike) -> int:
+    """Free bytes of the file system that ``path`` (or its nearest existing parent) is on."""
+    import shutil
+
+    p = Path(path).absolute()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB``-style text (powers of 1000, as ``parse_bytes`` reads them)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
+
+
+def parse_bytes(text: str | int) -> int:
+    """A size as bytes: an integer, or a number with a unit, ``"64GB"``, ``"1.5 TB"``,
+    ``"512MiB"`` (kB/MB/GB/TB/PB: powers of 1000; KiB/MiB/GiB/TiB/PiB: of 1024)."""
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        import re
+
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*",
+                         str(text))
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"expected a size in bytes, e.g. 64GB, 500MB, 2TiB or an "
+                             f"integer, got {text!r}")
+        value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value < 1:
+        raise ValueError(f"a size must be positive, got {text!r}")
+    return value
+
+
+class StudyTooLarge(ValueError):
+    """A study whose estimated memory or disk exceeds its limit (raised before anything is
+    allocated). ``key`` is what sets the study's size (``axes``, ``design``, or a sweep
+    file's key), ``resource`` ``"memory"`` or ``"disk"``."""
+
+    def __init__(self, key: str, resource: str, size: Size, need: int, limit: int,
+                 default: bool, where: str | None = None):
+        self.key, self.resource, self.size, self.need, self.limit = (
+            key, resource, size, need, limit)
+        arg = "max_memory" if resource == "memory" else "max_disk"
+        source = (" (the memory available now)" if resource == "memory" else
+                  f" (the free space on {where}'s file system)") if default else ""
+        hint = ("write to a Zarr store (store=...; only the chunks in flight are then held "
+                "in memory), " if resource == "memory" and size.disk == 0 else "")
+        self.statement = (f"{size.n_points:,} points x {format_bytes(size.point_bytes)} per "
+                          f"point need about {format_bytes(need)} of {resource}, more than "
+                          f"the limit {format_bytes(limit)}{source}")
+        super().__init__(f"{key}: {self.statement}; {hint}sweep fewer points, or raise the "
+                         f"limit with {arg}=BYTES if the estimate is too high")
+
+
+def check_size(size: Size, *, max_memory: int | None = None, max_disk: int | None = None,
+               store: Any = None, what: str = "axes") -> None:
+    """Raise :class:`StudyTooLarge` if ``size`` exceeds a limit (defaults: the machine's)."""
+    limit = memory_available() if max_memory is None else parse_bytes(max_memory)
+    if size.memory > limit:
+        raise StudyTooLarge(what, "memory", size, size.memory, limit, max_memory is None)
+    if store is not None and size.disk:
+        limit = disk_free(store) if max_disk is None else parse_bytes(max_disk)
+        if size.disk > limit:
+            raise StudyTooLarge(what, "disk", size, size.disk, limit, max_disk is None,
+                                os.fspath(store))
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _writable_dir(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` if files cannot be created under it, else
+    ``None`` (``path``'s missing parents are created when the store is written)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return parent
+    return None
+
+
+def check_store_path(store: str | os.PathLike, *, resume: bool = False,
+                     overwrite: bool = False) -> None:
+    """Check a sweep's ``store`` before anything runs: a ``.zarr`` path; existing only with
+    ``resume`` or ``overwrite`` (and then a jaxgames store), missing under ``resume``;
+    writable. The messages name the API arguments (the command line translates them)."""
+    path = Path(store)
+    if path.suffix != ".zarr":
+        raise ValueError(f"store={os.fspath(store)!r}: a sweep's store is a Zarr store, its "
+                         "path ending in .zarr (write a netCDF copy afterwards with "
+                         "ds.to_netcdf)")
+    exists = path.exists() or path.is_symlink()
+    if resume and not exists:
+        raise FileNotFoundError(f"{path}: cannot resume, it does not exist (nothing was "
+                                "stored there); leave out resume=True to start the sweep")
+    if exists and not (resume or overwrite):
+        raise FileExistsError(f"{path} exists; pass resume=True to continue it or "
+                              "overwrite=True to replace it")
+    if exists and overwrite:
+        check_replaceable(path)
+    if exists and resume and not is_jaxgames_store(path):
+        raise ValueError(f"{path}: cannot resume, not a jaxgames Zarr store (no "
+                         "jaxgames_version in its zarr.json attributes)")
+    bad = _writable_dir(path) if not exists else (
+        None if os.access(path, os.W_OK | os.X_OK) else path)
+    if bad is not None:
+        raise PermissionError(f"{path}: cannot write the store, {bad} is not a writable "
+                              "directory")
 
 
 def _open_store(store: str) -> xr.Dataset:
@@ -614,14 +858,15 @@ def _resolve(solve_fn, base_params, axes, derivatives, wrt, elasticities, replic
 def _find_outputs(study: _Study) -> _Study:
     """Stage 2: output names, dtypes and trailing dims (traces one point; compiles nothing)."""
     spec, point, dtype = study.spec, study.point, study.dtype
-    leaves = {k: jnp.asarray(v, jnp.int32 if k in spec.model.categories else dtype)
-              for k, v in point.values.items()}
-    params = point.params_type(**leaves, **point.settings)
-    key = jax_key(0, 0) if spec.stochastic else None
-    # The function itself, not a wrapper: JAX caches the trace per function (tracing a model
-    # can take seconds), and its own result type keeps the NamedTuple field order.
-    args = (params, key) if spec.stochastic else (params,)
-    shapes = as_dict(jax.eval_shape(spec.function, *args))
+    with _precision(dtype):
+        leaves = {k: jnp.asarray(v, jnp.int32 if k in spec.model.categories else dtype)
+                  for k, v in point.values.items()}
+        params = point.params_type(**leaves, **point.settings)
+        key = jax_key(0, 0) if spec.stochastic else None
+        # The function itself, not a wrapper: JAX caches the trace per function (tracing a
+        # model can take seconds), and its own result type keeps the NamedTuple field order.
+        args = (params, key) if spec.stochastic else (params,)
+        shapes = as_dict(jax.eval_shape(spec.function, *args))
     trailing: dict[str, np.ndarray] = {}
 
     def dims_of(name: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[str, ...]:
@@ -816,6 +1061,8 @@ def sweep(
     devices: int | None = None,
     micro_batch: int | None = None,
     callback: Callable[[ChunkInfo], None] | None = None,
+    max_memory: int | None = None,
+    max_disk: int | None = None,
 ) -> xr.Dataset:
     """Solve ``solve_fn`` at every point of a grid or design; return a labelled dataset.
 
@@ -849,13 +1096,20 @@ def sweep(
             in attrs.
         chunk_size: maximum points per compiled call (default 65,536 on CPU, 1,048,576 on an
             accelerator); replications count as points. Peak memory is proportional to it.
-        store: path of a Zarr store to stream chunks into (the result is then opened lazily
-            from it); ``None`` keeps everything in memory.
+        store: path of a Zarr store (ending in ``.zarr``) to stream chunks into (the result is
+            then opened lazily from it); ``None`` keeps everything in memory. Checked before
+            anything runs: its directory must be writable, and an existing path needs
+            ``resume`` or ``overwrite``.
         resume: continue the sweep already in ``store``: completed chunks are kept, the rest
-            (including any chunk interrupted while writing) are solved.
-        overwrite: replace an existing store instead of failing.
+            (including any chunk interrupted while writing) are solved. A store that does not
+            exist is an error.
+        overwrite: replace an existing store instead of failing; only a store jaxgames wrote
+            (root attributes with ``jaxgames_version``) is deleted, anything else at that
+            path is an error naming it.
         progress: show a progress bar (points, points/s, ETA); ``None``: only on a terminal.
-        dtype: ``float32`` or ``float64`` (default: float64 if x64 is enabled).
+        dtype: ``float32`` or ``float64`` (default: float64 if x64 is enabled). A float64 sweep
+            enables 64-bit JAX for its own tracing, compilation and execution only
+            (``jax.enable_x64``): the caller's global ``jax_enable_x64`` is left unchanged.
         dask: a ``distributed.Client`` or scheduler address: solve chunks as tasks on that
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
@@ -866,6 +1120,13 @@ def sweep(
             groups (``defender_attacker``: 8). Single-device runs only; it does not change
             results.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
+        max_memory: bytes of memory the sweep may use (default: the memory available now,
+            ``MemAvailable`` of ``/proc/meminfo``, else the physical memory). The sweep's memory
+            is estimated before anything is allocated (:func:`estimate_size`: the result held
+            in memory without ``store``, the chunks in flight, the swept values); a sweep that
+            needs more is refused with an error naming its size and the limit.
+        max_disk: bytes the ``store`` may take (default: the free space of its file system);
+            estimated uncompressed, as an upper bound.
 
     Returns:
         ``xarray.Dataset``: one variable per output of ``solve_fn`` (diagnostics included) and
@@ -874,14 +1135,25 @@ def sweep(
         attrs record the provenance.
     """
     # ---- everything is checked before anything is compiled
-    study = _resolve(solve_fn, base_params, axes, derivatives, wrt, elasticities, replications,
-                     seed, dtype)
-    study = _find_outputs(study)
     if dask is not None and store is None:
         raise ValueError("dask= needs store= (workers write their chunks to a shared Zarr store)")
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True contradict each other")
+    if store is not None:
+        check_store_path(store, resume=resume, overwrite=overwrite)
+    elif resume or overwrite:
+        raise ValueError(f"{'resume' if resume else 'overwrite'}=True needs store= (a sweep "
+                         "kept in memory has nothing to resume or replace)")
+    study = _resolve(solve_fn, base_params, axes, derivatives, wrt, elasticities, replications,
+                     seed, dtype)
+    study = _find_outputs(study)
     plan = _plan_chunks(study, chunk_size, devices, micro_batch, store)
+    check_size(estimate_size(plan.layout.n_points, _point_bytes(plan.variables),
+                             chunk_points=plan.batch, n_values=_n_values(plan),
+                             n_chunks=plan.layout.n_chunks, n_variables=len(plan.variables),
+                             store=plan.store),
+               max_memory=max_memory, max_disk=max_disk, store=plan.store,
+               what="axes" if study.design is None else "design")
     attrs, var_attrs, coord_attrs = _provenance(study, plan)
     return _execute(plan, study, attrs, var_attrs, coord_attrs, resume=resume,
                     overwrite=overwrite, progress=progress, dask=dask, callback=callback)
@@ -892,7 +1164,9 @@ def _execute(plan: _Plan, study: _Study, attrs, var_attrs, coord_attrs, *, resum
     """Stage 5: prepare the store, solve the pending chunks, return the dataset."""
     layout = plan.layout
     if plan.store is not None:
-        done = _prepare_store(plan, study, attrs, var_attrs, coord_attrs, resume, overwrite)
+        with STORE_LOCK:
+            done = _prepare_store(plan, study, attrs, var_attrs, coord_attrs, resume,
+                                  overwrite)
         result = None
     else:
         done = set()
@@ -989,9 +1263,7 @@ def _prepare_store(plan, study, attrs, var_attrs, coord_attrs, resume, overwrite
         raise FileExistsError(f"{store} exists; pass resume=True to continue it or "
                               "overwrite=True to replace it")
     if exists:
-        import shutil
-
-        shutil.rmtree(store)
+        remove_store(store)
     template = _template(plan, study, attrs, var_attrs, coord_attrs, lazy=True)
     encoding = {v.name: {"chunks": plan.layout.storage_chunks + v.shape}
                 for v in plan.variables}

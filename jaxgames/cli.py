@@ -2,7 +2,7 @@
 
     jaxgames sweep FILE [--out PATH] [--figures DIR] [--resume] [--overwrite]
                         [--chunk-size N] [--dask ADDRESS] [--no-progress]
-                        [--no-compilation-cache]
+                        [--max-memory SIZE] [--max-disk SIZE] [--no-compilation-cache]
                                     run a sweep file (see jaxgames.sweepfile, sweeps/README.md)
     jaxgames plot DATASET --kind KIND [--var V,...] [--x X] [--y Y]
                           [--sel NAME=VALUE ...] [--facet DIM] [--by DIM] [--xmarks V,...]
@@ -16,7 +16,8 @@
     jaxgames info                   devices and versions
 
 Exit codes: 0 success; 1 the run failed or a check failed (e.g. a printed value not
-reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wrong).
+reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wrong);
+130 interrupted by Ctrl-C (a .zarr sweep keeps its finished chunks: run again with --resume).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -48,6 +52,15 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return n
+
+
+def _size(text: str) -> int:
+    from jaxgames._sweep import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- compilation cache
@@ -178,6 +191,88 @@ def _summary(spec, ds, seconds: float, output: Path, figures) -> str:
     return "\n".join(f"  {k:<12} {v}" for k, v in rows)
 
 
+_FLAGS = (("overwrite=True", "--overwrite"), ("resume=True", "--resume"),
+          ("max_memory=BYTES", "--max-memory SIZE"), ("max_disk=BYTES", "--max-disk SIZE"),
+          ("chunk_size=", "--chunk-size "), ("store=...", "a .zarr --out"))
+
+
+def _as_flags(text: str) -> str:
+    """A library message with its argument names spelled as this command's flags."""
+    for arg, flag in _FLAGS:
+        text = text.replace(arg, flag)
+    return text
+
+
+class _interrupts:
+    """Ctrl-C (SIGINT) stops the run at once, exit code 130, with ``message()`` (the resume
+    hint).
+
+    A Python signal handler runs only when the main thread returns to the interpreter, so a
+    Ctrl-C during XLA compilation (a long C++ call) would wait for it, and a
+    ``KeyboardInterrupt`` raised inside JAX's or Zarr's machinery (tracing, an event-loop
+    thread) was seen to be swallowed or to crash the process at exit. Instead the signal's
+    wake-up byte (``signal.set_wakeup_fd``, written by the C-level handler the moment the
+    signal arrives) wakes a watcher thread, which waits until no store is being created or
+    chunk written (:data:`jaxgames._sweep.STORE_LOCK`: finished chunks stay complete and
+    marked), prints ``message`` and ends the process with ``os._exit(130)``: no unwinding
+    through compiled code, no interpreter teardown with XLA threads running. Only in the main
+    thread (elsewhere Ctrl-C keeps its default behaviour), and not where SIGINT is ignored.
+    """
+
+    def __init__(self, message: Callable[[], str]):
+        self.message = message  # may be replaced while running (the sweep's resume hint)
+
+    def __enter__(self):
+        # the main thread only; and SIGINT ignored by the parent (a background job of a
+        # script) stays ignored, as Python itself leaves it
+        self.active = (threading.current_thread() is threading.main_thread()
+                       and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
+        if not self.active:
+            return self
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self.fds = (r, w)
+        self.old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self.old_handler = signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts
+        threading.Thread(target=self._watch, args=(r,), daemon=True,
+                         name="jaxgames-sigint").start()
+        return self
+
+    def _watch(self, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 64)
+            except OSError:  # closed on exit from the block
+                return
+            if not data:
+                return
+            if signal.SIGINT in data:
+                # held while a store is created or a chunk written (nothing to wait for if
+                # the sweep engine is not loaded; importing it here could deadlock)
+                engine = sys.modules.get("jaxgames._sweep")
+                lock = getattr(engine, "STORE_LOCK", None)
+                if lock is not None:
+                    lock.acquire()
+                try:
+                    try:
+                        text = self.message()
+                    except Exception:  # noqa: BLE001 - the exit must happen regardless
+                        text = "jaxgames: interrupted"
+                    sys.stdout.flush()
+                    sys.stderr.write(f"\n{text}\n")
+                    sys.stderr.flush()
+                finally:
+                    os._exit(130)
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.set_wakeup_fd(self.old_fd)
+            signal.signal(signal.SIGINT, self.old_handler)
+            os.close(self.fds[1])
+            os.close(self.fds[0])
+        return False
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from jaxgames.sweepfile import SweepFileError, load_sweep
 
@@ -185,13 +280,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise _UsageError("--resume and --overwrite exclude each other")
     try:
-        spec = load_sweep(args.file)
+        spec = load_sweep(args.file, max_memory=args.max_memory, max_disk=args.max_disk)
     except SweepFileError as exc:
-        raise _UsageError(str(exc)) from None
+        raise _UsageError(_as_flags(str(exc))) from None
     options = dict(out=args.out, resume=args.resume, overwrite=args.overwrite,
                    chunk_size=args.chunk_size, dask=args.dask, figures=args.figures)
     try:
-        output = spec.check_run_options(**options)
+        output = spec.check_run_options(**options, cli=True)
     except SweepFileError as exc:
         raise _UsageError(str(exc)) from None
     solve = " + ".join(spec.solve)
@@ -199,14 +294,18 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
           f"{output}", file=sys.stderr, flush=True)
     _enable_compilation_cache(args)
+    def interrupted() -> str:  # said when Ctrl-C stops the run
+        from jaxgames._sweep import is_jaxgames_store
+
+        if spec.streamed(output) and is_jaxgames_store(output):
+            return (f"{prog}: interrupted; the finished chunks are kept in {output}: run "
+                    "again with --resume")
+        return f"{prog}: interrupted (nothing was written to {output})"
+
+    if getattr(args, "interrupts", None) is not None:
+        args.interrupts.message = interrupted
     t0 = time.perf_counter()
-    try:
-        ds = spec.run(**options, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        hint = (f"; the finished chunks are kept in {output}: run again with --resume"
-                if output.suffix == ".zarr" and spec.mode in ("axes", "design") else "")
-        print(f"{prog}: interrupted{hint}", file=sys.stderr)
-        return 130
+    ds = spec.run(**options, progress=not args.no_progress)
     seconds = time.perf_counter() - t0
     figures = list(spec.figure_paths(out=args.out, figures=args.figures).values())
     print(f"{prog}: {args.file} done")
@@ -524,6 +623,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--figures", metavar="DIR",
                        help="write the file's figures into DIR (by default they follow "
                        "--out: the directory of PATH; without --out the paths in the file)")
+    sweep.add_argument("--max-memory", metavar="SIZE", type=_size,
+                       help="memory the study may use, e.g. 64GB (default: the memory "
+                       "available now; overrides the file's max_memory). The study's memory "
+                       "and disk are estimated before anything runs; one that does not fit "
+                       "is refused")
+    sweep.add_argument("--max-disk", metavar="SIZE", type=_size,
+                       help="disk a .zarr output may take, e.g. 2TB (default: the free space "
+                       "of its file system; overrides the file's max_disk)")
     sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 
@@ -611,8 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand, whose --help lists its flags
         args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # From here on Ctrl-C ends the command at once (exit code 130): see _interrupts
+    args.interrupts = _interrupts(lambda: f"jaxgames {args.command}: interrupted")
     try:
-        return args.func(args)
+        with args.interrupts:
+            return args.func(args)
+    except KeyboardInterrupt:  # SIGINT ignored by the parent, or raised by hand
+        print(f"\njaxgames {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stderr.close()
         return 0
@@ -622,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line, non-zero exit
         msg = str(exc).strip().splitlines()
         text = msg[0] if msg else type(exc).__name__
+        if args.command == "sweep":  # the library's words for its arguments, as flags
+            text = _as_flags(text)
         print(f"jaxgames {args.command}: error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
 

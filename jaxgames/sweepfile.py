@@ -54,6 +54,13 @@ key                required  meaning
                              scenario (common random numbers)
 ``micro_batch``    no        int >= 1, points solved in lockstep inside a chunk (default:
                              the engine's choice for the model and platform)
+``max_memory``     no        the memory the study may use: an int (bytes) or a size string
+                             (``"64GB"``, ``"512MiB"``); default: the memory available. The
+                             study's memory and disk are estimated before any axis value or
+                             design point is made; one that does not fit is refused, naming
+                             ``axes`` or ``design.n``
+``max_disk``       no        the disk a ``.zarr`` output may take, as ``max_memory`` (default:
+                             the free space of its file system)
 ``[base]``         no        ``parameter = number``: overrides of the model's ``DEFAULT`` point
                              (a vector parameter: a list, or a number for every element; a
                              categorical parameter: a label)
@@ -165,6 +172,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import textwrap
 import tomllib
 import typing
@@ -183,8 +191,8 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 DESIGN_KINDS = ("random", "latin_hypercube", "sobol")
 
 _TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "derivatives",
-             "wrt", "elasticities", "replications", "seed", "micro_batch", "base", *MODES,
-             "figure")
+             "wrt", "elasticities", "replications", "seed", "micro_batch", "max_memory",
+             "max_disk", "base", *MODES, "figure")
 #: Diagnostics every solve function returns; with several solve functions these summarise all.
 _SUMMARY_OUTPUTS = ("converged", "status", "assumptions_hold")
 _FIGURE_KEYS = {
@@ -287,6 +295,9 @@ class SweepSpec:
     replications: int | None = None
     seed: int = 0
     micro_batch: int | None = None
+    max_memory: int | None = None
+    max_disk: int | None = None
+    point_bytes: int = 0  # estimated bytes of one point's outputs (before solving)
 
     @property
     def module(self):
@@ -355,10 +366,6 @@ class SweepSpec:
     def compute(self, output: Path, *, resume: bool = False, overwrite: bool = False,
                 chunk_size: int | None = None, dask: Any = None, progress: bool = True):
         """Solve the study (streaming into ``output`` if :meth:`streamed`); the dataset."""
-        import jax
-
-        if self.dtype == "float64":
-            jax.config.update("jax_enable_x64", True)
         kwargs = dict(
             derivatives=self.derivatives, wrt=self.wrt, elasticities=self.elasticities,
             chunk_size=chunk_size if chunk_size is not None else self.chunk_size,
@@ -370,6 +377,8 @@ class SweepSpec:
             kwargs.update(replications=self.replications, seed=self.seed)
         if self.micro_batch is not None:
             kwargs.update(micro_batch=self.micro_batch)
+        if self.mode in ("axes", "design"):
+            kwargs.update(max_memory=self.max_memory, max_disk=self.max_disk)
         fn = self.solve_function()
         if self.mode in ("axes", "design"):
             from jaxgames._sweep import sweep
@@ -387,12 +396,24 @@ class SweepSpec:
             return
         output.parent.mkdir(parents=True, exist_ok=True)
         if output.suffix == ".zarr":
-            _unicode_as_object(ds).to_zarr(output, mode="w" if overwrite else "w-",
-                                           consolidated=False)
+            if overwrite:  # only a store that jaxgames wrote (checked before the run too)
+                from jaxgames._sweep import remove_store
+
+                remove_store(output)
+            _unicode_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
         else:
-            if overwrite and output.exists():
-                output.unlink()
-            ds.to_netcdf(output, engine="h5netcdf")
+            if overwrite and output.exists() and not _is_jaxgames_netcdf(output):
+                raise FileExistsError(f"{output} is not a netCDF file written by "
+                                      "jaxgames; overwrite=True replaces only those")
+            # written next to it and renamed: an interrupted write leaves no partial file
+            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+            try:
+                ds.to_netcdf(tmp, engine="h5netcdf")
+                if output.exists() and not overwrite:
+                    raise FileExistsError(f"{output} exists")
+                os.replace(tmp, output)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def figure_paths(self, *, out: str | Path | None = None,
                      figures: str | Path | None = None) -> dict[int, Path]:
@@ -414,46 +435,166 @@ class SweepSpec:
 
     def check_run_options(self, *, out: str | Path | None = None, resume: bool = False,
                           overwrite: bool = False, chunk_size: int | None = None,
-                          dask: Any = None, figures: str | Path | None = None) -> Path:
+                          dask: Any = None, figures: str | Path | None = None,
+                          cli: bool = False) -> Path:
         """The output path :meth:`run` would write; :class:`SweepFileError` for options that
-        do not fit the file (as :meth:`run` raises them, before any work)."""
+        do not fit the file (as :meth:`run` raises them, before any work): the output and
+        figure paths (writable; an existing output only with ``resume``/``overwrite``, and
+        replaced only if jaxgames wrote it) and the study's estimated memory and disk.
+        ``cli``: name command-line flags (``--overwrite``) in the messages, not arguments."""
+        from jaxgames import _sweep
+
+        def opt(flag: str, arg: str) -> str:
+            return flag if cli else arg
+
         key = "output"
         output = self.output
         if out is not None:
             output = Path(out)
-            key = "--out"
+            key = "--out" if cli else "out"
             if output.suffix not in (".zarr", ".nc"):
                 raise SweepFileError(self.path, key,
                                      f"{out} must end in .zarr (Zarr store) or .nc (netCDF)")
         if resume and overwrite:
-            raise SweepFileError(self.path, key, "resume and overwrite exclude each other")
+            raise SweepFileError(self.path, key, f"{opt('--resume', 'resume')} and "
+                                                 f"{opt('--overwrite', 'overwrite')} exclude "
+                                                 "each other")
         if (resume or dask is not None) and self.mode not in ("axes", "design"):
+            what = opt("--resume", "resume") if resume else opt("--dask", "dask")
             raise SweepFileError(self.path, self.mode,
-                                 f"a {self.mode} study is computed in memory: "
-                                 f"{'resume' if resume else 'dask'} applies to [axes] and "
-                                 "[design] sweeps only")
+                                 f"a {self.mode} study is computed in memory: {what} applies "
+                                 "to [axes] and [design] sweeps only")
         if (resume or dask is not None) and output.suffix != ".zarr":
+            what = opt("--resume", "resume") if resume else opt("--dask", "dask")
             raise SweepFileError(self.path, key,
-                                 f"{output} is netCDF, written at the end; "
-                                 f"{'resume' if resume else 'dask'} needs a .zarr output")
-        if output.exists() and not (resume or overwrite):
+                                 f"{output} is netCDF, written at the end; {what} needs a "
+                                 ".zarr output")
+        exists = output.exists() or output.is_symlink()
+        if exists and not (resume or overwrite):
             raise SweepFileError(self.path, key,
-                                 f"{output} exists; resume it (--resume, resume=True) or "
-                                 "replace it (--overwrite, overwrite=True)")
+                                 f"{output} exists; resume it "
+                                 f"({opt('--resume', 'resume=True')}) or replace it "
+                                 f"({opt('--overwrite', 'overwrite=True')})")
+        if resume and not exists:
+            raise SweepFileError(self.path, key,
+                                 f"{output} does not exist, so there is nothing to resume; "
+                                 f"run without {opt('--resume', 'resume=True')} to start the "
+                                 "sweep")
+        if resume and not _sweep.is_jaxgames_store(output):
+            raise SweepFileError(self.path, key, f"{output} is not a jaxgames Zarr store, so "
+                                                 "it cannot be resumed")
+        if overwrite and exists:
+            flag = opt("--overwrite", "overwrite=True")
+            try:
+                if output.suffix == ".zarr" or output.is_dir():
+                    _sweep.check_replaceable(output, flag)
+                elif not _is_jaxgames_netcdf(output):
+                    raise FileExistsError(f"{output} exists and is not a netCDF file written "
+                                          f"by jaxgames; {flag} replaces only jaxgames "
+                                          "datasets. Move or delete it yourself, or choose "
+                                          "another path")
+            except FileExistsError as exc:
+                raise SweepFileError(self.path, key, str(exc)) from None
+        bad = _sweep._writable_dir(output) if not exists else (
+            None if os.access(output, os.W_OK) else output)
+        if bad is not None:
+            raise SweepFileError(self.path, key, f"cannot write {output}: {bad} is not a "
+                                                 "writable directory")
         if chunk_size is not None and (isinstance(chunk_size, bool)
                                        or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise SweepFileError(self.path, "chunk_size",
+            raise SweepFileError(self.path, opt("--chunk-size", "chunk_size"),
                                  f"must be a positive integer, got {chunk_size!r}")
-        if figures is None:  # an explicit --figures DIR may replace what is there
-            for i, path in self.figure_paths(out=out).items():
-                if path.exists() and _tracked(path):
-                    raise SweepFileError(
-                        self.path, f"figure[{i}].path",
-                        f"{path} is a tracked file of a git checkout and is not replaced "
-                        "silently; write the figures elsewhere (--out PATH puts them next to "
-                        "the dataset, --figures DIR into DIR), or name its directory with "
-                        f"--figures {path.parent} to replace it")
+        for i, path in self.figure_paths(out=out, figures=figures).items():
+            fkey = f"figure[{i}].path"
+            if path.is_dir():
+                raise SweepFileError(self.path, fkey, f"{path} is a directory, not an image "
+                                                      "file")
+            bad = (_sweep._writable_dir(path) if not path.exists() else
+                   None if os.access(path, os.W_OK) else path)
+            if bad is not None:
+                where = (f" (write the figures elsewhere with {opt('--figures', 'figures=')} "
+                         "DIR)")
+                raise SweepFileError(self.path, fkey, f"cannot write the figure {path}: {bad} "
+                                                      f"is not writable{where}")
+            if figures is None and path.exists() and _tracked(path):
+                # an explicit --figures DIR may replace what is there
+                raise SweepFileError(
+                    self.path, fkey,
+                    f"{path} is a tracked file of a git checkout and is not replaced "
+                    "silently; write the figures elsewhere (--out PATH puts them next to "
+                    "the dataset, --figures DIR into DIR), or name its directory with "
+                    f"--figures {path.parent} to replace it")
+        self.check_size(output, chunk_size, cli=cli)
         return output
+
+    def size(self, output: Path | None = None, chunk_size: int | None = None):
+        """The study's estimated memory and disk (:func:`jaxgames._sweep.estimate_size`),
+        from the file alone; ``None`` for one-way and tornado studies (small, in memory)."""
+        from jaxgames import _sweep
+
+        if self.mode not in ("axes", "design"):
+            return None
+        return _estimate(self.n_points, self.point_bytes, self.n_values,
+                         chunk_size or self.chunk_size,
+                         output if self.streamed(output or self.output) else None,
+                         _sweep)
+
+    @property
+    def n_values(self) -> int:
+        """Swept values held in memory (every axis value, or every design coordinate)."""
+        if self.axes is not None:
+            return sum(len(v) for v in self.axes.values())
+        return self.design.size * len(self.design.names) if self.design is not None else 0
+
+    def check_size(self, output: Path | None = None, chunk_size: int | None = None,
+                   cli: bool = False) -> None:
+        """:class:`SweepFileError` naming ``axes`` or ``design.n`` if the study's estimated
+        memory or disk exceeds its limit (``max_memory``/``max_disk``, by default what the
+        machine has)."""
+        size = self.size(output, chunk_size)
+        if size is not None:
+            _check_limits(self.path, "axes" if self.mode == "axes" else "design.n", size,
+                          self.max_memory, self.max_disk,
+                          output if self.streamed(output or self.output) else None, cli)
+
+
+def _estimate(n_points: int, point_bytes: int, n_values: int, chunk_size: int | None,
+              store: Path | None, _sweep):
+    chunk = max(1, min(chunk_size or _sweep._default_chunk_size(), n_points))
+    n_chunks = -(-n_points // chunk)
+    return _sweep.estimate_size(n_points, point_bytes, chunk_points=chunk, n_values=n_values,
+                                n_chunks=n_chunks, n_variables=max(1, point_bytes // 8),
+                                store=store)
+
+
+def _check_limits(path, key: str, size, max_memory, max_disk, store, cli: bool) -> None:
+    """A sweep file's size check: :class:`SweepFileError` naming ``key``, the size, the limit
+    and how to raise it (the file's ``max_memory``/``max_disk``, or the flags)."""
+    from jaxgames import _sweep
+
+    try:
+        _sweep.check_size(size, max_memory=max_memory, max_disk=max_disk, store=store,
+                          what=key)
+    except _sweep.StudyTooLarge as exc:
+        arg = "max_memory" if exc.resource == "memory" else "max_disk"
+        flag = "--max-memory" if exc.resource == "memory" else "--max-disk"
+        hint = ("write a .zarr output (streamed to disk; only the chunks in flight are held "
+                "in memory), " if exc.resource == "memory" and size.disk == 0 else "")
+        raise SweepFileError(path, key, f"{exc.statement}; {hint}sweep fewer "
+                                        f"points, or raise the limit with {arg} = \"SIZE\" "
+                                        f"in the file or {flag} SIZE (e.g. 200GB) if the "
+                                        "estimate is too high") from None
+
+
+def _is_jaxgames_netcdf(path: Path) -> bool:
+    """Whether ``path`` is a netCDF file whose global attributes carry ``jaxgames_version``."""
+    try:
+        import h5netcdf
+
+        with h5netcdf.File(path, "r") as f:
+            return "jaxgames_version" in f.attrs
+    except Exception:  # not HDF5/netCDF4, unreadable, or h5netcdf missing
+        return False
 
 
 def _tracked(path: Path) -> bool:
@@ -471,10 +612,15 @@ def _tracked(path: Path) -> bool:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
+def load_sweep(path: str | Path, *, max_memory: int | str | None = None,
+               max_disk: int | str | None = None) -> SweepSpec:
     """Read and check the sweep file ``path``; :class:`SweepFileError` if anything is wrong.
 
-    Only reads and checks: nothing is compiled or solved (a design's points are drawn).
+    Only reads and checks: nothing is compiled or solved (a design's points are drawn). The
+    study's size is checked before any axis value or design point is made: its estimated
+    memory and disk must fit ``max_memory``/``max_disk`` (bytes, or a size such as
+    ``"200GB"``; these override the file's keys; default: the memory available now and the
+    free space of the output's file system).
     """
     path = Path(path)
     try:
@@ -488,7 +634,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise SweepFileError(path, None, f"not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise SweepFileError(path, None, f"not UTF-8 text: {exc}") from None
-    return _Loader(path).load(doc)
+    return _Loader(path, max_memory, max_disk).load(doc)
 
 
 def _toml_type(v) -> str:
@@ -520,8 +666,9 @@ def _article(word: str) -> str:
 
 
 class _Loader:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_memory=None, max_disk=None):
         self.path = path
+        self.limits = {"max_memory": max_memory, "max_disk": max_disk}
 
     def fail(self, key: str | None, message: str) -> typing.NoReturn:
         raise SweepFileError(self.path, key, message)
@@ -603,6 +750,28 @@ class _Loader:
                            f"parameter {name}")
         return value
 
+    def size_value(self, v, key: str) -> int:
+        """A size: an integer number of bytes, or a string such as ``"200GB"``."""
+        from jaxgames._sweep import parse_bytes
+
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            self.fail(key, f"expected a size (bytes, or a string such as \"200GB\"), got "
+                           f"{_toml_type(v)}")
+        try:
+            return parse_bytes(v)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+
+    def check_study(self, n_points: int, n_values: int, key: str) -> None:
+        """The study's estimated memory and disk against the limits, before any of its values
+        are made (a 10**12-value axis is refused here, not by a ``MemoryError``)."""
+        from jaxgames import _sweep
+
+        store = self.output if self.output.suffix == ".zarr" else None
+        size = _estimate(n_points, self.point_bytes, n_values, self.chunk_size, store, _sweep)
+        _check_limits(self.path, key, size, self.limits["max_memory"], self.limits["max_disk"],
+                      store, cli=False)
+
     def param_range(self, v, key: str, name: str, scales: bool = False) -> tuple:
         """``[lo, hi]`` (or, with ``scales``, ``[lo, hi, "log"|"linear"]``), lo < hi."""
         items = self.array(v, key)
@@ -636,6 +805,10 @@ class _Loader:
         micro_batch = (self.integer(doc["micro_batch"], "micro_batch", 1)
                        if "micro_batch" in doc else None)
         description = self.string(doc.get("description", ""), "description")
+        for k in ("max_memory", "max_disk"):
+            if self.limits[k] is None and k in doc:
+                self.limits[k] = self.size_value(doc[k], k)
+        self.output, self.dtype, self.chunk_size = output, dtype, chunk_size
         replications, seed = self.replications(doc, spec)
         self.outputs_of(spec)
         what = "output" if len(self.solve_names) == 1 else (
@@ -663,6 +836,10 @@ class _Loader:
                     self.variables.add(f"elasticity_{o}_{p}")
                     self.dims[f"elasticity_{o}_{p}"] = dims
 
+        itemsize = 8 if dtype == "float64" else 4
+        self.point_bytes = max(1, replications or 1) * sum(
+            itemsize * math.prod(len(self.dim_coords(d)) or 1 for d in self.dims.get(v, ()))
+            for v in self.variables)
         modes = [m for m in MODES if m in doc]
         if not modes:
             self.fail(None, "needs one of [axes], [design], [oneway], [tornado] (none found)")
@@ -689,7 +866,8 @@ class _Loader:
             mode=mode, axes=axes, design=design, study=study, dtype=dtype,
             chunk_size=chunk_size, description=description, derivatives=derivatives, wrt=wrt,
             elasticities=elasticities, figures=figures, replications=replications, seed=seed,
-            micro_batch=micro_batch,
+            micro_batch=micro_batch, point_bytes=self.point_bytes,
+            max_memory=self.limits["max_memory"], max_disk=self.limits["max_disk"],
         )
 
     def contract(self, doc: dict):
@@ -832,6 +1010,17 @@ class _Loader:
         t = self.table(v, "axes")
         if not t:
             self.fail("axes", "needs at least one parameter")
+        # sizes first, from the specs: nothing is made before the study is known to fit
+        lengths = []
+        for spec in t.values():
+            arg = next(iter(spec.values()), None) if isinstance(spec, dict) else None
+            if isinstance(arg, list) and "values" not in spec:
+                n = arg[2] if len(arg) == 3 else 1
+                lengths.append(n if isinstance(n, int) and not isinstance(n, bool) and n > 0
+                               else 1)
+            else:
+                lengths.append(len(arg) if isinstance(arg, list) else 1)
+        self.check_study(math.prod(lengths), sum(lengths), "axes")
         out = {}
         for name, spec in t.items():
             key = f"axes.{name}"
@@ -904,6 +1093,8 @@ class _Loader:
         bounds_t = self.table(t["bounds"], "design.bounds")
         if not bounds_t:
             self.fail("design.bounds", "needs at least one parameter")
+        # the unit-cube sample and its scaled copy: (n, d) twice, before the study is drawn
+        self.check_study(n, 2 * n * len(bounds_t), "design.n")
         bounds = {}
         for name, b in bounds_t.items():
             key = f"design.bounds.{name}"

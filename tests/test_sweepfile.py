@@ -563,7 +563,8 @@ def _tiny_dataset(dims=("f", "p")):
     shape = tuple(len(coords[d]) for d in dims)
     return xr.Dataset({"y_r": (dims, np.arange(12.0).reshape(shape)),
                        "converged": (dims, np.ones(shape, bool))},
-                      coords={d: coords[d] for d in dims})
+                      coords={d: coords[d] for d in dims},
+                      attrs={"jaxgames_version": jaxgames.__version__})  # as every sweep's
 
 
 def test_run_passes_the_file_to_the_engine(tmp_path, monkeypatch):
@@ -581,7 +582,12 @@ def test_run_passes_the_file_to_the_engine(tmp_path, monkeypatch):
     assert list(axes) == ["f", "p"] and list(axes["p"]) == [0.1, 0.3, 0.5, 0.7]
     assert kwargs == dict(derivatives=("y_r",), wrt=("f",), elasticities=False, chunk_size=6,
                           progress=False, dtype="float32", store="out.zarr", resume=False,
-                          overwrite=False, dask=None)
+                          overwrite=False, dask=None, max_memory=None, max_disk=None)
+    # resuming needs a jaxgames store there (the engine is mocked: a root group's metadata)
+    (tmp_path / "other.zarr").mkdir()
+    (tmp_path / "other.zarr/zarr.json").write_text(
+        json.dumps({"zarr_format": 3, "node_type": "group",
+                    "attributes": {"jaxgames_version": "0"}}))
     spec.run(out="other.zarr", resume=True, chunk_size=3, dask="tcp://h:1")
     kwargs = rec.calls[1][1]
     assert (kwargs["store"], kwargs["resume"], kwargs["chunk_size"], kwargs["dask"]) == (
@@ -616,7 +622,7 @@ def test_run_options_that_do_not_fit(tmp_path):
     with pytest.raises(SweepFileError, match="output: out.nc is netCDF, written at the end; "
                                              "resume needs a .zarr output"):
         spec.run(resume=True)
-    with pytest.raises(SweepFileError, match="--out: x.csv must end in .zarr"):
+    with pytest.raises(SweepFileError, match=": out: x.csv must end in .zarr"):
         spec.run(out="x.csv")
     with pytest.raises(SweepFileError, match="resume and overwrite exclude each other"):
         spec.run(out="x.zarr", resume=True, overwrite=True)
