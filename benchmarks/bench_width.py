@@ -63,6 +63,8 @@ QUICK = (512, (8, 64, 512), 2)
 #: defender_attacker >= 5,000 points/s at every width >= 64.
 TARGET_RATIO, TARGET_RATIO_FROM = 0.7, 1024
 TARGET_DA_RATE, TARGET_DA_FROM = 5000.0, 64
+#: Functions run first (a budget that runs out skips the later ones).
+FIRST = ("bakshi_kleindorfer.noncooperative", "defender_attacker.equilibrium", "isb.simulate")
 #: Parameters whose domain is an interval but whose model accepts only these values.
 DISCRETE = {("defender_attacker", "k"): (0.0, 1.0)}
 #: A draw spans [base / SPREAD, base * SPREAD] intersected with the domain.
@@ -467,8 +469,32 @@ def main(argv=None) -> dict:
     info = machine_info()
     log(f"width scan on {info['device']} ({info['cpu']}), jax {info['jax']}, {args.dtype}, "
         f"load {loadavg()}")
+    out = Path(args.out) if args.out else (
+        ROOT / "benchmarks" / "results"
+        / f"width_{device_tag()}_{args.dtype}{'_quick' if args.quick else ''}.json")
+
+    def write() -> dict:  # after every function: an interrupted run keeps what it measured
+        report = {
+            "benchmark": "width scan (issue 14)",
+            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": info, "dtype": args.dtype, "quick": args.quick,
+            "widths": list(widths), "repeats": repeats, "max_groups": args.max_groups,
+            "budget_s": args.budget, "elapsed_s": time.monotonic() - t_start,
+            "statistic": "points/s from the best of the round-robin repeats (median also given); "
+                         "compilation excluded",
+            "jaxgames": str(Path(importlib.import_module("jaxgames").__file__).parent),
+            "note": args.note, "results": results, "skipped": skipped,
+            "log": log_lines,
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
+        return report
+
     results, skipped = [], []
-    for model, fn_name, fn, spec in discover(args.only, log):
+    found = discover(args.only, log)
+    found.sort(key=lambda f: (FIRST.index(f"{f[0]}.{f[1]}") if f"{f[0]}.{f[1]}" in FIRST
+                              else len(FIRST)))
+    for model, fn_name, fn, spec in found:
         key = f"{model}.{fn_name}"
         if deadline is not None and time.monotonic() > deadline:
             log(f"skip {key}: budget of {args.budget:g} s spent")
@@ -486,24 +512,9 @@ def main(argv=None) -> dict:
             continue
         res["targets"] = targets(res, args.dtype)
         results.append(res)
+        write()
 
-    report = {
-        "benchmark": "width scan (issue 14)",
-        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": info, "dtype": args.dtype, "quick": args.quick,
-        "widths": list(widths), "repeats": repeats, "max_groups": args.max_groups,
-        "budget_s": args.budget, "elapsed_s": time.monotonic() - t_start,
-        "statistic": "points/s from the best of the round-robin repeats (median also given); "
-                     "compilation excluded",
-        "jaxgames": str(Path(importlib.import_module("jaxgames").__file__).parent),
-        "note": args.note, "results": results, "skipped": skipped,
-        "log": log_lines,
-    }
-    out = Path(args.out) if args.out else (
-        ROOT / "benchmarks" / "results"
-        / f"width_{device_tag()}_{args.dtype}{'_quick' if args.quick else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
+    report = write()
     print(f"wrote {out}")
     return report
 
