@@ -288,18 +288,23 @@ def flags(out, n: int) -> dict:
 
     conv, has_conv = all_true("converged")
     assum, has_assum = all_true("assumptions_hold")
+    flagged = ~(conv & assum)
     finite = np.ones(n, bool)
-    for leaf in jax.tree.leaves(out):
+    by_output = {}  # unflagged points with a non-finite value, per output (a model may document
+    for path, leaf in jax.tree_util.tree_flatten_with_path(out)[0]:  # NaN as "undefined")
         leaf = np.asarray(leaf)
         if np.issubdtype(leaf.dtype, np.floating):
-            finite &= np.isfinite(leaf[:n]).reshape(n, -1).all(axis=1)
-    flagged = ~(conv & assum)
+            ok = np.isfinite(leaf[:n]).reshape(n, -1).all(axis=1)
+            finite &= ok
+            if (~ok & ~flagged).any():
+                by_output[jax.tree_util.keystr(path)] = int((~ok & ~flagged).sum())
     return {
         "share_converged": float(conv.mean()) if has_conv else None,
         "share_assumptions_hold": float(assum.mean()) if has_assum else None,
         "share_flagged": float(flagged.mean()),
         "unflagged_nonfinite": int((~flagged & ~finite).sum()),
         "flagged_nonfinite": int((flagged & ~finite).sum()),
+        "unflagged_nonfinite_by_output": by_output,
     }
 
 
