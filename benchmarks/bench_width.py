@@ -339,11 +339,15 @@ def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
     base = sspec.base_point()
     values, base = draw_points(model, spec, base, n, seed)
     widths = sorted({int(w) for w in widths})
-    rows, runners = [], []
+    rows, runners, skipped_widths = [], [], []
     for w in widths:
         n_w = n if max_groups is None else min(n, w * max_groups)
         if w > n_w:
             log(f"  width {w} > {n_w} points: skipped")
+            continue
+        if rows and deadline is not None and time.monotonic() > deadline:
+            log(f"  width {w}: skipped, budget spent")
+            skipped_widths.append(w)
             continue
         n_pad = math.ceil(n_w / w) * w
         args = jax.device_put(_pad({k: v[:n_w] for k, v in values.items()}, n_pad, dtype))
@@ -389,6 +393,7 @@ def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
         "model": model, "function": fn_name, "solve_spec": sspec.name,
         "stochastic": sspec.stochastic, "n_points": n, "seed": seed,
         "drawn": sorted(values), "widths": rows, "best_width": best["width"],
+        "widths_skipped_for_budget": skipped_widths,
         **flags(outputs[-1], rows[-1]["n_points"]),
         "identical_across_widths": identical, "max_abs_diff_across_widths": worst,
     }
@@ -445,7 +450,8 @@ def main(argv=None) -> dict:
                     help="cap the sequential groups per width: width w runs min(n, w * this) "
                          "points, a prefix of the same draw (GPU sizing)")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds: no new function or repeat starts after this")
+                    help="seconds: no new function starts when less is left than the longest "
+                         "function so far took; no new width or round starts after it")
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--note", default=None, help="free text stored in the JSON")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/"
@@ -495,16 +501,19 @@ def main(argv=None) -> dict:
         out.write_text(json.dumps(_jsonable(report), indent=1) + "\n")
         return report
 
-    results, skipped = [], []
+    results, skipped, durations = [], [], []
     found = discover(args.only, log)
     found.sort(key=lambda f: (FIRST.index(f"{f[0]}.{f[1]}") if f"{f[0]}.{f[1]}" in FIRST
                               else len(FIRST)))
     for model, fn_name, fn, spec in found:
         key = f"{model}.{fn_name}"
-        if deadline is not None and time.monotonic() > deadline:
-            log(f"skip {key}: budget of {args.budget:g} s spent")
+        longest = max(durations, default=0.0)
+        if deadline is not None and time.monotonic() + longest > deadline:
+            log(f"skip {key}: budget of {args.budget:g} s (nearly) spent; the longest function "
+                f"so far took {longest:.0f} s")
             skipped.append({"function": key, "reason": "budget"})
             continue
+        t_fn = time.monotonic()
         n = n_for.get(key, n_for.get(model, n_default))
         log(f"{key}: {n} points, widths {list(widths)}, load {loadavg()}")
         try:
@@ -516,6 +525,8 @@ def main(argv=None) -> dict:
             skipped.append({"function": key, "reason": f"{type(exc).__name__}: {exc}"})
             continue
         res["targets"] = targets(res, args.dtype)
+        res["wall_s"] = time.monotonic() - t_fn
+        durations.append(res["wall_s"])
         results.append(res)
         write()
 
