@@ -33,7 +33,6 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.stats
 import xarray as xr
 
 __all__ = ["confidence_interval", "mean", "paired_difference", "standard_error"]
@@ -93,7 +92,7 @@ def confidence_interval(ds: xr.Dataset, dim: str = REPLICATION,
     num = _numeric(ds, dim)
     n = _n(num, dim, 2)
     m = num.mean(dim, keep_attrs=True)
-    half = scipy.stats.t.ppf((1.0 + c) / 2.0, n - 1) * num.std(dim, ddof=1) / np.sqrt(n)
+    half = _t().ppf((1.0 + c) / 2.0, n - 1) * num.std(dim, ddof=1) / np.sqrt(n)
     out = xr.concat([m - half, m + half], dim=xr.DataArray(["lower", "upper"], dims="bound"),
                     coords="minimal")
     for v in out.data_vars:
@@ -169,7 +168,7 @@ def paired_difference(
         raise ValueError(f"family must be an integer >= {least} (the comparisons made: "
                          f"{len(pairs)} pair(s) x {cells} cell(s)), got {family!r}")
     alpha = (1.0 - c) / family
-    t_crit = scipy.stats.t.ppf(1.0 - alpha / 2.0, n - 1)
+    t_crit = _t().ppf(1.0 - alpha / 2.0, n - 1)
 
     labels = [f"{b} - {a}" for a, b in pairs]
     diff = xr.concat([num.sel({dim: b}, drop=True) - num.sel({dim: a}, drop=True)
@@ -182,7 +181,7 @@ def paired_difference(
                              "b": ("pair", np.asarray([b for _, b in pairs], dtype=object))})
     for v in num.data_vars:
         t = d_mean[v] / se[v]
-        p = xr.apply_ufunc(lambda x: 2.0 * scipy.stats.t.sf(np.abs(x), n - 1), t)
+        p = xr.apply_ufunc(lambda x: 2.0 * _t().sf(np.abs(x), n - 1), t)
         units = {"units": num[v].attrs["units"]} if "units" in num[v].attrs else {}
         out[v] = d_mean[v].assign_attrs(units, description=f"mean paired difference of {v}")
         out[f"{v}_se"] = se[v].assign_attrs(units)
@@ -195,3 +194,11 @@ def paired_difference(
                                        f"(n = {n}), paired-t, Bonferroni over {family}",
                      confidence=c, family=int(family), per_comparison_confidence=1.0 - alpha)
     return out
+
+
+def _t():
+    # SciPy is imported on first use: the sweep layer (which imports this module) must load on a
+    # machine without it (e.g. the accelerator machines of benchmarks/gpu.sh).
+    import scipy.stats
+
+    return scipy.stats.t
