@@ -363,7 +363,16 @@ def _precision(dtype: str):
     functions of each precision are cached side by side. A float32 sweep runs in the caller's
     setting (bit-identical to earlier releases).
     """
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+    return x64_context(True) if dtype == "float64" else contextlib.nullcontext()
+
+
+def x64_context(enabled: bool = True):
+    """``jax.enable_x64(enabled)`` (jax >= 0.6), or ``jax.experimental.enable_x64`` on the older
+    releases that ``pyproject.toml`` still allows (CI's lowest-versions step runs them)."""
+    ctx = getattr(jax, "enable_x64", None)
+    if ctx is None:
+        from jax.experimental import enable_x64 as ctx
+    return ctx(enabled)
 
 
 def _dispatch(plan: _Plan, start: int, stop: int):

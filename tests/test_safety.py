@@ -22,6 +22,7 @@ import xarray as xr
 
 import jaxgames as jg
 from jaxgames import _sweep, cli
+from jaxgames._sweep import x64_context
 from jaxgames.models import bakshi_kleindorfer as bk
 from jaxgames.sweepfile import SweepFileError, load_sweep
 
@@ -91,7 +92,7 @@ def test_cli_overwrite_refuses_a_users_directory(tmp_path, monkeypatch, capsys):
 
 def test_float64_sweep_leaves_the_global_flag_alone(tmp_path):
     reference = _sweep_small(dtype="float64")  # in this x64 test process (conftest)
-    with jax.enable_x64(False):  # as in a float32 user process
+    with x64_context(False):  # as in a float32 user process
         assert not jax.config.jax_enable_x64
         ds = _sweep_small(dtype="float64")
         assert not jax.config.jax_enable_x64
