@@ -109,8 +109,8 @@ def _figure3(args: argparse.Namespace) -> int:
     from jaxgames import reports
 
     print("jaxgames figure3: solving the five examples with the engine in float64 "
-          "(compiling first: minutes on a 2-core CPU unless the compilation cache holds an "
-          "earlier run's programs)...", file=sys.stderr, flush=True)
+          "(compiling first: under a minute on an idle 2-core CPU, less when the compilation "
+          "cache holds an earlier run's programs)...", file=sys.stderr, flush=True)
     rows = reports.figure3_rows()
     print(reports.format_figure3(rows))
     if args.png:
