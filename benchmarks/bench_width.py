@@ -116,16 +116,17 @@ def device_tag() -> str:
     return f"{dev.platform}-{kind}".strip("-")
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
+def _sibling(name: str):
+    """A sibling benchmark module by path (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: JSON-safe copy of a report (NumPy scalars, non-finite floats): the BK benchmark's helper
+#: (that module imports only the standard library and NumPy at load time).
+_jsonable = _sibling("bench_bakshi_kleindorfer")._jsonable
 
 
 # ----------------------------------------------------------------------------- discovery
