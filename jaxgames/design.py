@@ -125,26 +125,73 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def random(bounds: Mapping[str, Sequence], n: int, *, seed: int) -> Design:
-    """``n`` independent uniform points (uniform in log for ``"log"`` bounds)."""
+#: Bytes a design of ``n`` points over ``d`` parameters holds at its peak, per value: the
+#: unit-cube sample, its scaled columns and one temporary of the generator, 8 bytes each.
+_BYTES_PER_VALUE = 3 * 8
+
+
+class DesignTooLarge(ValueError):
+    """A design whose points would not fit in memory, refused before anything is allocated
+    (as a sweep's :class:`jaxgames._sweep.StudyTooLarge`). ``key`` is ``"n"``, ``need`` and
+    ``limit`` are bytes."""
+
+    def __init__(self, n: int, d: int, need: int, limit: int, default: bool):
+        from jaxgames._sweep import format_bytes
+
+        self.key, self.resource, self.need, self.limit = "n", "memory", need, limit
+        source = " (the memory available now)" if default else ""
+        self.statement = (f"{n:,} points x {d} parameters need about {format_bytes(need)} of "
+                          f"memory, more than the limit {format_bytes(limit)}{source}")
+        super().__init__(f"n: {self.statement}; draw fewer points, or raise the limit with "
+                         "max_memory=BYTES (e.g. max_memory=\"200GB\") if the estimate is "
+                         "too high")
+
+
+def _check_memory(n: int, d: int, max_memory: int | str | None) -> None:
+    """:class:`DesignTooLarge` if ``n`` points over ``d`` parameters exceed ``max_memory``
+    (bytes or a size such as ``"64GB"``; default: the memory available now)."""
+    from jaxgames._sweep import memory_available, parse_bytes
+
+    need = _BYTES_PER_VALUE * n * d
+    limit = memory_available() if max_memory is None else parse_bytes(max_memory)
+    if need > limit:
+        raise DesignTooLarge(n, d, need, limit, max_memory is None)
+
+
+def _checked(bounds, n, seed, max_memory):
     bounds, n, seed = _check_bounds(bounds), _check_n(n), _check_seed(seed)
+    _check_memory(n, len(bounds), max_memory)
+    return bounds, n, seed
+
+
+def random(bounds: Mapping[str, Sequence], n: int, *, seed: int,
+           max_memory: int | str | None = None) -> Design:
+    """``n`` independent uniform points (uniform in log for ``"log"`` bounds).
+
+    ``max_memory`` (every design here): bytes, or a size such as ``"64GB"``, the design may
+    take (default: the memory available now); a larger ``n`` raises :class:`DesignTooLarge`
+    (a ``ValueError`` naming ``n``) before anything is allocated.
+    """
+    bounds, n, seed = _checked(bounds, n, seed, max_memory)
     u = np.random.default_rng(seed).random((n, len(bounds)))
     return Design(scale_unit(u, bounds), kind="random", seed=seed, bounds=bounds)
 
 
-def latin_hypercube(bounds: Mapping[str, Sequence], n: int, *, seed: int) -> Design:
+def latin_hypercube(bounds: Mapping[str, Sequence], n: int, *, seed: int,
+                    max_memory: int | str | None = None) -> Design:
     """Latin hypercube of ``n`` points: every parameter's range cut into ``n`` strata, one each."""
     from scipy.stats import qmc
 
-    bounds, n, seed = _check_bounds(bounds), _check_n(n), _check_seed(seed)
+    bounds, n, seed = _checked(bounds, n, seed, max_memory)
     u = qmc.LatinHypercube(d=len(bounds), rng=np.random.default_rng(seed)).random(n)
     return Design(scale_unit(u, bounds), kind="latin_hypercube", seed=seed, bounds=bounds)
 
 
-def sobol(bounds: Mapping[str, Sequence], n: int, *, seed: int, scramble: bool = True) -> Design:
+def sobol(bounds: Mapping[str, Sequence], n: int, *, seed: int, scramble: bool = True,
+          max_memory: int | str | None = None) -> Design:
     """First ``n`` points of a (scrambled, Owen) Sobol sequence; ``n`` should be a power of 2."""
     from scipy.stats import qmc
 
-    bounds, n, seed = _check_bounds(bounds), _check_n(n), _check_seed(seed)
+    bounds, n, seed = _checked(bounds, n, seed, max_memory)
     u = qmc.Sobol(d=len(bounds), scramble=scramble, rng=np.random.default_rng(seed)).random(n)
     return Design(scale_unit(u, bounds), kind="sobol", seed=seed, bounds=bounds)
