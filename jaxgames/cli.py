@@ -8,7 +8,7 @@
                           [--sel NAME=VALUE ...] [--facet DIM] [--by DIM] [--xmarks V,...]
                           [--background V] [--labels VALUE=TEXT ...] [--sharey | --no-sharey]
                           [--contours | --no-contours] [--levels N|L1,L2,...] [--top N]
-                          [--output NAME] --png PATH
+                          [--reduce mean] [--output NAME] --png PATH
                                     draw a figure of a sweep or sensitivity dataset; KIND:
                                     heatmap, region_map, line, one_way, one_way_regions,
                                     tornado, sobol
@@ -421,10 +421,6 @@ def _levels(text: str) -> int | tuple[float, ...]:
     return levels
 
 
-def _and(words: list[str]) -> str:
-    return " and ".join([", ".join(words[:-1]), words[-1]] if len(words) > 2 else words)
-
-
 def _draw_or_usage(draw, *args, **kwargs):
     """A plots helper's ``ValueError`` (data that does not fit the figure) is a usage error."""
     try:
@@ -436,7 +432,8 @@ def _draw_or_usage(draw, *args, **kwargs):
 _PLOT_ALL_FLAGS = tuple(sorted(set().union(*_PLOT_FLAGS.values())))
 
 
-def _plot(args: argparse.Namespace) -> int:
+def _check_plot_flags(args: argparse.Namespace) -> None:
+    """The flags ``--kind`` takes and needs (the keys of its ``[[figure]]``)."""
     kind = args.kind
     given = {k for k in _PLOT_ALL_FLAGS if getattr(args, k) not in (None, [])}
     extra = sorted(given - _PLOT_FLAGS[kind])
@@ -446,138 +443,75 @@ def _plot(args: argparse.Namespace) -> int:
     missing = [k for k in _PLOT_REQUIRED[kind] if getattr(args, k) is None]
     if missing:
         raise _UsageError(f"--kind {kind} needs {', '.join('--' + m for m in missing)}")
-    if kind in ("one_way", "one_way_regions") and args.x not in (None, *_ONE_WAY_X):
-        raise _UsageError(f"--x {args.x}: --kind {kind} takes --x relative (value / base "
-                          "value, the default) or --x value")
-    labels = _parse_labels(args.labels) if args.labels else None
-    png = Path(args.png)
-    if png.suffix.lower() not in (".png", ".pdf", ".svg"):
+
+
+def _dataset_mode(ds) -> str:
+    """The study a dataset holds, as a sweep file names it: one-way datasets have dims
+    ``(parameter, step)``, tornado datasets ``(output, parameter)``, grids their axes."""
+    if "parameter" in ds.dims and "step" in ds.dims:
+        return "oneway"
+    if "output" in ds.dims and "parameter" in ds.dims:
+        return "tornado"
+    return "axes"
+
+
+def _figure_table(args: argparse.Namespace, ds) -> dict:
+    """The ``[[figure]]`` table the flags spell: the sweep file's keys (``--var`` is
+    ``outputs`` for the one-way kinds), values as TOML would hold them."""
+    from jaxgames.sweepfile import _FIGURE_KEYS
+
+    kind = args.kind
+    table: dict = {"kind": kind, "path": args.png}
+    for key in _FIGURE_KEYS[kind]:
+        value = getattr(args, "var" if key == "outputs" else key)
+        if value is None or value == []:
+            continue
+        if key == "var" and kind == "line" or key in ("outputs", "xmarks"):
+            value = _names("var" if key == "outputs" else key, value)
+        elif key == "sel":
+            value = _parse_sel(ds, value)
+        elif key == "labels":
+            value = {str(k).lower(): text for k, text in _parse_labels(value).items()}
+        elif key == "levels":
+            value = _levels(value)
+            value = list(value) if isinstance(value, tuple) else value
+        table[key] = value
+    for name in table.get("outputs", ()):  # an element "q[1]" must exist
+        if name.endswith("]") and name.split("[")[0] in ds.data_vars:
+            from jaxgames._contract import output_element
+
+            _draw_or_usage(output_element, ds, name)
+    return table
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """Draw one figure of a dataset: the flags make a sweep file's ``[[figure]]`` table,
+    checked by the sweep file's figure parser against the dataset (messages name the flags)
+    and drawn by the same function as the figures of a sweep file."""
+    from jaxgames import plots
+    from jaxgames.sweepfile import FigureContext, SweepFileError, _draw, _FigureParser
+
+    _check_plot_flags(args)
+    if Path(args.png).suffix.lower() not in (".png", ".pdf", ".svg"):
         raise _UsageError(f"--png {args.png}: expected a .png (or .pdf, .svg) path")
     ds = _open_dataset(Path(args.dataset))
-
-    def need_vars(names, flag=None, elements=False):
-        for name in names:
-            if elements and name.endswith("]") and name.split("[")[0] in ds.data_vars:
-                from jaxgames._contract import output_element
-
-                _draw_or_usage(output_element, ds, name)  # an element "q[1]" must exist
-                continue
-            if name not in ds.data_vars:
-                where = f"--{flag} {name}" if flag else args.dataset
-                raise _UsageError(f"{where}: no variable {name!r}; its variables are "
-                                  f"{', '.join(map(str, ds.data_vars))}")
-
-    def need_dims(what, dims, flags):
-        for flag, name in flags:
-            if name not in dims:
-                raise _UsageError(f"{flag} {name}: not a dimension of "
-                                  f"{what}; its dimensions are {', '.join(dims)}")
-
-    def need_label(dim, name):
-        if dim not in ds.dims:
-            raise _UsageError(f"{args.dataset} is not a {kind} dataset (no {dim!r} dimension)")
-        values = [str(v) for v in ds[dim].values]
-        if name not in values:
-            raise _UsageError(f"--output {name}: not in the dataset; its outputs are "
-                              f"{', '.join(values)}")
-
-    def need_sel(dims, plotted):
-        """The --sel items, none of them plotted, fixing every dim of ``dims`` not plotted."""
-        sel = _parse_sel(ds, args.sel or [])
-        for name in sel:
-            if name in plotted:
-                raise _UsageError(f"--sel {name}: {name} is plotted along {plotted[name]}; it "
-                                  "cannot be fixed too")
-        free = [d for d in dims if d not in plotted and d not in sel]
-        if free:
-            raise _UsageError(f"{args.var!r} has dimensions {', '.join(free)} besides "
-                              f"{_and(list(plotted))}; fix them with --sel, e.g. "
-                              f"--sel {free[0]}={ds[free[0]].values[0]}")
-        return sel
-
-    def need_one_way():
-        if "parameter" not in ds.dims or "step" not in ds.dims:
-            raise _UsageError(f"{args.dataset} is not a one-way dataset (dims parameter, step)")
-
-    def need_third(flag, name, plotted, what):
-        """--facet / --by: another dimension than those plotted."""
-        if name in plotted:
-            raise _UsageError(f"{flag} {name}: {name} is plotted along {plotted[name]}; {flag} "
-                              f"needs another dimension ({what})")
-
-    from jaxgames import plots
-    from jaxgames.sweepfile import FigureSpec, _draw
-
-    def draw(**fields):
-        """Draw as a sweep file's [[figure]] of this kind (one figure specification)."""
-        spec = FigureSpec(kind=kind, path=png, **fields)
-        return _draw_or_usage(_draw, spec, ds)
-
-    levels = _levels(args.levels) if args.levels is not None else None
-    if kind in ("heatmap", "region_map"):
-        need_vars([args.var])
-        dims = [str(d) for d in ds[args.var].dims]
-        need_dims(repr(args.var), dims, (("--x", args.x), ("--y", args.y)))
-        if args.x == args.y:
-            raise _UsageError("--x and --y must differ")
-        plotted = {args.x: "--x", args.y: "--y"}
-        if args.facet is not None:
-            need_dims(repr(args.var), dims, (("--facet", args.facet),))
-            need_third("--facet", args.facet, plotted, "one panel per value")
-            plotted[args.facet] = "--facet"
-        sel = need_sel(dims, plotted)
-        if kind == "heatmap":
-            fig = draw(var=args.var, x=args.x, y=args.y, sel=sel, facet=args.facet,
-                       levels=levels, contours=True if args.contours is None else args.contours)
-        else:
-            fig = draw(var=args.var, x=args.x, y=args.y, sel=sel, labels=labels)
-    elif kind == "line":
-        names = _names("var", args.var)
-        need_vars(names)
-        dims = list(dict.fromkeys(str(d) for n in names for d in ds[n].dims))
-        what = repr(names[0]) if len(names) == 1 else f"{', '.join(names)}"
-        need_dims(what, dims, (("--x", args.x),))
-        plotted = {args.x: "--x"}
-        if args.by is not None:
-            need_dims(what, dims, (("--by", args.by),))
-            need_third("--by", args.by, plotted, "one line per value")
-            plotted[args.by] = "--by"
-        xmarks = _names("xmarks", args.xmarks) if args.xmarks is not None else []
-        need_vars(xmarks, "xmarks")
-        sel = need_sel(dims, plotted)
-        fig = draw(var=tuple(names), x=args.x, sel=sel, by=args.by, xmarks=tuple(xmarks))
-    elif kind == "one_way":
-        outputs = _names("var", args.var)
-        need_vars(outputs, elements=True)
-        need_one_way()
-        fig = draw(var=tuple(outputs), x=args.x or "relative", sharey=args.sharey)
-    elif kind == "one_way_regions":
-        import numpy as np
-
-        outputs = _names("var", args.var)
-        need_vars(outputs, elements=True)
-        need_vars([args.background], "background")
-        need_one_way()
-        bg = ds[args.background]
-        if set(bg.dims) != {"parameter", "step"}:
-            raise _UsageError(f"--background {args.background}: needs dims (parameter, step), "
-                              f"it has ({', '.join(map(str, bg.dims))})")
-        values = np.asarray(bg)
-        if not (values.dtype == bool or np.issubdtype(values.dtype, np.integer)
-                or (np.issubdtype(values.dtype, np.floating)
-                    and np.all(np.isnan(values) | (values == np.round(values))))):
-            raise _UsageError(f"--background {args.background}: needs an integer or boolean "
-                              f"variable (a case, a regime, status, ...), it has dtype "
-                              f"{values.dtype}")
-        fig = draw(var=tuple(outputs), background=args.background, labels=labels,
-                   x=args.x or "relative", sharey=args.sharey)
-    elif kind == "tornado":
-        need_label("output", args.output)
-        fig = draw(var=args.output, top=args.top)
-    else:
-        need_label("output", args.output)
+    if args.kind == "sobol":
+        if "output" not in ds.dims:
+            raise _UsageError(f"{args.dataset} is not a sobol dataset (no 'output' dimension)")
+        outputs = [str(v) for v in ds["output"].values]
+        if args.output not in outputs:
+            raise _UsageError(f"--output {args.output}: not in the dataset; its outputs are "
+                              f"{', '.join(outputs)}")
         fig = _draw_or_usage(plots.sobol_bars, ds, args.output)
-    path = plots.save(fig, png)
+    else:
+        table = _figure_table(args, ds)
+        ctx = FigureContext.of_dataset(ds, _dataset_mode(ds))
+        try:
+            spec = _FigureParser(args.dataset, ctx, None).parse(table)
+        except SweepFileError as exc:
+            raise _UsageError(f"{exc.key}: {exc.reason}" if exc.key else str(exc)) from None
+        fig = _draw_or_usage(_draw, spec, ds)
+    path = plots.save(fig, Path(args.png))
     print(f"figure written to {path}")
     return 0
 
@@ -684,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--sharey", action=argparse.BooleanOptionalAction,
                       help="one y axis for all panels, or (--no-sharey) one per panel "
                       "(one_way: default shared; one_way_regions: default one per panel)")
+    plot.add_argument("--reduce", metavar="mean",
+                      help="mean: draw the mean over the replication dim of a stochastic "
+                      "sweep (lines shade its 95%% confidence interval) instead of fixing one "
+                      "replication with --sel (heatmap, line)")
     plot.add_argument("--output", metavar="NAME",
                       help="the output to draw (tornado, sobol)")
     plot.add_argument("--contours", action=argparse.BooleanOptionalAction,

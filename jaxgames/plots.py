@@ -955,7 +955,9 @@ def _value_text(value) -> str:
 
 
 def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str | None = None,
-          ncols: int = 3, by: str | None = None, xmarks: Sequence[str] | None = None) -> Figure:
+          ncols: int = 3, by: str | None = None, xmarks: Sequence[str] | None = None,
+          bands: Mapping[str, tuple[str, str]] | None = None,
+          band_label: str | None = None) -> Figure:
     """Line panels along the coordinate ``x``: one panel per group of variables.
 
     ``groups`` is a list of variable names (one panel) or ``{panel title: [names]}``. Each
@@ -968,6 +970,10 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
     ``xmarks`` names variables that are thresholds of ``x`` (e.g. a deterrence threshold):
     where a line's ``x`` crosses such a variable, a dotted vertical line in the line's colour
     marks it, labelled with its value.
+
+    ``bands`` maps a line's variable to the names of two variables holding a lower and an
+    upper bound (e.g. a confidence interval of a mean over replications): the band between
+    them is shaded in the line's colour, labelled ``band_label`` once per panel.
     """
     if isinstance(groups, str):
         groups = {"": [groups]}
@@ -976,7 +982,10 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
     sel = dict(sel or {})
     xmarks = list(xmarks or [])
     names = [n for g in groups.values() for n in g]
-    missing = [n for n in [*names, x, *xmarks, *([by] if by else [])] if n not in ds.variables]
+    bands = dict(bands or {})
+    bounds = [b for n in names if n in bands for b in bands[n]]
+    missing = [n for n in [*names, x, *xmarks, *([by] if by else []), *bounds]
+               if n not in ds.variables]
     if missing:
         raise ValueError(f"no variable(s) {missing} in the dataset")
     if by is not None and (by == x or by in sel):
@@ -1023,6 +1032,11 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
                 hold = mask("assumptions_hold", s_i)
                 any_violated |= _plot_line(ax, xs, ys, hold, label=label, **style)
                 color = ax.lines[-1].get_color()
+                if name in bands:
+                    lo, hi = (along_x(b, s_i) for b in bands[name])
+                    labelled = any(c.get_label() == band_label for c in ax.collections)
+                    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0,
+                                    label=None if labelled else band_label)
                 conv = mask("converged", s_i)
                 bad = ~conv if conv is not None else np.zeros(len(xs), bool)
                 if bad.any():

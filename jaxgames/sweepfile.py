@@ -124,7 +124,7 @@ One-way and tornado studies are computed in memory and written at the end (``.za
   ``y`` two different axes), ``sel``, ``contours`` (boolean, default true: labelled contour
   lines), ``levels`` (int: number of contour levels, or a list of increasing levels),
   ``facet`` (a third axis: one panel per value of it, side by side, with one colour scale and
-  one set of contour levels);
+  one set of contour levels), ``reduce`` (below);
 * ``region_map`` (:func:`jaxgames.plots.region_map`): ``var`` (an integer or boolean
   variable: ``status``, ``converged``, ``assumptions_hold``, ``contract_exists``, ...), ``x``,
   ``y`` (required), ``sel``, ``labels`` (``{ "0" = "solved", "4" = "invalid input" }`` or
@@ -154,6 +154,12 @@ not hold (``assumptions_hold`` False: cross-hatched, or dashed on a line).
 ``var`` names a variable of the dataset: an output of the solve function(s) (``y_r``,
 ``converged``, ...; with several solve functions ``noncooperative_y_r``, ...) or a
 derivative/elasticity variable requested above (``dy_r_dp``, ``elasticity_y_r_p``).
+
+``reduce = "mean"`` (``heatmap`` and ``line``, a stochastic sweep with ``replications`` >= 2)
+draws the mean over ``replication`` (:func:`jaxgames.summaries.mean`) instead of fixing one
+replication with ``sel``; a line figure shades the 95% Student-t confidence interval of the
+mean around each line (:func:`jaxgames.summaries.confidence_interval`). A point counts as
+converged (and its assumptions as holding) only where every replication converged (holds).
 
 ``sel`` also fixes the dims an output has of its own (``OUTPUT_DIMS``: ``sel = { csc = 1 }``,
 ``sel = { agent = "R1" }``) and, for a stochastic solve function, ``replication``; the axis of
@@ -189,6 +195,10 @@ DTYPES = ("float64", "float32")
 FIGURE_KINDS = ("heatmap", "region_map", "line", "one_way", "one_way_regions", "tornado")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 DESIGN_KINDS = ("random", "latin_hypercube", "sobol")
+REDUCTIONS = ("mean",)
+REPLICATION = "replication"
+#: The confidence of the band a line figure with ``reduce`` draws around the mean.
+CONFIDENCE = 0.95
 
 _TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "derivatives",
              "wrt", "elasticities", "replications", "seed", "micro_batch", "max_memory",
@@ -196,9 +206,9 @@ _TOP_KEYS = ("model", "solve", "output", "dtype", "chunk_size", "description", "
 #: Diagnostics every solve function returns; with several solve functions these summarise all.
 _SUMMARY_OUTPUTS = ("converged", "status", "assumptions_hold")
 _FIGURE_KEYS = {
-    "heatmap": ("var", "x", "y", "sel", "contours", "levels", "facet"),
+    "heatmap": ("var", "x", "y", "sel", "contours", "levels", "facet", "reduce"),
     "region_map": ("var", "x", "y", "sel", "labels"),
-    "line": ("var", "x", "sel", "by", "xmarks"),
+    "line": ("var", "x", "sel", "by", "xmarks", "reduce"),
     "one_way": ("outputs", "x", "sharey"),
     "one_way_regions": ("outputs", "background", "labels", "x", "sharey"),
     "tornado": ("output", "top"),
@@ -252,6 +262,7 @@ class FigureSpec:
     xmarks: tuple[str, ...] = ()
     background: str | None = None
     sharey: bool | None = None
+    reduce: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -665,10 +676,13 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" and not word.startswith("one") else "a"  # a oneway
 
 
-class _Loader:
-    def __init__(self, path: Path, max_memory=None, max_disk=None):
+class _Checker:
+    """Typed reads of TOML values (tables, keys, numbers, names, ...), shared by the
+    parsers of a sweep file: every error is a :class:`SweepFileError` naming the file and
+    the dotted key."""
+
+    def __init__(self, path: Path):
         self.path = path
-        self.limits = {"max_memory": max_memory, "max_disk": max_disk}
 
     def fail(self, key: str | None, message: str) -> typing.NoReturn:
         raise SweepFileError(self.path, key, message)
@@ -725,15 +739,26 @@ class _Loader:
             self.fail(key, "must not be empty")
         return v
 
+    def item(self, key: str, i: int) -> str:
+        """The key of item ``i`` of the array at ``key``."""
+        return f"{key}[{i}]"
+
     def names(self, v, key: str, choices: Sequence[str], what: str) -> tuple[str, ...]:
         items = self.array(v, key)
         out = []
         for i, item in enumerate(items):
-            name = self.string(item, f"{key}[{i}]", choices, what)
+            name = self.string(item, self.item(key, i), choices, what)
             if name in out:
-                self.fail(f"{key}[{i}]", f"{name!r} is listed twice")
+                self.fail(self.item(key, i), f"{name!r} is listed twice")
             out.append(name)
         return tuple(out)
+
+
+
+class _Loader(_Checker):
+    def __init__(self, path: Path, max_memory=None, max_disk=None):
+        super().__init__(path)
+        self.limits = {"max_memory": max_memory, "max_disk": max_disk}
 
     # --------------------------------------------------------------- model-aware checks
 
@@ -1192,137 +1217,27 @@ class _Loader:
         if isinstance(v, dict):
             self.fail("figure", "write each figure as [[figure]] (an array of tables)")
         items = self.array(v, "figure", nonempty=False)
-        return tuple(self.figure(f, f"figure[{i}]") for i, f in enumerate(items))
+        ctx = self.figure_context()
+        return tuple(_FigureParser(self.path, ctx, f"figure[{i}]").parse(f)
+                     for i, f in enumerate(items))
 
-    def figure(self, v, key: str) -> FigureSpec:
-        t = self.table(v, key)
-        if "kind" not in t:
-            self.fail(f"{key}.kind", f"required key missing; choose from {_join(FIGURE_KINDS)}")
-        kind = self.string(t["kind"], f"{key}.kind", FIGURE_KINDS, "figure kind")
-        self.keys(t, key, ("kind", "path", "title", *_FIGURE_KEYS[kind]),
-                  ("path", *_FIGURE_REQUIRED[kind]))
-        need = _FIGURE_MODE[kind]
-        if self.mode != need:
-            self.fail(f"{key}.kind", f"a {kind} figure needs {_article(need)} [{need}] sweep, "
-                                     f"this file has [{self.mode}]")
-        path = Path(self.string(t["path"], f"{key}.path"))
-        if path.suffix.lower() not in FIGURE_SUFFIXES:
-            self.fail(f"{key}.path", f"{str(path)!r} must end in {_join(FIGURE_SUFFIXES)}")
-        f: dict[str, Any] = {"kind": kind, "path": path}
-        if "title" in t:
-            f["title"] = self.string(t["title"], f"{key}.title")
-        if kind in ("heatmap", "region_map", "line"):
-            self.grid_figure(t, key, kind, f)
-        elif kind in ("one_way", "one_way_regions"):
-            outputs = t["outputs"]
-            choices = self.scalar_outputs + self.element_outputs
-            what = self.output_what
-            f["var"] = (self.names(outputs, f"{key}.outputs", choices, what)
-                        if isinstance(outputs, list) else
-                        (self.string(outputs, f"{key}.outputs", choices, what),))
-            units = {self.units.get(o.split("[")[0]) for o in f["var"]}
-            if kind == "one_way" and len(units) > 1:
-                self.fail(f"{key}.outputs", f"outputs with different units "
-                                            f"({_join(sorted(map(str, units)))}) cannot share "
-                                            "a one_way figure; use one figure per unit, or a "
-                                            "one_way_regions figure (units per line)")
-            f["x"] = self.string(t.get("x", "relative"), f"{key}.x", ("relative", "value"),
-                                 "x")
-            if "sharey" in t:
-                f["sharey"] = self.boolean(t["sharey"], f"{key}.sharey")
-            if kind == "one_way_regions":
-                f["background"] = self.string(t["background"], f"{key}.background",
-                                              self.categorical, "integer or boolean variable")
-                if "labels" in t:
-                    f["labels"] = self.labels(t["labels"], f"{key}.labels")
-        else:
-            f["var"] = self.string(t["output"], f"{key}.output", self.study_spec["outputs"],
-                                   "output of tornado.outputs")
-            if "top" in t:
-                f["top"] = self.integer(t["top"], f"{key}.top", 1)
-        return FigureSpec(**f)
-
-    def grid_figure(self, t: dict, key: str, kind: str, f: dict) -> None:
-        axes = tuple(self.axes_values)
-        if kind == "region_map":
-            choices = self.categorical
-            what = "integer or boolean variable"
-        else:
-            choices = sorted(self.variables)
-            what = "variable"
-        if kind == "line" and isinstance(t["var"], list):
-            f["var"] = self.names(t["var"], f"{key}.var", choices, what)
-        elif kind == "line" and isinstance(t["var"], dict):  # { panel title = [names] }
-            if not t["var"]:
-                self.fail(f"{key}.var", "needs at least one panel")
-            f["var"] = tuple((panel, tuple(self.names(v, f"{key}.var.{panel}", choices, what)))
-                             for panel, v in t["var"].items())
-        else:
-            f["var"] = self.string(t["var"], f"{key}.var", choices, what)
-        f["x"] = self.string(t["x"], f"{key}.x", axes, "axis")
-        plotted = {f["x"]}
-        if "y" in t:
-            f["y"] = self.string(t["y"], f"{key}.y", axes, "axis")
-            if f["y"] == f["x"]:
-                self.fail(f"{key}.y", "must differ from x")
-            plotted.add(f["y"])
-        for extra, what_axis in (("facet", "one panel per value"), ("by", "one line per value")):
-            if extra in t:
-                name = self.string(t[extra], f"{key}.{extra}", axes, "axis")
-                if name in plotted:
-                    self.fail(f"{key}.{extra}", f"{name} is already an axis of the figure; "
-                                                f"{extra} needs another axis ({what_axis})")
-                f[extra] = name
-                plotted.add(name)
-        if "xmarks" in t:
-            real = sorted(v for v in self.variables if v not in self.categorical
-                          and not v.endswith("residual"))
-            f["xmarks"] = self.names(t["xmarks"], f"{key}.xmarks", real,
-                                     "real-valued variable")
-        names = ([f["var"]] if isinstance(f["var"], str) else
-                 [n for _, g in f["var"] for n in g] if f["var"] and isinstance(f["var"][0], tuple)
-                 else list(f["var"]))
-        own = tuple(dict.fromkeys(d for n in names for d in self.dims.get(n, ())))
-        if self.n_replications:
-            own += ("replication",)
-        sel = {}
-        for name, value in self.table(t.get("sel", {}), f"{key}.sel").items():
-            skey = f"{key}.sel.{name}"
-            self.string(name, skey, axes + own, "axis or dim")
-            if name in plotted:
-                self.fail(skey, f"{name} is an axis of the figure; it cannot be fixed too")
-            if name in own:
-                sel[name] = self.dim_value(name, value, skey)
-                continue
-            ax = self.axes_values[name]
-            if ax.dtype == object:  # labels of a categorical parameter
-                sel[name] = self.string(value, skey, tuple(ax), f"label on axis {name}")
-                continue
-            value = self.number(value, skey)
-            if not np.isclose(ax, value, rtol=1e-9, atol=0.0).any():
-                self.fail(skey, f"{_fmt(value)} is not a value of axis {name} (values: "
-                                f"{_join(_fmt(a) for a in ax[:8])}"
-                                f"{', ...' if len(ax) > 8 else ''})")
-            sel[name] = value
-        free = [a for a in axes + own if a not in plotted and a not in sel]
-        if free:
-            self.fail(f"{key}.sel", f"axes {_join(free)} are neither plotted nor fixed; add "
-                                    f"sel = {{ {free[0]} = ... }}")
-        f["sel"] = sel
-        if "contours" in t:
-            f["contours"] = self.boolean(t["contours"], f"{key}.contours")
-        if "levels" in t:
-            lv = t["levels"]
-            if isinstance(lv, list):
-                items = self.array(lv, f"{key}.levels")
-                levels = tuple(self.number(c, f"{key}.levels[{i}]") for i, c in enumerate(items))
-                if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
-                    self.fail(f"{key}.levels", "contour levels must be increasing")
-                f["levels"] = levels
-            else:
-                f["levels"] = self.integer(lv, f"{key}.levels", 1)
-        if "labels" in t:
-            f["labels"] = self.labels(t["labels"], f"{key}.labels")
+    def figure_context(self) -> FigureContext:
+        """What the file's figures may name, before anything is solved."""
+        axes = tuple(self.axes_values or ())
+        rep = (REPLICATION,) if self.n_replications else ()
+        own = {d for v in self.variables for d in self.dims.get(v, ())}
+        labels = {d: tuple(map(str, self.mspec.dim_coords[d.removesuffix("_wrt")]))
+                  for d in own if d.removesuffix("_wrt") in self.mspec.dim_coords}
+        real = tuple(v for v in self.variables if v not in self.categorical
+                     and not v.endswith("residual"))
+        return FigureContext(
+            mode=self.mode, axes=dict(self.axes_values or {}),
+            dims={v: axes + self.dims.get(v, ()) + rep for v in self.variables},
+            categorical=self.categorical, real=real,
+            outputs=self.scalar_outputs + self.element_outputs, output_what=self.output_what,
+            units=self.units, tornado_outputs=tuple((self.study_spec or {}).get("outputs", ())),
+            labels=labels, sizes={d: len(self.dim_coords(d)) for d in own if d not in labels},
+            replications=self.n_replications)
 
     def dim_coords(self, dim: str) -> tuple[str, ...]:
         """Coordinates of a dim, as written in keys (``()`` if its length is not known before
@@ -1335,27 +1250,338 @@ class _Loader:
                   if d == base), 0)
         return tuple(str(i) for i in range(1, n + 1))
 
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figure_flag(key: str) -> str:
+    """How ``jaxgames plot`` spells a ``[[figure]]`` key (``outputs`` -> ``--var``, ``path``
+    -> ``--png``, the booleans as flag pairs); one place for the command line's messages."""
+    return _FIGURE_FLAGS.get(key, f"--{key}")
+
+
+_FIGURE_FLAGS = {"outputs": "--var", "path": "--png", "sharey": "--sharey/--no-sharey",
+                 "contours": "--contours/--no-contours"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FigureContext:
+    """What the figures of one study may name, for :class:`_FigureParser`: known from a sweep
+    file before it runs (:func:`load_sweep`), or read from its dataset (``jaxgames plot``).
+
+    Attributes:
+        mode: ``"axes"``, ``"oneway"`` or ``"tornado"`` (a design has no figures).
+        axes: ``{dim: values}`` of the dims a figure plots or fixes by value (labels as an
+            object array).
+        dims: ``{variable: its dims, in order}``.
+        categorical: integer or boolean variables (region maps, backgrounds).
+        real: real-valued variables (``xmarks``).
+        outputs: what one-way figures plot (real outputs over the study, and elements
+            ``"q[1]"``); ``output_what`` names them in messages.
+        units: ``{output: units}``.
+        tornado_outputs: the outputs of a tornado study; ``tornado_what`` names them.
+        labels: ``{dim: coords}`` of dims besides ``axes`` fixed by a label (``agent``);
+            ``sizes``: ``{dim: n}`` of those numbered ``1..n`` (0: not known before solving).
+        replications: the size of the ``replication`` dim (0: none).
+    """
+
+    mode: str
+    axes: Mapping[str, np.ndarray]
+    dims: Mapping[str, tuple[str, ...]]
+    categorical: tuple[str, ...] = ()
+    real: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    output_what: str = "real-valued output"
+    units: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tornado_outputs: tuple[str, ...] = ()
+    tornado_what: str = "output of tornado.outputs"
+    labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    sizes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    replications: int = 0
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(sorted(self.dims))
+
+    def dims_of(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The dims of ``names`` together, in order; ``replication`` last."""
+        dims = dict.fromkeys(d for n in names for d in self.dims.get(n, ())
+                             if d != REPLICATION)
+        if any(REPLICATION in self.dims.get(n, ()) for n in names):
+            dims[REPLICATION] = None
+        return tuple(dims)
+
+    @classmethod
+    def of_dataset(cls, ds, mode: str) -> FigureContext:
+        """The context of a dataset opened from disk (``jaxgames plot``): every dim but
+        ``replication`` is an axis; variables are classified by their dtype (and, for a
+        one-way dataset, by their values: integers stored as floats count as categories)."""
+        axes = {}
+        for d in ds.dims:
+            if d != REPLICATION:
+                values = np.asarray(ds[d].values)
+                numeric = values.dtype.kind in "biuf"  # else labels (str, object, StringDType)
+                axes[str(d)] = (values if numeric else
+                                np.array([str(v) for v in values.ravel()], dtype=object))
+        dims = {str(v): tuple(map(str, ds[v].dims)) for v in ds.data_vars}
+        categorical = tuple(v for v in dims if _is_categorical(ds[v], mode == "oneway")
+                            and (mode != "oneway" or dims[v] == ("parameter", "step")))
+        # floats are real-valued even where they hold integers (a background may be either)
+        real = tuple(v for v in dims if not v.endswith("residual")
+                     and np.issubdtype(ds[v].dtype, np.floating))
+        study = ("parameter", "step")
+        scalars = tuple(v for v in real if dims[v] == study)
+        elements = tuple(f"{v}[{c}]" for v in real if dims[v][:2] == study
+                         and len(dims[v]) == 3 for c in map(str, ds[dims[v][2]].values))
+        tornado = (tuple(str(o) for o in ds["output"].values) if "output" in ds.dims else ())
+        return cls(mode=mode, axes=axes, dims=dims, categorical=categorical, real=real,
+                   outputs=scalars + elements, units={v: ds[v].attrs.get("units") for v in dims},
+                   tornado_outputs=tornado, tornado_what="output of the dataset",
+                   replications=ds.sizes.get(REPLICATION, 0))
+
+
+def _is_categorical(da, by_value: bool) -> bool:
+    """An integer or boolean variable (a case, a regime, ``status``); with ``by_value`` (a
+    small dataset) also floats holding only integers (and NaN)."""
+    if da.dtype == bool or np.issubdtype(da.dtype, np.integer):
+        return True
+    if not by_value or not np.issubdtype(da.dtype, np.floating):
+        return False
+    values = np.asarray(da)
+    return bool(np.all(np.isnan(values) | (values == np.round(values))))
+
+
+
+class _FigureParser(_Checker):
+    """One figure -- a sweep file's ``[[figure]]`` table, or the same table built from
+    ``jaxgames plot``'s flags -- checked against a :class:`FigureContext`; a
+    :class:`FigureSpec`. ``where`` is the table's key (``figure[0]``); ``None``: keys are
+    named as command-line flags (:func:`figure_flag`)."""
+
+    def __init__(self, path, ctx: FigureContext, where: str | None):
+        super().__init__(path)
+        self.ctx, self.where = ctx, where
+
+    def at(self, sub: str) -> str:
+        """The key ``sub`` (``"sel.p"``, ``"levels[0]"``) of this figure, as the user wrote
+        it: in the file (``figure[0].sel.p``) or as a flag (``--sel p``, ``--levels``)."""
+        if self.where is not None:
+            return f"{self.where}.{sub}"
+        head, _, rest = sub.partition(".")
+        head = head.split("[", 1)[0]
+        return f"--sel {rest}" if head == "sel" and rest else figure_flag(head)
+
+    def item(self, key: str, i: int) -> str:
+        return key if self.where is None else super().item(key, i)
+
+    def said(self, key: str) -> str:
+        """A key named inside a message: ``x`` in a file, ``--x`` on the command line."""
+        return key if self.where is not None else figure_flag(key)
+
+    def parse(self, v) -> FigureSpec:
+        t = self.table(v, self.where or "figure")
+        kind = self.head(t)
+        f: dict[str, Any] = {"kind": kind, "path": self.path_of(t)}
+        if "title" in t:
+            f["title"] = self.string(t["title"], self.at("title"))
+        if kind in ("heatmap", "region_map", "line"):
+            self.grid(t, kind, f)
+        elif kind in ("one_way", "one_way_regions"):
+            self.one_way(t, kind, f)
+        else:
+            f["var"] = self.string(t["output"], self.at("output"), self.ctx.tornado_outputs,
+                                   self.ctx.tornado_what)
+            if "top" in t:
+                f["top"] = self.integer(t["top"], self.at("top"), 1)
+        return FigureSpec(**f)
+
+    def head(self, t: dict) -> str:
+        """The kind, its keys, and the study it needs."""
+        if "kind" not in t:
+            self.fail(self.at("kind"), f"required key missing; choose from {_join(FIGURE_KINDS)}")
+        kind = self.string(t["kind"], self.at("kind"), FIGURE_KINDS, "figure kind")
+        allowed = ("kind", "path", "title", *_FIGURE_KEYS[kind])
+        for k in t:
+            if k not in allowed:
+                self.fail(self.at(k), f"unknown key; the keys allowed here are {_join(allowed)}")
+        for k in ("path", *_FIGURE_REQUIRED[kind]):
+            if k not in t:
+                self.fail(self.at(k), "required key missing")
+        need = _FIGURE_MODE[kind]
+        if self.ctx.mode != need and self.where is None:  # jaxgames plot: a dataset
+            dims = {"oneway": "parameter, step", "tornado": "output, parameter"}.get(need, "")
+            self.fail(self.at("kind"), f"{self.path} is not {_article(need)} "
+                                       f"{need.replace('oneway', 'one-way')} dataset"
+                                       + (f" (dims {dims})" if dims else ""))
+        if self.ctx.mode != need:
+            self.fail(self.at("kind"), f"a {kind} figure needs {_article(need)} [{need}] sweep, "
+                                       f"this file has [{self.ctx.mode}]")
+        return kind
+
+    def path_of(self, t: dict) -> Path:
+        path = Path(self.string(t["path"], self.at("path")))
+        if path.suffix.lower() not in FIGURE_SUFFIXES:
+            self.fail(self.at("path"), f"{str(path)!r} must end in {_join(FIGURE_SUFFIXES)}")
+        return path
+
+    def one_way(self, t: dict, kind: str, f: dict) -> None:
+        outputs, ctx = t["outputs"], self.ctx
+        f["var"] = (self.names(outputs, self.at("outputs"), ctx.outputs, ctx.output_what)
+                    if isinstance(outputs, list) else
+                    (self.string(outputs, self.at("outputs"), ctx.outputs, ctx.output_what),))
+        units = {ctx.units.get(o.split("[")[0]) for o in f["var"]}
+        if kind == "one_way" and len(units) > 1:
+            self.fail(self.at("outputs"), f"outputs with different units "
+                                          f"({_join(sorted(map(str, units)))}) cannot share "
+                                          "a one_way figure; use one figure per unit, or a "
+                                          "one_way_regions figure (units per line)")
+        f["x"] = self.string(t.get("x", "relative"), self.at("x"), ("relative", "value"), "x")
+        if "sharey" in t:
+            f["sharey"] = self.boolean(t["sharey"], self.at("sharey"))
+        if kind == "one_way_regions":
+            f["background"] = self.string(t["background"], self.at("background"),
+                                          ctx.categorical, "integer or boolean variable")
+            if "labels" in t:
+                f["labels"] = self.labels(t["labels"])
+
+    def grid(self, t: dict, kind: str, f: dict) -> None:
+        """A heatmap, region map or line figure of a grid: variables, plotted dims, the
+        other dims fixed (``sel``) or reduced (``reduce``), and the kind's options."""
+        f["var"] = self.grid_var(t, kind)
+        names = _var_names(f["var"])
+        plotted = self.plotted(t, names, f)
+        if "xmarks" in t:
+            real = sorted(v for v in self.ctx.real if v in self.ctx.dims)
+            f["xmarks"] = self.names(t["xmarks"], self.at("xmarks"), real,
+                                     "real-valued variable")
+        if "reduce" in t:
+            f["reduce"] = self.reduce(t["reduce"])
+            plotted.add(REPLICATION)
+        f["sel"] = self.sel(t.get("sel", {}), names, plotted, f.get("reduce"))
+        if "contours" in t:
+            f["contours"] = self.boolean(t["contours"], self.at("contours"))
+        if "levels" in t:
+            f["levels"] = self.levels(t["levels"])
+        if "labels" in t:
+            f["labels"] = self.labels(t["labels"])
+
+    def grid_var(self, t: dict, kind: str):
+        """``var``: a name; for a line also a list of names, or ``{ panel = [names] }``."""
+        if kind == "region_map":
+            choices, what = self.ctx.categorical, "integer or boolean variable"
+        else:
+            choices, what = self.ctx.variables, "variable"
+        v, key = t["var"], self.at("var")
+        if kind == "line" and isinstance(v, list):
+            return self.names(v, key, choices, what)
+        if kind == "line" and isinstance(v, dict):  # { panel title = [names] }
+            if not v:
+                self.fail(key, "needs at least one panel")
+            return tuple((panel, tuple(self.names(names, self.at(f"var.{panel}"), choices,
+                                                  what)))
+                         for panel, names in v.items())
+        return self.string(v, key, choices, what)
+
+    def plotted(self, t: dict, names: Sequence[str], f: dict) -> set[str]:
+        """``x``, ``y``, ``facet``, ``by``: different dims of the variables, along which
+        they are drawn."""
+        axes = tuple(d for d in self.ctx.dims_of(names) if d in self.ctx.axes)
+        f["x"] = self.string(t["x"], self.at("x"), axes, "axis")
+        plotted = {f["x"]}
+        if "y" in t:
+            f["y"] = self.string(t["y"], self.at("y"), axes, "axis")
+            if f["y"] == f["x"]:
+                self.fail(self.at("y"), f"must differ from {self.said('x')}")
+            plotted.add(f["y"])
+        for extra, what in (("facet", "one panel per value"), ("by", "one line per value")):
+            if extra in t:
+                name = self.string(t[extra], self.at(extra), axes, "axis")
+                if name in plotted:
+                    self.fail(self.at(extra), f"{name} is already an axis of the figure; "
+                                              f"{self.said(extra)} needs another axis ({what})")
+                f[extra] = name
+                plotted.add(name)
+        return plotted
+
+    def reduce(self, v) -> str:
+        """``reduce = "mean"``: the mean over replications (a stochastic study)."""
+        how = self.string(v, self.at("reduce"), REDUCTIONS, "reduction")
+        n = self.ctx.replications
+        if n < 2:
+            what = "no replication dim" if not n else "1 replication"
+            self.fail(self.at("reduce"), f"needs a stochastic study with at least 2 "
+                                         f"replications (a confidence interval), this one has "
+                                         f"{what}")
+        return how
+
+    def sel(self, v, names: Sequence[str], plotted: set[str], reduce: str | None) -> dict:
+        """``sel``: a value of every dim of the variables that is not plotted."""
+        ctx = self.ctx
+        dims = ctx.dims_of(names)
+        sel = {}
+        for name, value in self.table(v, self.at("sel")).items():
+            skey = self.at(f"sel.{name}")
+            self.string(name, skey, tuple(ctx.axes) + tuple(d for d in dims
+                                                            if d not in ctx.axes),
+                        "axis or dim")
+            if name == REPLICATION and reduce is not None:
+                self.fail(skey, f"replication is reduced ({self.said('reduce')} = "
+                                f"{reduce!r}); it cannot be fixed too")
+            if name in plotted:
+                self.fail(skey, f"{name} is an axis of the figure; it cannot be fixed too")
+            sel[name] = (self.dim_value(name, value, skey) if name not in ctx.axes
+                         else self.axis_value(name, value, skey))
+        free = [d for d in dims if d not in plotted and d not in sel]
+        if free:
+            hint = (f"sel = {{ {free[0]} = ... }}" if self.where is not None
+                    else f"--sel {free[0]}=VALUE")
+            self.fail(self.at("sel"), f"axes {_join(free)} are neither plotted nor fixed; add "
+                                      f"{hint}")
+        return sel
+
+    def axis_value(self, name: str, value, key: str):
+        """One value of the axis ``name``: a label, or a number on it (to rounding)."""
+        ax = self.ctx.axes[name]
+        if ax.dtype == object:  # labels of a categorical parameter
+            return self.string(value, key, tuple(ax), f"label on axis {name}")
+        value = self.number(value, key)
+        if not np.isclose(ax, value, rtol=1e-9, atol=0.0).any():
+            self.fail(key, f"{_fmt(value)} is not a value of axis {name} (values: "
+                           f"{_join(_fmt(a) for a in ax[:8])}{', ...' if len(ax) > 8 else ''})")
+        return value
+
     def dim_value(self, dim: str, value, key: str):
-        """A coordinate of an output's own dim: a label of ``DIM_COORDS``, or 1..n."""
-        if dim == "replication" and self.n_replications:
+        """A coordinate of an output's own dim: a replication ``0..n-1``, a label of
+        ``DIM_COORDS``, or ``1..n``."""
+        n_rep = self.ctx.replications
+        if dim == REPLICATION and n_rep:
             v = self.integer(value, key, 0)
-            if v >= self.n_replications:
-                self.fail(key, f"replications are 0..{self.n_replications - 1}, got {v}")
+            if v >= n_rep:
+                self.fail(key, f"replications are 0..{n_rep - 1}, got {v}")
             return v
-        labels = self.mspec.dim_coords.get(dim[:-4] if dim.endswith("_wrt") else dim)
+        labels = self.ctx.labels.get(dim)
         if labels is not None:
-            return self.string(value, key, tuple(map(str, labels)), f"coord of dim {dim}")
-        n = len(self.dim_coords(dim)) or None
+            return self.string(value, key, labels, f"coord of dim {dim}")
+        n = self.ctx.sizes.get(dim) or None
         v = self.integer(value, key, 1)
         if n is not None and v > n:
             self.fail(key, f"dim {dim} has coords 1..{n}, got {v}")
         return v
 
-    def labels(self, v, key: str) -> dict[Any, str]:
+    def levels(self, lv) -> int | tuple[float, ...]:
+        if not isinstance(lv, list):
+            return self.integer(lv, self.at("levels"), 1)
+        items = self.array(lv, self.at("levels"))
+        levels = tuple(self.number(c, self.at(f"levels[{i}]")) for i, c in enumerate(items))
+        if any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            self.fail(self.at("levels"), "contour levels must be increasing")
+        return levels
+
+    def labels(self, v) -> dict[Any, str]:
         """``{ "0" = "text", "true" = "text" }``: legend texts of integer/boolean categories."""
         labels = {}
-        for k, text in self.table(v, key).items():
-            lkey = f"{key}.{k}"
+        for k, text in self.table(v, self.at("labels")).items():
+            lkey = self.at(f"labels.{k}")
             if k in ("true", "false"):
                 value: Any = k == "true"
             else:
@@ -1366,6 +1592,17 @@ class _Loader:
                                     "(\"true\", \"false\")")
             labels[value] = self.string(text, lkey)
         return labels
+
+
+def _var_names(var) -> list[str]:
+    """The variable names of a figure's ``var``: a name, names, or ``(panel, names)`` pairs."""
+    if var is None:
+        return []
+    if isinstance(var, str):
+        return [var]
+    if var and isinstance(var[0], tuple):
+        return [n for _, group in var for n in group]
+    return list(var)
 
 
 # ----------------------------------------------------------------------------- running
@@ -1380,6 +1617,8 @@ def _unicode_as_object(ds):
 
 
 def _draw(spec: FigureSpec, ds):
+    """Draw one figure of ``ds`` as ``spec`` says (a sweep file's ``[[figure]]`` or
+    ``jaxgames plot``'s flags, checked by :class:`_FigureParser`); the matplotlib figure."""
     from jaxgames import plots
 
     if spec.kind in ("one_way", "one_way_regions"):  # elements "q[1]" as variables
@@ -1388,28 +1627,14 @@ def _draw(spec: FigureSpec, ds):
         extra = [n for n in spec.var if n not in ds.data_vars]
         if extra:
             ds = ds.assign({n: output_element(ds, n) for n in extra})
-
-    if spec.kind == "heatmap":
-        fig = plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours,
-                            levels=list(spec.levels) if isinstance(spec.levels, tuple)
-                            else spec.levels, facet=spec.facet, **spec.sel)
-    elif spec.kind == "region_map":
-        fig = plots.region_map(ds, spec.var, spec.x, spec.y, labels=spec.labels, **spec.sel)
-    elif spec.kind == "one_way":
-        fig = plots.one_way(ds, list(spec.var), x=spec.x,
-                            sharey=True if spec.sharey is None else spec.sharey)
-    elif spec.kind == "one_way_regions":
-        fig = plots.one_way_regions(ds, list(spec.var), spec.background, labels=spec.labels,
-                                    x=spec.x,
-                                    sharey=False if spec.sharey is None else spec.sharey)
-    elif spec.kind == "tornado":
-        fig = plots.tornado(ds, spec.var, top=spec.top)
-    else:
-        var = spec.var
-        groups = ({p: list(v) for p, v in var} if var and isinstance(var[0], tuple)
-                  else [var] if isinstance(var, str) else list(var))
-        fig = plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None,
-                          title=spec.title, by=spec.by, xmarks=list(spec.xmarks) or None)
+    bands: dict[str, tuple[str, str]] = {}
+    if spec.reduce is not None:
+        ds, bands = _reduce_replications(ds, [*_var_names(spec.var), *spec.xmarks])
+    fig = _DRAW[spec.kind](plots, spec, ds, bands)
+    if spec.reduce is not None and spec.title is None and spec.kind == "heatmap":
+        for ax in fig.axes:
+            if ax.get_title():
+                ax.set_title(f"{ax.get_title()}\n{_mean_text(ds)}", fontsize=9)
     if spec.title is not None:
         title = textwrap.fill(spec.title, max(50, int(10.5 * fig.get_figwidth())))  # fits
         if fig._suptitle is not None:
@@ -1417,3 +1642,73 @@ def _draw(spec: FigureSpec, ds):
         else:
             fig.axes[0].set_title(title)
     return fig
+
+
+def _mean_text(ds) -> str:
+    return f"mean of {ds.attrs['replications']} replications"
+
+
+def _reduce_replications(ds, names: Sequence[str]):
+    """``ds`` with ``names`` replaced by their mean over ``replication``
+    (:func:`jaxgames.summaries.mean`) and, next to each, the bounds of its Student-t
+    confidence interval (:func:`jaxgames.summaries.confidence_interval`, ``CONFIDENCE``);
+    ``converged`` and ``assumptions_hold`` hold where they hold in every replication. Also
+    ``{name: (lower, upper)}``, the names of the bounds."""
+    from jaxgames import summaries
+
+    names = [n for n in dict.fromkeys(names) if REPLICATION in ds[n].dims]
+    n = ds.sizes[REPLICATION]
+    mean = summaries.mean(ds[names])
+    ci = summaries.confidence_interval(ds[names], confidence=CONFIDENCE)
+    out = ds.drop_dims(REPLICATION).assign({v: mean[v] for v in names})
+    flags = [f for f in ("converged", "assumptions_hold")
+             if f in ds and REPLICATION in ds[f].dims]
+    out = out.assign({f: ds[f].all(REPLICATION) for f in flags})
+    bands = {}
+    for v in names:
+        lo, hi = f"{v} (lower)", f"{v} (upper)"
+        out[lo] = ci[v].sel(bound="lower", drop=True)
+        out[hi] = ci[v].sel(bound="upper", drop=True)
+        bands[v] = (lo, hi)
+    out.attrs["replications"] = n
+    return out, bands
+
+
+def _draw_heatmap(plots, spec, ds, bands):
+    levels = list(spec.levels) if isinstance(spec.levels, tuple) else spec.levels
+    return plots.heatmap(ds, spec.var, spec.x, spec.y, contours=spec.contours, levels=levels,
+                         facet=spec.facet, **spec.sel)
+
+
+def _draw_region_map(plots, spec, ds, bands):
+    return plots.region_map(ds, spec.var, spec.x, spec.y, labels=spec.labels, **spec.sel)
+
+
+def _draw_line(plots, spec, ds, bands):
+    var = spec.var
+    groups = ({p: list(v) for p, v in var} if var and isinstance(var[0], tuple)
+              else [var] if isinstance(var, str) else list(var))
+    band_label = (f"{CONFIDENCE:.0%} confidence interval of the {_mean_text(ds)}"
+                  if bands else None)
+    return plots.lines(ds, groups, spec.x, sel=dict(spec.sel) if spec.sel else None,
+                       title=spec.title, by=spec.by, xmarks=list(spec.xmarks) or None,
+                       bands=bands or None, band_label=band_label)
+
+
+def _draw_one_way(plots, spec, ds, bands):
+    return plots.one_way(ds, list(spec.var), x=spec.x,
+                         sharey=True if spec.sharey is None else spec.sharey)
+
+
+def _draw_one_way_regions(plots, spec, ds, bands):
+    return plots.one_way_regions(ds, list(spec.var), spec.background, labels=spec.labels,
+                                 x=spec.x, sharey=False if spec.sharey is None else spec.sharey)
+
+
+def _draw_tornado(plots, spec, ds, bands):
+    return plots.tornado(ds, spec.var, top=spec.top)
+
+
+_DRAW = {"heatmap": _draw_heatmap, "region_map": _draw_region_map, "line": _draw_line,
+         "one_way": _draw_one_way, "one_way_regions": _draw_one_way_regions,
+         "tornado": _draw_tornado}

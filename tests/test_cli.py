@@ -120,11 +120,11 @@ def tiny_zarr(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--kind", "heatmap", "--var", "y_x", "--x", "f", "--y", "p", "--sel", "D_J=1e6"],
-     "no variable 'y_x'; its variables are"),
+     "--var: unknown variable 'y_x'; choose from converged, f_bar, status, t_r"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "theta", "--sel", "D_J=1e6"],
-     "--y theta: not a dimension of 't_r'; its dimensions are f, p, D_J"),
+     "--y: unknown axis 'theta'; choose from f, p, D_J"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p"],
-     "'t_r' has dimensions D_J besides f and p; fix them with --sel"),
+     "--sel: axes D_J are neither plotted nor fixed; add --sel D_J=VALUE"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "DJ=1e6"],
      "--sel 'DJ=1e6': 'DJ' is not a dimension of the dataset"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "D_J"],
@@ -136,28 +136,30 @@ def tiny_zarr(tmp_path):
     (["--kind", "tornado", "--output", "t_r"], "is not a tornado dataset"),
     (["--kind", "one_way", "--var", "t_r"], "is not a one-way dataset"),
     (["--kind", "region_map", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "D_J=1e6"],
-     "region_map needs categorical"),
+     "--var: unknown integer or boolean variable 't_r'; choose from status, converged"),
     (["--kind", "line", "--var", "t_r"], "--kind line needs --x"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--y", "p"], "--kind line does not take --y"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "f", "--sel", "p=0.3"],
-     "--by f: f is plotted along --x; --by needs another dimension"),
+     "--by: f is already an axis of the figure; --by needs another axis (one line per "
+     "value)"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "theta"],
-     "--by theta: not a dimension of 't_r'; its dimensions are f, p, D_J"),
+     "--by: unknown axis 'theta'; choose from f, p, D_J"),
     (["--kind", "line", "--var", "t_r", "--x", "f"],
-     "'t_r' has dimensions p, D_J besides f; fix them with --sel"),
+     "--sel: axes p, D_J are neither plotted nor fixed; add --sel p=VALUE"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "D_J", "--sel", "p=0.3",
-      "D_J=1e6"], "--sel D_J: D_J is plotted along --by; it cannot be fixed too"),
+      "D_J=1e6"], "--sel D_J: D_J is an axis of the figure; it cannot be fixed too"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "D_J", "--sel", "p=0.3",
-      "--xmarks", "f_bar,rho"], "--xmarks rho: no variable 'rho'; its variables are"),
+      "--xmarks", "f_bar,rho"],
+     "--xmarks: unknown real-valued variable 'rho'; choose from f_bar, t_r"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--xmarks", ","], "--xmarks ','"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--facet", "D_J"],
      "--kind line does not take --facet"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "f"],
-     "--facet f: f is plotted along --x; --facet needs another dimension"),
+     "--facet: f is already an axis of the figure; --facet needs another axis"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "theta"],
-     "--facet theta: not a dimension of 't_r'"),
+     "--facet: unknown axis 'theta'; choose from f, p, D_J"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--facet", "D_J", "--sel",
-      "D_J=1e6"], "--sel D_J: D_J is plotted along --facet"),
+      "D_J=1e6"], "--sel D_J: D_J is an axis of the figure"),
     (["--kind", "heatmap", "--var", "t_r", "--x", "f", "--y", "p", "--by", "D_J"],
      "--kind heatmap does not take --by"),
     (["--kind", "region_map", "--var", "status", "--x", "f", "--y", "p", "--facet", "D_J"],
@@ -172,7 +174,7 @@ def tiny_zarr(tmp_path):
     (["--kind", "region_map", "--var", "status", "--x", "f", "--y", "p", "--sel", "D_J=1e6",
       "--labels", "0"], "--labels '0': expected VALUE=TEXT"),
     (["--kind", "one_way", "--var", "t_r", "--x", "f"],
-     "--x f: --kind one_way takes --x relative"),
+     "tiny.zarr is not a one-way dataset (dims parameter, step)"),
     (["--kind", "one_way", "--var", "t_r", "--background", "status"],
      "--kind one_way does not take --background"),
     (["--kind", "one_way_regions", "--var", "t_r"], "--kind one_way_regions needs --background"),
@@ -282,7 +284,7 @@ def test_plot_sensitivity_datasets(capsys, tmp_path):
     assert cli.main(["plot", str(tmp_path / "tor.nc"), "--kind", "tornado", "--output", "W",
                      "--png", str(tmp_path / "x.png")]) == 2
     line = _one_error_line(capsys.readouterr().err, "plot")
-    assert "--output W: not in the dataset; its outputs are y_r, t_r" in line
+    assert "--output: unknown output of the dataset 'W'; choose from y_r, t_r" in line
 
 
 @pytest.fixture
@@ -380,12 +382,14 @@ def test_plot_one_way_regions_and_sharey(capsys, tmp_path, drawn):
     capsys.readouterr()
 
     for argv, message in (
-            (("--background", "nope"), "--background nope: no variable 'nope'"),
-            (("--background", "I"), "--background I: needs an integer or boolean variable"),
-            (("--background", "flat"), "--background flat: needs dims (parameter, step), it "
-                                       "has (parameter)"),
-            (("--background", "case", "--x", "bogus"), "--x bogus: --kind one_way_regions "
-                                                       "takes --x relative")):
+            (("--background", "nope"), "--background: unknown integer or boolean variable "
+                                       "'nope'; choose from y_r, case, converged"),
+            (("--background", "I"), "--background: unknown integer or boolean variable 'I'"),
+            # an integer variable over (parameter) only: not a background of the steps
+            (("--background", "flat"), "--background: unknown integer or boolean variable "
+                                       "'flat'"),
+            (("--background", "case", "--x", "bogus"), "--x: unknown x 'bogus'; choose from "
+                                                       "relative, value")):
         assert plot("--kind", "one_way_regions", "--var", "y_r", *argv) == 2, argv
         assert message in _one_error_line(capsys.readouterr().err, "plot")
     assert plot("--kind", "one_way", "--var", "y_r,I") == 2  # units differ: one_way_regions

@@ -770,3 +770,101 @@ def test_readme_examples_parse(tmp_path):
     for i, block in enumerate(blocks):
         spec = load_sweep(write(tmp_path, block, f"readme{i}.toml"))
         assert spec.figures
+
+
+# ----------------------------------------------------------------------------- replications
+
+
+STOCHASTIC = """\
+model = "toy_contract"
+solve = "simulate"
+output = "OUT/sim.zarr"
+replications = 5
+seed = 3
+[axes]
+regime = { values = ["A", "B"] }
+noise = { values = [0.1, 0.2, 0.4] }
+c = { values = [1.0, 2.0] }
+[[figure]]
+kind = "line"
+var = "cost"
+x = "noise"
+sel = { regime = "B", agent = "W1", c = 2.0 }
+reduce = "mean"
+path = "OUT/mean.png"
+[[figure]]
+kind = "heatmap"
+var = "mean_cost"
+x = "noise"
+y = "c"
+sel = { regime = "A" }
+reduce = "mean"
+path = "OUT/heat.png"
+"""
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    """The test model of tests/_toy_model.py (stochastic ``simulate``), registered."""
+    from jaxgames import models
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(models.REGISTRY, "toy_contract", "_toy_model")
+
+
+def test_figures_reduce_over_replications(tmp_path, toy_registered, capsys):
+    """``reduce = "mean"``: the line is the mean over replications (jaxgames.summaries), the
+    band its confidence interval; ``jaxgames plot --reduce mean`` draws the same figure."""
+    from jaxgames import cli, summaries
+
+    spec = load(tmp_path, STOCHASTIC.replace("OUT", str(tmp_path)))
+    line, heat = spec.figures
+    assert (line.reduce, heat.reduce) == ("mean", "mean")
+    ds = spec.run(progress=False)
+    for f in spec.figures:
+        assert f.path.stat().st_size > 5000
+    at = dict(regime="B", agent="W1", c=2.0)
+    mean = summaries.mean(ds)["cost"].sel(at).values
+    ci = summaries.confidence_interval(ds)["cost"].sel(at).transpose("bound", ...).values
+    fig = plots_draw(line, ds)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), mean, rtol=1e-15)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    for bound in ci:  # lower and upper bounds, at every noise value
+        assert all(np.isclose(band, b, rtol=1e-12).any() for b in bound)
+    assert not np.allclose(ci[0], ci[1])  # a band, not a line
+    assert any("95% confidence interval" in t.get_text() for t in ax.get_legend().get_texts())
+    img = plots_draw(heat, ds).axes[0].collections[0].get_array()
+    np.testing.assert_allclose(np.ravel(img), np.ravel(
+        summaries.mean(ds)["mean_cost"].sel(regime="A").transpose("c", "noise").values),
+        rtol=1e-15)
+    # the command line: the same figure from the dataset, with --reduce
+    png = tmp_path / "cli.png"
+    assert cli.main(["plot", str(tmp_path / "sim.zarr"), "--kind", "line", "--var", "cost",
+                     "--x", "noise", "--sel", "regime=B", "agent=W1", "c=2", "--reduce", "mean",
+                     "--png", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert cli.main(["plot", str(tmp_path / "sim.zarr"), "--kind", "line", "--var", "cost",
+                     "--x", "noise", "--sel", "regime=B", "agent=W1", "c=2", "replication=1",
+                     "--reduce", "mean", "--png", str(png)]) == 2
+    assert ("--sel replication: replication is reduced (--reduce = 'mean'); it cannot be "
+            "fixed too") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ('reduce = "mean"\n', r"figure\[0\].sel.replication: replication is reduced"),
+    ('reduce = "median"\n', r"figure\[0\].reduce: unknown reduction 'median'; choose from "
+                            r"mean"),
+])
+def test_reduce_errors_name_the_key(tmp_path, toy_registered, text, match):
+    body = STOCHASTIC.split("[[figure]]")[0] + (
+        '[[figure]]\nkind = "line"\nvar = "cost"\nx = "noise"\n'
+        'sel = { regime = "B", agent = "W1", c = 1.0, replication = 0 }\n' + text
+        + 'path = "a.png"\n')
+    with pytest.raises(SweepFileError, match=match):
+        load(tmp_path, body.replace("OUT", str(tmp_path)))
+    with pytest.raises(SweepFileError, match=r"figure\[0\].reduce: needs a stochastic study "
+                                             r"with at least 2 replications .* this one has 1 "
+                                             "replication"):
+        load(tmp_path, body.replace("replications = 5", "replications = 1").replace(
+            ", replication = 0", "").replace('"median"', '"mean"').replace("OUT", str(tmp_path)))
