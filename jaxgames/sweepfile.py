@@ -648,6 +648,16 @@ def load_sweep(path: str | Path, *, max_memory: int | str | None = None,
     return _Loader(path, max_memory, max_disk).load(doc)
 
 
+def _axis_length(spec) -> int:
+    """The number of values an ``[axes]`` entry asks for, read before any is made (1 where
+    the entry is malformed: its error comes when it is parsed)."""
+    arg = next(iter(spec.values()), None) if isinstance(spec, dict) else None
+    if isinstance(arg, list) and "values" not in spec:
+        n = arg[2] if len(arg) == 3 else 1
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    return len(arg) if isinstance(arg, list) else 1
+
+
 def _toml_type(v) -> str:
     if isinstance(v, bool):
         return f"a boolean ({str(v).lower()})"
@@ -818,8 +828,32 @@ class _Loader(_Checker):
     # --------------------------------------------------------------- sections
 
     def load(self, doc: dict) -> SweepSpec:
+        """The whole file, section by section, in the order its errors are reported."""
         self.keys(doc, None, _TOP_KEYS, ("model", "solve", "output"))
         spec = self.contract(doc)
+        options = self.options(doc)
+        replications, seed = self.replications(doc, spec)
+        self.outputs_of(spec)
+        derivatives = self.derivatives(doc)
+        base = self.base(doc.get("base", {}))
+        wrt, elasticities = self.derivative_options(doc, derivatives)
+        self.add_derivative_variables(derivatives, wrt, elasticities)
+        self.point_bytes = self.point_size(options["dtype"], replications)
+        mode = self.mode_of(doc, spec, replications)
+        axes, design, study = self.section(doc, mode, base)
+        self.mode, self.axes_values, self.study_spec = mode, axes, study
+        figures = self.figures(doc["figure"]) if "figure" in doc else ()
+        return SweepSpec(
+            path=self.path, model=self.model, solve=self.solve_names, base=base, mode=mode,
+            axes=axes, design=design, study=study, derivatives=derivatives, wrt=wrt,
+            elasticities=elasticities, figures=figures, replications=replications, seed=seed,
+            point_bytes=self.point_bytes, max_memory=self.limits["max_memory"],
+            max_disk=self.limits["max_disk"], **options,
+        )
+
+    def options(self, doc: dict) -> dict[str, Any]:
+        """``output``, ``dtype``, ``chunk_size``, ``micro_batch``, ``description`` and the
+        size limits (``max_memory``/``max_disk`` unless given to :func:`load_sweep`)."""
         output = Path(self.string(doc["output"], "output"))
         if output.suffix not in (".zarr", ".nc"):
             self.fail("output", f"{str(output)!r} must end in .zarr (Zarr store) or .nc "
@@ -834,37 +868,51 @@ class _Loader(_Checker):
             if self.limits[k] is None and k in doc:
                 self.limits[k] = self.size_value(doc[k], k)
         self.output, self.dtype, self.chunk_size = output, dtype, chunk_size
-        replications, seed = self.replications(doc, spec)
-        self.outputs_of(spec)
+        return dict(output=output, dtype=dtype, chunk_size=chunk_size, micro_batch=micro_batch,
+                    description=description)
+
+    def derivatives(self, doc: dict) -> tuple[str, ...]:
+        if "derivatives" not in doc:
+            return ()
         what = "output" if len(self.solve_names) == 1 else (
             "output (prefixed with its solve function)")
-        derivatives = (self.names(doc["derivatives"], "derivatives", self.real_outputs,
-                                  f"real-valued {what}")
-                       if "derivatives" in doc else ())
-        base = self.base(doc.get("base", {}))
+        return self.names(doc["derivatives"], "derivatives", self.real_outputs,
+                          f"real-valued {what}")
+
+    def derivative_options(self, doc: dict, derivatives) -> tuple[tuple[str, ...] | None, bool]:
+        """``wrt`` and ``elasticities`` (only with ``derivatives``)."""
         wrt = self.wrt(doc["wrt"]) if "wrt" in doc else None
         elasticities = (self.boolean(doc["elasticities"], "elasticities")
                         if "elasticities" in doc else False)
         for k in ("wrt", "elasticities"):
             if k in doc and not derivatives:
                 self.fail(k, "has no effect without derivatives = [...]")
+        return wrt, elasticities
+
+    def add_derivative_variables(self, derivatives, wrt, elasticities: bool) -> None:
+        """The variables of the dataset: the outputs, ``d{o}_d{p}`` and
+        ``elasticity_{o}_{p}`` (a whole vector parameter's dim comes last)."""
         self.variables = set(self.outputs)
         for o in derivatives:
             for p in wrt or self.point.real:
                 dims = self.dims.get(o, ())
-                if p in self.mspec.param_dims:  # a whole vector: its dim comes last
+                if p in self.mspec.param_dims:
                     d = self.mspec.param_dims[p]
                     dims = dims + (f"{d}_wrt" if d in dims else d,)
-                self.variables.add(f"d{o}_d{p}")
-                self.dims[f"d{o}_d{p}"] = dims
-                if elasticities:
-                    self.variables.add(f"elasticity_{o}_{p}")
-                    self.dims[f"elasticity_{o}_{p}"] = dims
+                names = [f"d{o}_d{p}"] + ([f"elasticity_{o}_{p}"] if elasticities else [])
+                for name in names:
+                    self.variables.add(name)
+                    self.dims[name] = dims
 
+    def point_size(self, dtype: str, replications: int | None) -> int:
+        """Estimated bytes of one point's variables (all replications), before solving."""
         itemsize = 8 if dtype == "float64" else 4
-        self.point_bytes = max(1, replications or 1) * sum(
+        return max(1, replications or 1) * sum(
             itemsize * math.prod(len(self.dim_coords(d)) or 1 for d in self.dims.get(v, ()))
             for v in self.variables)
+
+    def mode_of(self, doc: dict, spec, replications: int | None) -> str:
+        """The one study section of the file."""
         modes = [m for m in MODES if m in doc]
         if not modes:
             self.fail(None, "needs one of [axes], [design], [oneway], [tornado] (none found)")
@@ -875,25 +923,15 @@ class _Loader(_Checker):
         if replications is not None and mode not in ("axes", "design"):
             self.fail(mode, f"{spec.name} is stochastic: replications apply to [axes] and "
                             "[design] sweeps only")
-        axes = design = study = None
+        return mode
+
+    def section(self, doc: dict, mode: str, base):
+        """``(axes, design, study)``: the study section parsed, the others ``None``."""
         if mode == "axes":
-            axes = self.axes(doc["axes"])
-        elif mode == "design":
-            design = self.design(doc["design"])
-        elif mode == "oneway":
-            study = self.study(doc["oneway"], "oneway", base)
-        else:
-            study = self.study(doc["tornado"], "tornado", base)
-        self.mode, self.axes_values, self.study_spec = mode, axes, study
-        figures = self.figures(doc["figure"]) if "figure" in doc else ()
-        return SweepSpec(
-            path=self.path, model=self.model, solve=self.solve_names, output=output, base=base,
-            mode=mode, axes=axes, design=design, study=study, dtype=dtype,
-            chunk_size=chunk_size, description=description, derivatives=derivatives, wrt=wrt,
-            elasticities=elasticities, figures=figures, replications=replications, seed=seed,
-            micro_batch=micro_batch, point_bytes=self.point_bytes,
-            max_memory=self.limits["max_memory"], max_disk=self.limits["max_disk"],
-        )
+            return self.axes(doc["axes"]), None, None
+        if mode == "design":
+            return None, self.design(doc["design"]), None
+        return None, None, self.study(doc[mode], mode, base)
 
     def contract(self, doc: dict):
         """The model and solve function(s), resolved through the model contract."""
@@ -1032,59 +1070,53 @@ class _Loader(_Checker):
         return base
 
     def axes(self, v) -> dict[str, np.ndarray]:
+        """``[axes]``: ``{key: values}``, one grid dimension per key, in file order."""
         t = self.table(v, "axes")
         if not t:
             self.fail("axes", "needs at least one parameter")
         # sizes first, from the specs: nothing is made before the study is known to fit
-        lengths = []
-        for spec in t.values():
-            arg = next(iter(spec.values()), None) if isinstance(spec, dict) else None
-            if isinstance(arg, list) and "values" not in spec:
-                n = arg[2] if len(arg) == 3 else 1
-                lengths.append(n if isinstance(n, int) and not isinstance(n, bool) and n > 0
-                               else 1)
-            else:
-                lengths.append(len(arg) if isinstance(arg, list) else 1)
+        lengths = [_axis_length(spec) for spec in t.values()]
         self.check_study(math.prod(lengths), sum(lengths), "axes")
-        out = {}
-        for name, spec in t.items():
-            key = f"axes.{name}"
-            param = self.element(name, key)
-            if param in self.mspec.categories:
-                out[name] = self.category_axis(spec, key, param)
-                continue
-            if not isinstance(spec, dict):
-                self.fail(key, f"expected {{ linspace = [lo, hi, n] }}, "
-                               f"{{ geomspace = [lo, hi, n] }} or {{ values = [...] }}, got "
-                               f"{_toml_type(spec)}")
-            self.keys(spec, key, ("linspace", "geomspace", "values"))
-            if len(spec) != 1:
-                self.fail(key, "needs exactly one of linspace, geomspace, values")
-            (form, arg), = spec.items()
-            fkey = f"{key}.{form}"
-            if form == "values":
-                items = self.array(arg, fkey)
-                values = np.array([self.number(x, f"{fkey}[{i}]") for i, x in enumerate(items)])
-            else:
-                items = self.array(arg, fkey)
-                if len(items) != 3:
-                    self.fail(fkey, f"expected [lo, hi, n], got an array of length {len(items)}")
-                lo = self.number(items[0], f"{fkey}[0]")
-                hi = self.number(items[1], f"{fkey}[1]")
-                n = self.integer(items[2], f"{fkey}[2]", 1)
-                if form == "geomspace" and not (lo * hi > 0):
-                    self.fail(fkey, f"needs lo and hi non-zero and of one sign, got "
-                                    f"[{_fmt(lo)}, {_fmt(hi)}]")
-                if n > 1 and lo == hi:
-                    self.fail(fkey, f"lo == hi gives {n} equal values")
-                values = (np.linspace(lo, hi, n) if form == "linspace"
-                          else np.geomspace(lo, hi, n))
-            if len(np.unique(values)) != len(values):
-                self.fail(fkey, "values must be distinct")
-            for x in values:
-                self.in_domain(param, float(x), key)
-            out[name] = values
-        return out
+        return {name: self.axis(name, spec) for name, spec in t.items()}
+
+    def axis(self, name: str, spec) -> np.ndarray:
+        """One axis: ``{ linspace | geomspace = [lo, hi, n] }`` or ``{ values = [...] }``
+        (labels, for a categorical parameter), distinct values inside the domain."""
+        key = f"axes.{name}"
+        param = self.element(name, key)
+        if param in self.mspec.categories:
+            return self.category_axis(spec, key, param)
+        if not isinstance(spec, dict):
+            self.fail(key, f"expected {{ linspace = [lo, hi, n] }}, "
+                           f"{{ geomspace = [lo, hi, n] }} or {{ values = [...] }}, got "
+                           f"{_toml_type(spec)}")
+        self.keys(spec, key, ("linspace", "geomspace", "values"))
+        if len(spec) != 1:
+            self.fail(key, "needs exactly one of linspace, geomspace, values")
+        (form, arg), = spec.items()
+        fkey = f"{key}.{form}"
+        items = self.array(arg, fkey)
+        values = (np.array([self.number(x, f"{fkey}[{i}]") for i, x in enumerate(items)])
+                  if form == "values" else self.spaced(form, items, fkey))
+        if len(np.unique(values)) != len(values):
+            self.fail(fkey, "values must be distinct")
+        for x in values:
+            self.in_domain(param, float(x), key)
+        return values
+
+    def spaced(self, form: str, items: list, fkey: str) -> np.ndarray:
+        """``linspace`` / ``geomspace`` ``[lo, hi, n]``."""
+        if len(items) != 3:
+            self.fail(fkey, f"expected [lo, hi, n], got an array of length {len(items)}")
+        lo = self.number(items[0], f"{fkey}[0]")
+        hi = self.number(items[1], f"{fkey}[1]")
+        n = self.integer(items[2], f"{fkey}[2]", 1)
+        if form == "geomspace" and not (lo * hi > 0):
+            self.fail(fkey, f"needs lo and hi non-zero and of one sign, got "
+                            f"[{_fmt(lo)}, {_fmt(hi)}]")
+        if n > 1 and lo == hi:
+            self.fail(fkey, f"lo == hi gives {n} equal values")
+        return np.linspace(lo, hi, n) if form == "linspace" else np.geomspace(lo, hi, n)
 
     def category_axis(self, spec, key: str, param: str) -> np.ndarray:
         """``{ values = ["S", "WH"] }``: labels of a categorical parameter."""
@@ -1137,6 +1169,8 @@ class _Loader(_Checker):
         return getattr(designs, kind)(bounds, n, seed=seed)
 
     def study(self, v, section: str, base) -> dict[str, Any]:
+        """``[oneway]`` / ``[tornado]``: keyword arguments of ``sensitivity.one_way`` /
+        ``tornado``."""
         t = self.table(v, section)
         allowed = ("n", "ranges", "relative", "params") if section == "oneway" else (
             "outputs", "ranges", "relative", "params")
@@ -1151,67 +1185,82 @@ class _Loader(_Checker):
         if ("ranges" in t) == ("relative" in t):
             self.fail(section, "needs exactly one of ranges = { ... } and relative = [lo, hi]")
         if "ranges" in t:
-            if "params" in t:
-                self.fail(f"{section}.params", "goes with relative; ranges names its "
-                                               "parameters itself")
-            rt = self.table(t["ranges"], f"{section}.ranges")
-            if not rt:
-                self.fail(f"{section}.ranges", "needs at least one parameter")
-            ranges = {}
-            for name, r in rt.items():
-                key = f"{section}.ranges.{name}"
-                param = self.element(name, key)  # "v[1]": one element of a vector
-                if param in self.mspec.categories:
-                    self.fail(key, f"a {section} study varies real scalars; {name} is "
-                                   "categorical")
-                if param == name and param in self.mspec.param_dims:
-                    self.fail(key, f"a {section} study varies real scalars; {name} is a "
-                                   f"vector: name one element, e.g. {name}[1]")
-                ranges[name] = self.param_range(r, key, param, scales=section == "oneway")
-            out["ranges"] = ranges
+            out["ranges"] = self.study_ranges(t, section)
         else:
-            key = f"{section}.relative"
-            items = self.array(t["relative"], key)
-            if len(items) not in ((2, 3) if section == "oneway" else (2,)):
-                form = '[lo, hi] or [lo, hi, "log"]' if section == "oneway" else "[lo, hi]"
-                self.fail(key, f"expected {form}, got an array of length {len(items)}")
-            lo = self.number(items[0], f"{key}[0]")
-            hi = self.number(items[1], f"{key}[1]")
-            if not lo < hi:
-                self.fail(key, f"needs lo < hi, got [{_fmt(lo)}, {_fmt(hi)}]")
-            scale = (self.string(items[2], f"{key}[2]", ("linear", "log"), "scale")
-                     if len(items) == 3 else "linear")
-            if scale == "log" and lo <= 0:
-                self.fail(key, f"a log range needs lo > 0, got {_fmt(lo)}")
-            params = (self.names(t["params"], f"{section}.params", self.scalar_params,
-                                 "real scalar parameter")
-                      if "params" in t else self.scalar_params)
-            for name in params:
-                b = getattr(base, name)
-                if b == 0:
-                    self.fail(key, f"parameter {name} has base value 0, so a relative range is "
-                                   f"empty; list the others in {section}.params, or give "
-                                   f"{section}.ranges")
-                for factor in (lo, hi):
-                    value = b * factor
-                    bad = self.mspec.outside(name, value)
-                    if bad is not None:
-                        self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
-                                       f"outside the allowed range {bad[1]} of parameter "
-                                       f"{name}")
-            if scale == "log":  # steps even in log: explicit ranges, factors of the base
-                for name in params:
-                    if getattr(base, name) < 0:
-                        self.fail(key, f"parameter {name} has a negative base value "
-                                       f"{_fmt(getattr(base, name))}; a log range needs "
-                                       "positive values")
-                out["ranges"] = {name: (getattr(base, name) * lo, getattr(base, name) * hi,
-                                        "log") for name in params}
-                return out
-            out["relative"] = (lo, hi)
-            if "params" in t:
-                out["params"] = params
+            out.update(self.study_relative(t, section, base))
         return out
+
+    def study_ranges(self, t: dict, section: str) -> dict[str, tuple]:
+        """``ranges = { parameter = [lo, hi], "v[1]" = [lo, hi] }``: real scalars only."""
+        if "params" in t:
+            self.fail(f"{section}.params", "goes with relative; ranges names its "
+                                           "parameters itself")
+        rt = self.table(t["ranges"], f"{section}.ranges")
+        if not rt:
+            self.fail(f"{section}.ranges", "needs at least one parameter")
+        ranges = {}
+        for name, r in rt.items():
+            key = f"{section}.ranges.{name}"
+            param = self.element(name, key)  # "v[1]": one element of a vector
+            if param in self.mspec.categories:
+                self.fail(key, f"a {section} study varies real scalars; {name} is "
+                               "categorical")
+            if param == name and param in self.mspec.param_dims:
+                self.fail(key, f"a {section} study varies real scalars; {name} is a "
+                               f"vector: name one element, e.g. {name}[1]")
+            ranges[name] = self.param_range(r, key, param, scales=section == "oneway")
+        return ranges
+
+    def study_relative(self, t: dict, section: str, base) -> dict[str, Any]:
+        """``relative = [lo, hi]`` (a one-way study also ``[lo, hi, "log"]``: then explicit
+        log ranges, factors of the base) with optional ``params``."""
+        key = f"{section}.relative"
+        lo, hi, scale = self.relative_factors(t["relative"], key, section == "oneway")
+        params = (self.names(t["params"], f"{section}.params", self.scalar_params,
+                             "real scalar parameter")
+                  if "params" in t else self.scalar_params)
+        for name in params:
+            self.relative_range(name, getattr(base, name), lo, hi, key, section)
+        if scale == "log":  # steps even in log: explicit ranges, factors of the base
+            for name in params:
+                if getattr(base, name) < 0:
+                    self.fail(key, f"parameter {name} has a negative base value "
+                                   f"{_fmt(getattr(base, name))}; a log range needs "
+                                   "positive values")
+            return {"ranges": {name: (getattr(base, name) * lo, getattr(base, name) * hi,
+                                      "log") for name in params}}
+        return {"relative": (lo, hi), **({"params": params} if "params" in t else {})}
+
+    def relative_factors(self, v, key: str, scales: bool) -> tuple[float, float, str]:
+        """``[lo, hi]`` (with ``scales`` also ``[lo, hi, "log"|"linear"]``), lo < hi."""
+        items = self.array(v, key)
+        if len(items) not in ((2, 3) if scales else (2,)):
+            form = '[lo, hi] or [lo, hi, "log"]' if scales else "[lo, hi]"
+            self.fail(key, f"expected {form}, got an array of length {len(items)}")
+        lo = self.number(items[0], f"{key}[0]")
+        hi = self.number(items[1], f"{key}[1]")
+        if not lo < hi:
+            self.fail(key, f"needs lo < hi, got [{_fmt(lo)}, {_fmt(hi)}]")
+        scale = (self.string(items[2], f"{key}[2]", ("linear", "log"), "scale")
+                 if len(items) == 3 else "linear")
+        if scale == "log" and lo <= 0:
+            self.fail(key, f"a log range needs lo > 0, got {_fmt(lo)}")
+        return lo, hi, scale
+
+    def relative_range(self, name: str, b: float, lo: float, hi: float, key: str,
+                       section: str) -> None:
+        """Both ends ``lo * b`` and ``hi * b`` of parameter ``name`` (base value ``b``)
+        inside its domain, and the range not empty."""
+        if b == 0:
+            self.fail(key, f"parameter {name} has base value 0, so a relative range is "
+                           f"empty; list the others in {section}.params, or give "
+                           f"{section}.ranges")
+        for factor in (lo, hi):
+            value = b * factor
+            bad = self.mspec.outside(name, value)
+            if bad is not None:
+                self.fail(key, f"{_fmt(factor)} x base {name} = {_fmt(value)} is "
+                               f"outside the allowed range {bad[1]} of parameter {name}")
 
     def figures(self, v) -> tuple[FigureSpec, ...]:
         if isinstance(v, dict):
