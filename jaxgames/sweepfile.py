@@ -177,6 +177,7 @@ tracked by git is refused unless ``--figures`` names its directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import textwrap
@@ -188,7 +189,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SweepFileError", "SweepSpec", "FigureSpec", "load_sweep"]
+__all__ = ["FigureContext", "FigureSpec", "SweepFileError", "SweepSpec", "draw_figures",
+           "load_sweep", "run_study", "save_dataset"]
 
 MODES = ("axes", "design", "oneway", "tornado")
 DTYPES = ("float64", "float32")
@@ -339,10 +341,13 @@ class SweepSpec:
             progress: bool = True, figures: str | Path | None = None):
         """Run the sweep, write the dataset and the figures, return the dataset.
 
-        A grid or design sweep into a ``.zarr`` output streams every chunk to the store as it
-        finishes (so it can be resumed) and returns the dataset opened lazily from it; a
-        ``.nc`` output is written once at the end. One-way and tornado studies (a few hundred
-        points) are computed in memory and written at the end in either format.
+        The stages, each its own function: check the options (:meth:`check_run_options`),
+        solve (:func:`run_study`), save (:func:`save_dataset`), draw
+        (:func:`draw_figures`). A grid or design sweep into a ``.zarr`` output streams every
+        chunk to the store as it finishes (so it can be resumed) and returns the dataset
+        opened lazily from it; a ``.nc`` output is written once at the end. One-way and
+        tornado studies (a few hundred points) are computed in memory and written at the end
+        in either format.
 
         Args:
             out: write the dataset here instead of ``output`` (``.zarr`` or ``.nc``); the
@@ -364,67 +369,15 @@ class SweepSpec:
         """
         output = self.check_run_options(out=out, resume=resume, overwrite=overwrite,
                                         chunk_size=chunk_size, dask=dask, figures=figures)
-        ds = self.compute(output, resume=resume, overwrite=overwrite, chunk_size=chunk_size,
-                          dask=dask, progress=progress)
-        self.save(ds, output, overwrite=overwrite)
-        self.save_figures(ds, self.figure_paths(out=out, figures=figures))
+        ds = run_study(self, output, resume=resume, overwrite=overwrite,
+                       chunk_size=chunk_size, dask=dask, progress=progress)
+        save_dataset(self, ds, output, overwrite=overwrite)
+        draw_figures(self.figures, ds, self.figure_paths(out=out, figures=figures))
         return ds
 
     def streamed(self, output: Path) -> bool:
         """Whether the sweep writes ``output`` chunk by chunk while it runs."""
         return output.suffix == ".zarr" and self.mode in ("axes", "design")
-
-    def compute(self, output: Path, *, resume: bool = False, overwrite: bool = False,
-                chunk_size: int | None = None, dask: Any = None, progress: bool = True):
-        """Solve the study (streaming into ``output`` if :meth:`streamed`); the dataset."""
-        kwargs = dict(
-            derivatives=self.derivatives, wrt=self.wrt, elasticities=self.elasticities,
-            chunk_size=chunk_size if chunk_size is not None else self.chunk_size,
-            progress=progress, dtype=self.dtype,
-        )
-        if self.streamed(output):
-            kwargs.update(store=str(output), resume=resume, overwrite=overwrite, dask=dask)
-        if self.replications is not None:
-            kwargs.update(replications=self.replications, seed=self.seed)
-        if self.micro_batch is not None:
-            kwargs.update(micro_batch=self.micro_batch)
-        if self.mode in ("axes", "design"):
-            kwargs.update(max_memory=self.max_memory, max_disk=self.max_disk)
-        fn = self.solve_function()
-        if self.mode in ("axes", "design"):
-            from jaxgames._sweep import sweep
-
-            points = dict(self.axes) if self.mode == "axes" else self.design
-            return sweep(fn, self.base, points, **kwargs)
-        from jaxgames import sensitivity
-
-        study = getattr(sensitivity, "one_way" if self.mode == "oneway" else "tornado")
-        return study(fn, self.base, **self.study, **kwargs)
-
-    def save(self, ds, output: Path, *, overwrite: bool = False) -> None:
-        """Write ``ds`` to ``output`` unless the sweep already streamed it there."""
-        if self.streamed(output):
-            return
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if output.suffix == ".zarr":
-            if overwrite:  # only a store that jaxgames wrote (checked before the run too)
-                from jaxgames._sweep import remove_store
-
-                remove_store(output)
-            _unicode_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
-        else:
-            if overwrite and output.exists() and not _is_jaxgames_netcdf(output):
-                raise FileExistsError(f"{output} is not a netCDF file written by "
-                                      "jaxgames; overwrite=True replaces only those")
-            # written next to it and renamed: an interrupted write leaves no partial file
-            tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-            try:
-                ds.to_netcdf(tmp, engine="h5netcdf")
-                if output.exists() and not overwrite:
-                    raise FileExistsError(f"{output} exists")
-                os.replace(tmp, output)
-            finally:
-                tmp.unlink(missing_ok=True)
 
     def figure_paths(self, *, out: str | Path | None = None,
                      figures: str | Path | None = None) -> dict[int, Path]:
@@ -436,14 +389,6 @@ class SweepSpec:
             return {i: Path(out).parent / f.path.name for i, f in enumerate(self.figures)}
         return {i: f.path for i, f in enumerate(self.figures)}
 
-    def save_figures(self, ds, paths: Mapping[int, Path] | None = None) -> list[Path]:
-        """Draw every ``[[figure]]`` of the file from ``ds`` and save it (at ``paths``, by
-        default the file's); the paths written."""
-        from jaxgames import plots
-
-        paths = self.figure_paths() if paths is None else paths
-        return [plots.save(_draw(spec, ds), paths[i]) for i, spec in enumerate(self.figures)]
-
     def check_run_options(self, *, out: str | Path | None = None, resume: bool = False,
                           overwrite: bool = False, chunk_size: int | None = None,
                           dask: Any = None, figures: str | Path | None = None,
@@ -453,33 +398,49 @@ class SweepSpec:
         figure paths (writable; an existing output only with ``resume``/``overwrite``, and
         replaced only if jaxgames wrote it) and the study's estimated memory and disk.
         ``cli``: name command-line flags (``--overwrite``) in the messages, not arguments."""
-        from jaxgames import _sweep
-
-        def opt(flag: str, arg: str) -> str:
-            return flag if cli else arg
-
-        key = "output"
-        output = self.output
+        opt = functools.partial(_spell, cli)
+        output, key = self.output, "output"
         if out is not None:
-            output = Path(out)
-            key = "--out" if cli else "out"
+            output, key = Path(out), opt("--out", "out")
             if output.suffix not in (".zarr", ".nc"):
                 raise SweepFileError(self.path, key,
                                      f"{out} must end in .zarr (Zarr store) or .nc (netCDF)")
+        self._check_modes(output, key, resume, overwrite, dask, opt)
+        self._check_existing(output, key, resume, overwrite, opt)
+        if chunk_size is not None and (isinstance(chunk_size, bool)
+                                       or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise SweepFileError(self.path, opt("--chunk-size", "chunk_size"),
+                                 f"must be a positive integer, got {chunk_size!r}")
+        for i, path in self.figure_paths(out=out, figures=figures).items():
+            self._check_figure_path(path, f"figure[{i}].path", figures is not None, opt)
+        self.check_size(output, chunk_size, cli=cli)
+        return output
+
+    def _check_modes(self, output: Path, key: str, resume: bool, overwrite: bool, dask,
+                     opt: Callable[[str, str], str]) -> None:
+        """``resume`` and ``dask``: a streamed (``.zarr`` grid or design) sweep only."""
         if resume and overwrite:
             raise SweepFileError(self.path, key, f"{opt('--resume', 'resume')} and "
                                                  f"{opt('--overwrite', 'overwrite')} exclude "
                                                  "each other")
-        if (resume or dask is not None) and self.mode not in ("axes", "design"):
-            what = opt("--resume", "resume") if resume else opt("--dask", "dask")
+        if not resume and dask is None:
+            return
+        what = opt("--resume", "resume") if resume else opt("--dask", "dask")
+        if self.mode not in ("axes", "design"):
             raise SweepFileError(self.path, self.mode,
                                  f"a {self.mode} study is computed in memory: {what} applies "
                                  "to [axes] and [design] sweeps only")
-        if (resume or dask is not None) and output.suffix != ".zarr":
-            what = opt("--resume", "resume") if resume else opt("--dask", "dask")
+        if output.suffix != ".zarr":
             raise SweepFileError(self.path, key,
                                  f"{output} is netCDF, written at the end; {what} needs a "
                                  ".zarr output")
+
+    def _check_existing(self, output: Path, key: str, resume: bool, overwrite: bool,
+                        opt: Callable[[str, str], str]) -> None:
+        """An existing output: resumed (a jaxgames store) or replaced (a jaxgames dataset),
+        never silently; a new one: in a writable directory."""
+        from jaxgames import _sweep
+
         exists = output.exists() or output.is_symlink()
         if exists and not (resume or overwrite):
             raise SweepFileError(self.path, key,
@@ -495,15 +456,8 @@ class SweepSpec:
             raise SweepFileError(self.path, key, f"{output} is not a jaxgames Zarr store, so "
                                                  "it cannot be resumed")
         if overwrite and exists:
-            flag = opt("--overwrite", "overwrite=True")
             try:
-                if output.suffix == ".zarr" or output.is_dir():
-                    _sweep.check_replaceable(output, flag)
-                elif not _is_jaxgames_netcdf(output):
-                    raise FileExistsError(f"{output} exists and is not a netCDF file written "
-                                          f"by jaxgames; {flag} replaces only jaxgames "
-                                          "datasets. Move or delete it yourself, or choose "
-                                          "another path")
+                _check_replaceable(output, opt("--overwrite", "overwrite=True"))
             except FileExistsError as exc:
                 raise SweepFileError(self.path, key, str(exc)) from None
         bad = _sweep._writable_dir(output) if not exists else (
@@ -511,32 +465,28 @@ class SweepSpec:
         if bad is not None:
             raise SweepFileError(self.path, key, f"cannot write {output}: {bad} is not a "
                                                  "writable directory")
-        if chunk_size is not None and (isinstance(chunk_size, bool)
-                                       or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise SweepFileError(self.path, opt("--chunk-size", "chunk_size"),
-                                 f"must be a positive integer, got {chunk_size!r}")
-        for i, path in self.figure_paths(out=out, figures=figures).items():
-            fkey = f"figure[{i}].path"
-            if path.is_dir():
-                raise SweepFileError(self.path, fkey, f"{path} is a directory, not an image "
-                                                      "file")
-            bad = (_sweep._writable_dir(path) if not path.exists() else
-                   None if os.access(path, os.W_OK) else path)
-            if bad is not None:
-                where = (f" (write the figures elsewhere with {opt('--figures', 'figures=')} "
-                         "DIR)")
-                raise SweepFileError(self.path, fkey, f"cannot write the figure {path}: {bad} "
-                                                      f"is not writable{where}")
-            if figures is None and path.exists() and _tracked(path):
-                # an explicit --figures DIR may replace what is there
-                raise SweepFileError(
-                    self.path, fkey,
-                    f"{path} is a tracked file of a git checkout and is not replaced "
-                    "silently; write the figures elsewhere (--out PATH puts them next to "
-                    "the dataset, --figures DIR into DIR), or name its directory with "
-                    f"--figures {path.parent} to replace it")
-        self.check_size(output, chunk_size, cli=cli)
-        return output
+
+    def _check_figure_path(self, path: Path, key: str, explicit: bool,
+                           opt: Callable[[str, str], str]) -> None:
+        """A figure path: a writable file, not a tracked file of a git checkout (unless
+        ``explicit``: the user named its directory with ``--figures``)."""
+        from jaxgames import _sweep
+
+        if path.is_dir():
+            raise SweepFileError(self.path, key, f"{path} is a directory, not an image file")
+        bad = (_sweep._writable_dir(path) if not path.exists() else
+               None if os.access(path, os.W_OK) else path)
+        if bad is not None:
+            where = f" (write the figures elsewhere with {opt('--figures', 'figures=')} DIR)"
+            raise SweepFileError(self.path, key, f"cannot write the figure {path}: {bad} "
+                                                 f"is not writable{where}")
+        if not explicit and path.exists() and _tracked(path):
+            raise SweepFileError(
+                self.path, key,
+                f"{path} is a tracked file of a git checkout and is not replaced "
+                "silently; write the figures elsewhere (--out PATH puts them next to "
+                "the dataset, --figures DIR into DIR), or name its directory with "
+                f"--figures {path.parent} to replace it")
 
     def size(self, output: Path | None = None, chunk_size: int | None = None):
         """The study's estimated memory and disk (:func:`jaxgames._sweep.estimate_size`),
@@ -567,6 +517,91 @@ class SweepSpec:
             _check_limits(self.path, "axes" if self.mode == "axes" else "design.n", size,
                           self.max_memory, self.max_disk,
                           output if self.streamed(output or self.output) else None, cli)
+
+
+def _spell(cli: bool, flag: str, arg: str) -> str:
+    """An option as the user gave it: a command-line ``flag`` or an API ``arg``."""
+    return flag if cli else arg
+
+
+def _check_replaceable(output: Path, flag: str) -> None:
+    """``FileExistsError`` unless ``output`` is a dataset jaxgames wrote (a marked Zarr store
+    or a netCDF file with ``jaxgames_version``): ``flag`` replaces only those."""
+    from jaxgames import _sweep
+
+    if output.suffix == ".zarr" or output.is_dir():
+        _sweep.check_replaceable(output, flag)
+    elif not _is_jaxgames_netcdf(output):
+        raise FileExistsError(f"{output} exists and is not a netCDF file written by jaxgames; "
+                              f"{flag} replaces only jaxgames datasets. Move or delete it "
+                              "yourself, or choose another path")
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def run_study(spec: SweepSpec, output: Path, *, resume: bool = False, overwrite: bool = False,
+              chunk_size: int | None = None, dask: Any = None, progress: bool = True):
+    """Solve the study of ``spec`` with :func:`jaxgames.sweep` (grid, design; streamed into
+    ``output`` if :meth:`SweepSpec.streamed`) or :mod:`jaxgames.sensitivity` (one-way,
+    tornado); the dataset."""
+    kwargs = dict(
+        derivatives=spec.derivatives, wrt=spec.wrt, elasticities=spec.elasticities,
+        chunk_size=chunk_size if chunk_size is not None else spec.chunk_size,
+        progress=progress, dtype=spec.dtype,
+    )
+    if spec.streamed(output):
+        kwargs.update(store=str(output), resume=resume, overwrite=overwrite, dask=dask)
+    if spec.replications is not None:
+        kwargs.update(replications=spec.replications, seed=spec.seed)
+    if spec.micro_batch is not None:
+        kwargs.update(micro_batch=spec.micro_batch)
+    fn = spec.solve_function()
+    if spec.mode in ("axes", "design"):
+        from jaxgames._sweep import sweep
+
+        points = dict(spec.axes) if spec.mode == "axes" else spec.design
+        return sweep(fn, spec.base, points, max_memory=spec.max_memory,
+                     max_disk=spec.max_disk, **kwargs)
+    from jaxgames import sensitivity
+
+    study = getattr(sensitivity, "one_way" if spec.mode == "oneway" else "tornado")
+    return study(fn, spec.base, **spec.study, **kwargs)
+
+
+def save_dataset(spec: SweepSpec, ds, output: Path, *, overwrite: bool = False) -> None:
+    """Write ``ds`` to ``output`` (``.zarr`` or ``.nc``) unless the sweep already streamed
+    it there; ``overwrite`` replaces only a dataset that jaxgames wrote."""
+    if spec.streamed(output):
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".zarr":
+        if overwrite:  # only a store that jaxgames wrote (checked before the run too)
+            from jaxgames._sweep import remove_store
+
+            remove_store(output)
+        _unicode_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
+        return
+    if overwrite and output.exists() and not _is_jaxgames_netcdf(output):
+        raise FileExistsError(f"{output} is not a netCDF file written by "
+                              "jaxgames; overwrite=True replaces only those")
+    # written next to it and renamed: an interrupted write leaves no partial file
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def draw_figures(figures: Sequence[FigureSpec], ds, paths: Mapping[int, Path]) -> list[Path]:
+    """Draw every figure from ``ds`` (:func:`_draw`) and save it at ``paths[i]``; the paths
+    written."""
+    from jaxgames import plots
+
+    return [plots.save(_draw(spec, ds), paths[i]) for i, spec in enumerate(figures)]
 
 
 def _estimate(n_points: int, point_bytes: int, n_values: int, chunk_size: int | None,

@@ -528,9 +528,11 @@ def no_solving(monkeypatch):
 
     import jaxgames._sweep
 
+    # jaxgames.sweep first: it is a lazy export, read from jaxgames._sweep when first asked
+    # for, so patched after jaxgames._sweep.sweep it would be "restored" to boom afterwards
+    monkeypatch.setattr(jaxgames, "sweep", boom)
     monkeypatch.setattr(jaxgames._sweep, "sweep", boom)
     monkeypatch.setattr(jaxgames._sweep, "_compiled", boom)
-    monkeypatch.setattr(jaxgames, "sweep", boom)
     for name in bk.SOLVE_FUNCTIONS:
         monkeypatch.setattr(bk, name, fake(name))
     monkeypatch.setattr("jax.eval_shape", boom)
