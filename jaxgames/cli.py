@@ -519,13 +519,8 @@ def _plot(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="jaxgames",
-        description="Vectorised equilibria of supply-chain and cyber-security games.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_sweep_parser(sub) -> None:
+    """``jaxgames sweep``: its flags."""
     sweep = sub.add_parser(
         "sweep",
         help="run a sweep file: solve a model over a grid, design, one-way or tornado study",
@@ -569,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 
+
+def _add_plot_parser(sub) -> None:
+    """``jaxgames plot``: its flags, the keys of a sweep file's ``[[figure]]``."""
     plot = sub.add_parser(
         "plot",
         help="draw a figure (heatmap, region map, lines, one-way, tornado, Sobol) of a dataset",
@@ -634,6 +632,17 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--png", metavar="PATH", required=True,
                       help="image file to write (.png; .pdf and .svg work too)")
     plot.set_defaults(func=_plot, subparser=plot)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jaxgames",
+        description="Vectorised equilibria of supply-chain and cyber-security games.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_sweep_parser(sub)
+    _add_plot_parser(sub)
 
     fig3 = sub.add_parser(
         "figure3",
