@@ -1408,11 +1408,11 @@ class FigureContext:
                 axes[str(d)] = (values if numeric else
                                 np.array([str(v) for v in values.ravel()], dtype=object))
         dims = {str(v): tuple(map(str, ds[v].dims)) for v in ds.data_vars}
-        categorical = tuple(v for v in dims if _is_categorical(ds[v], mode == "oneway")
-                            and (mode != "oneway" or dims[v] == ("parameter", "step")))
+        categorical = tuple(sorted(v for v in dims if _is_categorical(ds[v], mode == "oneway")
+                                   and (mode != "oneway" or dims[v] == ("parameter", "step"))))
         # floats are real-valued even where they hold integers (a background may be either)
-        real = tuple(v for v in dims if not v.endswith("residual")
-                     and np.issubdtype(ds[v].dtype, np.floating))
+        real = tuple(sorted(v for v in dims if not v.endswith("residual")
+                            and np.issubdtype(ds[v].dtype, np.floating)))
         study = ("parameter", "step")
         scalars = tuple(v for v in real if dims[v] == study)
         elements = tuple(f"{v}[{c}]" for v in real if dims[v][:2] == study

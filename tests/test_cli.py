@@ -136,7 +136,7 @@ def tiny_zarr(tmp_path):
     (["--kind", "tornado", "--output", "t_r"], "is not a tornado dataset"),
     (["--kind", "one_way", "--var", "t_r"], "is not a one-way dataset"),
     (["--kind", "region_map", "--var", "t_r", "--x", "f", "--y", "p", "--sel", "D_J=1e6"],
-     "--var: unknown integer or boolean variable 't_r'; choose from status, converged"),
+     "--var: unknown integer or boolean variable 't_r'; choose from converged, status"),
     (["--kind", "line", "--var", "t_r"], "--kind line needs --x"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--y", "p"], "--kind line does not take --y"),
     (["--kind", "line", "--var", "t_r", "--x", "f", "--by", "f", "--sel", "p=0.3"],
@@ -383,7 +383,7 @@ def test_plot_one_way_regions_and_sharey(capsys, tmp_path, drawn):
 
     for argv, message in (
             (("--background", "nope"), "--background: unknown integer or boolean variable "
-                                       "'nope'; choose from y_r, case, converged"),
+                                       "'nope'; choose from case, converged, y_r"),
             (("--background", "I"), "--background: unknown integer or boolean variable 'I'"),
             # an integer variable over (parameter) only: not a background of the steps
             (("--background", "flat"), "--background: unknown integer or boolean variable "
