@@ -23,6 +23,7 @@ reproduced); 2 bad usage or a bad sweep file (one line on stderr says what is wr
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import signal
@@ -317,6 +318,7 @@ def _sweep(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- plot
 
 
+@functools.cache
 def _plot_schema() -> tuple[dict[str, set[str]], dict[str, tuple[str, ...]]]:
     """The flags each ``--kind`` takes and needs: the keys of a sweep file's ``[[figure]]``
     of that kind (one schema, :mod:`jaxgames.sweepfile`), spelled as flags (``outputs`` ->
@@ -332,7 +334,17 @@ def _plot_schema() -> tuple[dict[str, set[str]], dict[str, tuple[str, ...]]]:
     return flags, required
 
 
-_PLOT_FLAGS, _PLOT_REQUIRED = _plot_schema()
+
+
+def __getattr__(name: str):
+    """``_PLOT_FLAGS`` / ``_PLOT_REQUIRED``: read from the sweep-file schema when first used
+    (not on import: the command line installs its Ctrl-C guard before importing anything
+    heavy)."""
+    if name in ("_PLOT_FLAGS", "_PLOT_REQUIRED"):
+        return _plot_schema()[name == "_PLOT_REQUIRED"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _PLOT_FLAG_TEXT = {"sharey": "--sharey/--no-sharey",  # flags not spelled --NAME
                    "contours": "--contours/--no-contours"}
 _ONE_WAY_X = ("relative", "value")
@@ -429,18 +441,16 @@ def _draw_or_usage(draw, *args, **kwargs):
         raise _UsageError(str(exc)) from None
 
 
-_PLOT_ALL_FLAGS = tuple(sorted(set().union(*_PLOT_FLAGS.values())))
-
-
 def _check_plot_flags(args: argparse.Namespace) -> None:
     """The flags ``--kind`` takes and needs (the keys of its ``[[figure]]``)."""
     kind = args.kind
-    given = {k for k in _PLOT_ALL_FLAGS if getattr(args, k) not in (None, [])}
-    extra = sorted(given - _PLOT_FLAGS[kind])
+    flags, required = _plot_schema()
+    given = {k for k in set().union(*flags.values()) if getattr(args, k) not in (None, [])}
+    extra = sorted(given - flags[kind])
     if extra:
         raise _UsageError(f"--kind {kind} does not take "
                           f"{', '.join(_PLOT_FLAG_TEXT.get(e, '--' + e) for e in extra)}")
-    missing = [k for k in _PLOT_REQUIRED[kind] if getattr(args, k) is None]
+    missing = [k for k in required[kind] if getattr(args, k) is None]
     if missing:
         raise _UsageError(f"--kind {kind} needs {', '.join('--' + m for m in missing)}")
 
@@ -577,7 +587,7 @@ def _add_plot_parser(sub) -> None:
         "asked for.",
     )
     plot.add_argument("dataset", metavar="DATASET", help="a .zarr store or .nc file")
-    plot.add_argument("--kind", required=True, choices=tuple(_PLOT_FLAGS),
+    plot.add_argument("--kind", required=True, choices=tuple(_plot_schema()[0]),
                       help="heatmap / region_map: a variable over two sweep dimensions "
                       "(region_map for integer or boolean ones such as status); line: "
                       "variables along one sweep dimension; one_way: one-way sensitivity "
@@ -661,31 +671,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_COMMANDS = ("sweep", "plot", "figure3", "info")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # reported by the subcommand, whose --help lists its flags
-        args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
-    # From here on Ctrl-C ends the command at once (exit code 130): see _interrupts
-    args.interrupts = _interrupts(lambda: f"jaxgames {args.command}: interrupted")
+    # Ctrl-C ends the command at once (exit code 130) from here on, before anything heavy is
+    # imported: parsing a size imports the sweep engine, and with it jax, whose import
+    # installs a garbage-collection hook in which a KeyboardInterrupt is swallowed (the run
+    # went on and exited 0). See _interrupts.
+    words = (sys.argv[1:] if argv is None else argv)[:1]
+    command = f"jaxgames {words[0]}" if words and words[0] in _COMMANDS else "jaxgames"
+    guard = _interrupts(lambda: f"{command}: interrupted")
     try:
-        with args.interrupts:
+        with guard:
+            parser = build_parser()
+            args, extra = parser.parse_known_args(argv)
+            command = f"jaxgames {args.command}"
+            if extra:  # reported by the subcommand, whose --help lists its flags
+                args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.interrupts = guard  # the sweep replaces the message by its resume hint
             return args.func(args)
     except KeyboardInterrupt:  # SIGINT ignored by the parent, or raised by hand
-        print(f"\njaxgames {args.command}: interrupted", file=sys.stderr)
+        print(f"\n{command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         sys.stderr.close()
         return 0
     except _UsageError as exc:
-        print(f"jaxgames {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # one clear line, non-zero exit
         msg = str(exc).strip().splitlines()
         text = msg[0] if msg else type(exc).__name__
-        if args.command == "sweep":  # the library's words for its arguments, as flags
+        if command == "jaxgames sweep":  # the library's words for its arguments, as flags
             text = _as_flags(text)
-        print(f"jaxgames {args.command}: error: {type(exc).__name__}: {text}", file=sys.stderr)
+        print(f"{command}: error: {type(exc).__name__}: {text}", file=sys.stderr)
         return 1
 
 

@@ -294,6 +294,43 @@ def test_ctrl_c_while_compiling_and_while_solving(tmp_path):
         assert np.isfinite(ds["y_r"].isel(region).values).all()
 
 
+def _imports_jax_eagerly() -> bool:
+    """Whether ``import jaxgames.cli`` imports jax: then a Ctrl-C during jax's import comes
+    before the command line's guard (``cli.main``) is installed, and jax's import installs a
+    garbage-collection hook in which the ``KeyboardInterrupt`` is swallowed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", "import sys, jaxgames.cli; "
+                          "print('jax' in sys.modules)"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    return out.stdout.strip() != "False"
+
+
+def _loading_jaxlib(pid: int) -> bool:
+    """Whether the process has begun to import jax (its compiled extension is mapped)."""
+    try:
+        return "jaxlib" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.xfail(_imports_jax_eagerly(), reason="import jaxgames imports jax before the "
+                   "command line's Ctrl-C guard is installed (jaxgames/__init__.py)")
+def test_ctrl_c_while_importing_jax(tmp_path):
+    # the moment jax's extension is loaded (jax's import has begun: its gc hook follows), and
+    # a moment later (the hook installed, the import going on)
+    for i, delay in enumerate((0.0, 0.3)):
+        proc, store = _start(tmp_path, f"importing{i}")
+        _wait_for(proc, lambda p=proc: _loading_jaxlib(p.pid), timeout=60)
+        time.sleep(delay)
+        rc, err = _interrupt(proc)
+        assert rc == 130, err
+        assert "jaxgames sweep: interrupted" in err, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        assert not _sweep._done_chunks(os.fspath(store))
+
+
 def test_overwrite_of_a_netcdf_output_replaces_only_a_jaxgames_file(tmp_path):
     pytest.importorskip("h5netcdf")
     spec = load_sweep(_write(tmp_path / "s.toml", HEAD + f'output = "{tmp_path}/o.nc"\n'
