@@ -946,6 +946,13 @@ def _plot_line(ax: Axes, xs: np.ndarray, ys: np.ndarray, hold: np.ndarray | None
     return True
 
 
+def _band(ax: Axes, xs: np.ndarray, lo: np.ndarray, hi: np.ndarray, color, label) -> None:
+    """The band between ``lo`` and ``hi`` in a line's colour; ``label`` once per panel."""
+    labelled = any(c.get_label() == label for c in ax.collections)
+    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0,
+                    label=None if labelled else label)
+
+
 def _value_text(value) -> str:
     """A coordinate value for a label: compact numbers, other values (names) as they are."""
     try:
@@ -1033,10 +1040,7 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
                 any_violated |= _plot_line(ax, xs, ys, hold, label=label, **style)
                 color = ax.lines[-1].get_color()
                 if name in bands:
-                    lo, hi = (along_x(b, s_i) for b in bands[name])
-                    labelled = any(c.get_label() == band_label for c in ax.collections)
-                    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0,
-                                    label=None if labelled else band_label)
+                    _band(ax, xs, *(along_x(b, s_i) for b in bands[name]), color, band_label)
                 conv = mask("converged", s_i)
                 bad = ~conv if conv is not None else np.zeros(len(xs), bool)
                 if bad.any():

@@ -1196,12 +1196,15 @@ class _Loader(_Checker):
                                f"{_join(self.mspec.categories[param])}); a design samples real "
                                "parameters: sweep it in [axes]")
             bounds[name] = self.param_range(b, key, param, scales=True)
+        # the file's limit, already checked above (the design's own default would be the
+        # memory available, not the file's max_memory)
+        limit = self.limits["max_memory"]
         if kind == "sobol":
             scramble = self.boolean(t.get("scramble", True), "design.scramble")
-            return designs.sobol(bounds, n, seed=seed, scramble=scramble)
+            return designs.sobol(bounds, n, seed=seed, scramble=scramble, max_memory=limit)
         if "scramble" in t:
             self.fail("design.scramble", f"applies to a sobol design only, not {kind}")
-        return getattr(designs, kind)(bounds, n, seed=seed)
+        return getattr(designs, kind)(bounds, n, seed=seed, max_memory=limit)
 
     def study(self, v, section: str, base) -> dict[str, Any]:
         """``[oneway]`` / ``[tornado]``: keyword arguments of ``sensitivity.one_way`` /

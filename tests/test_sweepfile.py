@@ -138,6 +138,17 @@ def test_design_file(tmp_path):
     assert (lhs.kind, lhs.size, lhs.seed) == ("latin_hypercube", 10, 0)
 
 
+def test_design_takes_the_files_memory_limit(tmp_path, monkeypatch):
+    """The design is drawn under the file's ``max_memory``, the limit its size was checked
+    against, not the memory available (the design's own default)."""
+    from jaxgames import _sweep
+
+    text = HEAD + "[design]\nkind='sobol'\nn=64\nbounds={f=[0.1, 0.9]}\n"
+    monkeypatch.setattr(_sweep, "memory_available", lambda: 1000)  # a machine short of it
+    assert "design.n" in error(tmp_path, text)
+    assert load(tmp_path, 'max_memory = "1GB"\n' + text).design.size == 64
+
+
 def test_oneway_and_tornado_files(tmp_path):
     one = load(tmp_path, HEAD + """\
         [oneway]
