@@ -256,14 +256,17 @@ def test_derivatives_equal_finite_differences():
                 for j, p in enumerate(pts["p"]):
                     base = bk.DEFAULT._replace(f=f, p=p)
                     x = getattr(base, par)
-                    h = 1e-5 * x  # central differences: error O(h^2) ~ 1e-10 relative
+                    # central differences: truncation O(h^2) ~ 1e-10 and round-off
+                    # eps / h ~ 2e-11, relative; the implicit derivative is exact to
+                    # round-off, so they agree to 1e-9 (seen: 1.7e-10 at worst)
+                    h = 1e-5 * x
                     hi = getattr(bk.noncooperative_closed_form(base._replace(**{par: x + h}),
                                                                np), out)
                     lo = getattr(bk.noncooperative_closed_form(base._replace(**{par: x - h}),
                                                                np), out)
                     fd = (hi - lo) / (2 * h)
                     got = ds[f"d{out}_d{par}"].values[i, j]
-                    np.testing.assert_allclose(got, fd, rtol=1e-6, err_msg=f"d{out}/d{par}")
+                    np.testing.assert_allclose(got, fd, rtol=1e-9, err_msg=f"d{out}/d{par}")
                     y = ds[out].values[i, j]
                     np.testing.assert_allclose(ds[f"elasticity_{out}_{par}"].values[i, j],
                                                got * x / y, rtol=1e-12)
