@@ -13,7 +13,12 @@ parameter domains of the model -- and raises :class:`SweepFileError` (a ``ValueE
 message names the file and the dotted key, e.g.
 ``sweeps/x.toml: axes.f: value 1.5 is outside the allowed range [0, 1] of parameter f``.
 Nothing is compiled or solved while loading (output names are read from the solve functions'
-NamedTuple return annotations). :meth:`SweepSpec.run` then runs the sweep.
+NamedTuple return annotations). :meth:`SweepSpec.run` then runs the sweep in stages, each a
+function of its own: check the options (:meth:`SweepSpec.check_run_options`), solve
+(:func:`run_study`), save (:func:`save_dataset`) and draw (:func:`draw_figures`). The figures
+are checked by one parser, :class:`_FigureParser`, against a :class:`FigureContext`: built
+from the file before it runs, or from a dataset by ``jaxgames plot``, whose flags spell the same
+keys.
 
 Schema
 ------
