@@ -961,6 +961,26 @@ def _value_text(value) -> str:
         return str(value)
 
 
+def _lines_data(ds: xr.Dataset, names: list[str], x: str, sel: dict, by: str | None,
+                xmarks: list[str], bands: Mapping[str, tuple[str, str]]) -> xr.Dataset:
+    """``ds`` at ``sel``, checked to leave the lines' variables along ``x`` (and ``by``)."""
+    bounds = [b for n in names if n in bands for b in bands[n]]
+    missing = [n for n in [*names, x, *xmarks, *([by] if by else []), *bounds]
+               if n not in ds.variables]
+    if missing:
+        raise ValueError(f"no variable(s) {missing} in the dataset")
+    if by is not None and (by == x or by in sel):
+        raise ValueError(f"by={by!r} must be another dim than x and not selected")
+    sub = _sel(ds, sel) if sel else ds
+    if by is not None and by not in sub[names[0]].dims:
+        raise ValueError(f"by={by!r} is not a dim of {names[0]!r} (dims {sub[names[0]].dims})")
+    extra = [d for d in sub[names[0]].dims if d not in (x, by)]
+    if extra:
+        raise ValueError(f"dims are {sub[names[0]].dims}; select {extra} (sel=...) to leave "
+                         f"only {x!r}" + (f" and {by!r}" if by else ""))
+    return sub
+
+
 def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str | None = None,
           ncols: int = 3, by: str | None = None, xmarks: Sequence[str] | None = None,
           bands: Mapping[str, tuple[str, str]] | None = None,
@@ -990,20 +1010,7 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
     xmarks = list(xmarks or [])
     names = [n for g in groups.values() for n in g]
     bands = dict(bands or {})
-    bounds = [b for n in names if n in bands for b in bands[n]]
-    missing = [n for n in [*names, x, *xmarks, *([by] if by else []), *bounds]
-               if n not in ds.variables]
-    if missing:
-        raise ValueError(f"no variable(s) {missing} in the dataset")
-    if by is not None and (by == x or by in sel):
-        raise ValueError(f"by={by!r} must be another dim than x and not selected")
-    sub = _sel(ds, sel) if sel else ds
-    if by is not None and by not in sub[names[0]].dims:
-        raise ValueError(f"by={by!r} is not a dim of {names[0]!r} (dims {sub[names[0]].dims})")
-    extra = [d for d in sub[names[0]].dims if d not in (x, by)]
-    if extra:
-        raise ValueError(f"dims are {sub[names[0]].dims}; select {extra} (sel=...) to leave "
-                         f"only {x!r}" + (f" and {by!r}" if by else ""))
+    sub = _lines_data(ds, names, x, sel, by, xmarks, bands)
     n = len(groups)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
