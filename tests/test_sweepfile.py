@@ -678,8 +678,9 @@ def test_run_draws_facets_lines_by_and_background_figures(tmp_path, monkeypatch)
     monkeypatch.setattr(jaxgames._sweep, "sweep", _Recorder(_grid3_dataset()))
     fake = types.ModuleType("jaxgames.sensitivity")
     fake.one_way = _Recorder(_oneway_dataset())
-    monkeypatch.setitem(sys.modules, "jaxgames.sensitivity", fake)
+    # the lazy export first: read after sys.modules is patched, it would be "restored" to fake
     monkeypatch.setattr(jaxgames, "sensitivity", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "jaxgames.sensitivity", fake)
     monkeypatch.chdir(tmp_path)
     title = "A long title " * 12
     spec = load(tmp_path, HEAD.replace("out.zarr", "g.nc") + GRID3 + f"""\
@@ -748,8 +749,9 @@ def test_oneway_and_tornado_call_the_sensitivity_functions(tmp_path, monkeypatch
     tornado = _Recorder(_tiny_dataset())
     fake = types.ModuleType("jaxgames.sensitivity")
     fake.one_way, fake.tornado = one_way, tornado
-    monkeypatch.setitem(sys.modules, "jaxgames.sensitivity", fake)
+    # the lazy export first: read after sys.modules is patched, it would be "restored" to fake
     monkeypatch.setattr(jaxgames, "sensitivity", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "jaxgames.sensitivity", fake)
     monkeypatch.chdir(tmp_path)
     load(tmp_path, HEAD + "[oneway]\nn = 4\nranges = { f = [0.1, 0.9] }\n").run(progress=False)
     (args, kwargs), = one_way.calls
