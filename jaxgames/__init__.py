@@ -4,60 +4,31 @@ The engine solves equilibria as mixed complementarity problems by a jit-compatib
 Newton method with implicit derivatives; models live in :mod:`jaxgames.models`.
 """
 
-from jaxgames._games import (
-    Equilibrium as Equilibrium,
-)
-from jaxgames._games import (
-    StackelbergEquilibrium as StackelbergEquilibrium,
-)
-from jaxgames._games import (
-    bayesian_nash as bayesian_nash,
-)
-from jaxgames._games import (
-    best_response as best_response,
-)
-from jaxgames._games import (
-    nash_bargaining as nash_bargaining,
-)
-from jaxgames._games import (
-    nash_equilibrium as nash_equilibrium,
-)
-from jaxgames._games import (
-    stackelberg as stackelberg,
-)
-from jaxgames._linalg import small_solve as small_solve
-from jaxgames._sensitivity import (
-    SensitivityMatrix as SensitivityMatrix,
-)
-from jaxgames._sensitivity import (
-    jacobian as jacobian,
-)
-from jaxgames._sensitivity import (
-    sensitivity_matrix as sensitivity_matrix,
-)
-from jaxgames._solver import (
-    Newton as Newton,
-)
-from jaxgames._solver import (
-    Solution as Solution,
-)
-from jaxgames._solver import (
-    Status as Status,
-)
-from jaxgames._solver import (
-    complementarity_residual as complementarity_residual,
-)
-from jaxgames._solver import (
-    solve_mcp as solve_mcp,
-)
-from jaxgames._validation import Interval as Interval
-
 __version__ = "0.1.0"
 
-# The sweep, sensitivity-analysis and plotting layers need xarray, zarr, dask and matplotlib;
-# they are imported on first use, so that ``import jaxgames`` (and the engine and models) load
-# only JAX and NumPy.
+# Everything is imported on first use. The sweep, sensitivity-analysis and plotting layers need
+# xarray, zarr, dask and matplotlib, so ``import jaxgames`` (and the engine and models) loads
+# only JAX and NumPy; and the engine itself is lazy too, so that ``import jaxgames`` does not
+# import JAX: the command line installs its Ctrl-C guard before JAX's import begins (an
+# interrupt during JAX's import is otherwise swallowed by the garbage-collection hook it installs).
 _LAZY = {
+    "Equilibrium": ("jaxgames._games", "Equilibrium"),
+    "StackelbergEquilibrium": ("jaxgames._games", "StackelbergEquilibrium"),
+    "bayesian_nash": ("jaxgames._games", "bayesian_nash"),
+    "best_response": ("jaxgames._games", "best_response"),
+    "nash_bargaining": ("jaxgames._games", "nash_bargaining"),
+    "nash_equilibrium": ("jaxgames._games", "nash_equilibrium"),
+    "stackelberg": ("jaxgames._games", "stackelberg"),
+    "small_solve": ("jaxgames._linalg", "small_solve"),
+    "SensitivityMatrix": ("jaxgames._sensitivity", "SensitivityMatrix"),
+    "jacobian": ("jaxgames._sensitivity", "jacobian"),
+    "sensitivity_matrix": ("jaxgames._sensitivity", "sensitivity_matrix"),
+    "Newton": ("jaxgames._solver", "Newton"),
+    "Solution": ("jaxgames._solver", "Solution"),
+    "Status": ("jaxgames._solver", "Status"),
+    "complementarity_residual": ("jaxgames._solver", "complementarity_residual"),
+    "solve_mcp": ("jaxgames._solver", "solve_mcp"),
+    "Interval": ("jaxgames._validation", "Interval"),
     "design": ("jaxgames.design", None),
     "plots": ("jaxgames.plots", None),
     "sensitivity": ("jaxgames.sensitivity", None),
