@@ -804,8 +804,12 @@ class _Checker:
         return tuple(out)
 
 
-
 class _Loader(_Checker):
+    """A sweep file's document -> :class:`SweepSpec`: the model and solve function(s)
+    (through the model contract), the options, the outputs and derivatives, the base point,
+    the one study section and the figures (:class:`_FigureParser`), each a small parser
+    sharing :class:`_Checker`'s typed reads and error."""
+
     def __init__(self, path: Path, max_memory=None, max_disk=None):
         super().__init__(path)
         self.limits = {"max_memory": max_memory, "max_disk": max_disk}
