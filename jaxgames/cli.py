@@ -476,7 +476,7 @@ def _figure_table(args: argparse.Namespace, ds) -> dict:
         value = getattr(args, "var" if key == "outputs" else key)
         if value is None or value == []:
             continue
-        if key == "var" and kind == "line" or key in ("outputs", "xmarks"):
+        if (key == "var" and kind == "line") or key in ("outputs", "xmarks"):
             value = _names("var" if key == "outputs" else key, value)
         elif key == "sel":
             value = _parse_sel(ds, value)
