@@ -17,6 +17,7 @@ A retailer ``r`` and a supplier of private type ``tau`` in {s (safe), u (unsafe)
   subject to the incentive-compatibility (IC s, IC u), individual-rationality and feasibility
   constraints. Interior solution: First Best investments and equal surplus, (A12)-(A15).
 * :func:`robust_bargaining` -- Proposition 5: the same with ``f_ss = f_su = 0``.
+* :func:`noncooperative_and_bargaining` -- both at one point from one program (Figure 3).
 
 Every equilibrium is computed by the jaxgames engine (semismooth Newton on the FOCs, derived by
 autodiff from the cost functions above). The source's interior closed forms (section 3.1,
