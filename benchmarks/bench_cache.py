@@ -19,6 +19,7 @@ directory is a fresh temporary one, so the user's cache is neither used nor chan
     python benchmarks/bench_cache.py                       # every shipped sweep file
     python benchmarks/bench_cache.py sweeps/default.toml   # some of them
     python benchmarks/bench_cache.py figure3 --repeat 3    # jaxgames figure3, three times
+    python benchmarks/bench_cache.py figure3 --stages      # ... and where its time goes
 """
 
 from __future__ import annotations
@@ -68,6 +69,57 @@ def _run(target: str, tmp: Path, cache: Path, tag: str) -> dict:
             "rss_mb": round(usage.ru_maxrss / 1024), "load": round(load, 2)}
 
 
+# Run in a fresh process by --stages: the CPU time of each stage of figure3's work, done as
+# jaxgames.reports.figure3_rows does it (one jitted noncooperative_and_bargaining).
+_STAGES = r"""
+import json, sys, time
+t = [time.process_time()]
+def lap():
+    t.append(time.process_time())
+    return round(t[-1] - t[-2], 2)
+out = {}
+import jax
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_enable_x64", True)
+from jaxgames.models import bakshi_kleindorfer as bk
+out["import"] = lap()
+traced = jax.jit(bk.noncooperative_and_bargaining).trace(bk.FIGURE3[0])
+out["trace"] = lap()
+lowered = traced.lower()
+out["lower"] = lap()
+compiled = lowered.compile()
+out["compile_or_load"] = lap()
+for params in bk.FIGURE3:
+    jax.block_until_ready(compiled(params))
+out["solve_five"] = lap()
+def count(jaxpr):
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for v in eqn.params.values():
+            for x in v if isinstance(v, (list, tuple)) else [v]:
+                n += count(x.jaxpr) if hasattr(x, "consts") else count(x) if hasattr(
+                    x, "eqns") else 0
+    return n
+out["jaxpr_equations"] = count(traced.jaxpr.jaxpr)
+out["hlo_chars"] = len(lowered.as_text())
+print(json.dumps(out))
+"""
+
+
+def _stages(tmp: Path) -> dict:
+    """figure3's stages (CPU seconds) in two fresh processes: empty cache, then filled."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cache = tmp / "stages-cache"
+    result = {}
+    for tag in ("first", "second"):
+        proc = subprocess.run([sys.executable, "-c", _STAGES, str(cache)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        result[tag] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -83,6 +135,9 @@ def main() -> None:
                              "(default: every sweeps/*.toml)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="first/second pairs per file, each with a fresh cache (default 1)")
+    parser.add_argument("--stages", action="store_true",
+                        help="for figure3, also time its stages (import, trace, lower, compile "
+                             "or load, solve) in two more fresh processes")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" /
                         "cache.json", help="where to store the results")
     args = parser.parse_args()
@@ -105,6 +160,10 @@ def main() -> None:
                    "first_cpu_s": first["cpu_s"], "second_cpu_s": second["cpu_s"],
                    "first_rss_mb": first["rss_mb"], "second_rss_mb": second["rss_mb"],
                    "load_first": first["load"], "load_second": second["load"]}
+            if args.stages and target == FIGURE3:
+                with tempfile.TemporaryDirectory() as d:
+                    row["stages_cpu_s"] = _stages(Path(d))
+                print(f"{name:<32} stages (CPU s): {row['stages_cpu_s']}", flush=True)
             rows.append(row)
             print(f"{name:<32} first {first['s']:7.1f} s (cpu {first['cpu_s']:6.1f} s, "
                   f"load {first['load']:4.1f})   second {second['s']:7.1f} s "

@@ -403,10 +403,10 @@ def nash_bargaining(
     # One player (the team) owns every variable, so its stationarity condition is the
     # gradient of one scalar: one reverse-mode pass instead of one forward pass per variable
     # (nash_equilibrium's general per-player rule). The Newton Jacobian differentiates this
-    # map once more per unknown, so the compiled program of an n-variable agreement holds n
-    # forward-over-reverse passes rather than n^2 second-order forward passes; for the
-    # 8-unknown HSN-SCD problem of bakshi_kleindorfer that cut the compiled program (and
-    # its compile time) by about half.
+    # map once more per unknown, so for n variables and m unknowns the program holds m
+    # forward-over-reverse passes rather than n * m second-order forward passes: for the
+    # HSN-SCD problem of bakshi_kleindorfer (n = 6, m = 8) its lowered program went from
+    # 3.9 MB to 1.1 MB of HLO text.
     return _solve_stationarity(
         jax.grad(team_cost), x0, args, lower, upper, constraints, n_constraints,
         x_scale, f_scale, multiplier_scale, solver,
