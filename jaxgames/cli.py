@@ -109,9 +109,11 @@ def _figure3(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_x64", True)
     from jaxgames import reports
 
+    # Times from benchmarks/bench_cache.py figure3 (CPU time of the whole command, measured
+    # on a shared 2-core machine; benchmarks/README.md).
     print("jaxgames figure3: solving the five examples with the engine in float64 "
-          "(compiling first: under a minute on an idle 2-core CPU, less when the compilation "
-          "cache holds an earlier run's programs)...", file=sys.stderr, flush=True)
+          "(compiling one program first: about 30 s of CPU time; about 6 s in all when the "
+          "compilation cache holds an earlier run's program)...", file=sys.stderr, flush=True)
     rows = reports.figure3_rows()
     print(reports.format_figure3(rows))
     if args.png:

@@ -36,10 +36,10 @@ def figure3_rows() -> list[Row]:
     """
     if not jax.config.jax_enable_x64:
         raise RuntimeError("figure3_rows needs float64: set jax_enable_x64 before calling")
-    nc_fn, bargain_fn = jax.jit(bk.noncooperative), jax.jit(bk.bargaining)
+    solve = jax.jit(bk.noncooperative_and_bargaining)
     rows = []
     for i, params in enumerate(bk.FIGURE3):
-        nc, b = nc_fn(params), bargain_fn(params)
+        nc, b = solve(params)
         if not (bool(nc.converged) and bool(b.converged)):
             raise RuntimeError(f"Figure 3 example {i + 1} did not converge "
                                f"(status {int(nc.status)}, {int(b.status)})")

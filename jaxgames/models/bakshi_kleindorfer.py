@@ -17,6 +17,7 @@ A retailer ``r`` and a supplier of private type ``tau`` in {s (safe), u (unsafe)
   subject to the incentive-compatibility (IC s, IC u), individual-rationality and feasibility
   constraints. Interior solution: First Best investments and equal surplus, (A12)-(A15).
 * :func:`robust_bargaining` -- Proposition 5: the same with ``f_ss = f_su = 0``.
+* :func:`noncooperative_and_bargaining` -- both at one point from one program (Figure 3).
 
 Every equilibrium is computed by the jaxgames engine (semismooth Newton on the FOCs, derived by
 autodiff from the cost functions above). The source's interior closed forms (section 3.1,
@@ -376,6 +377,22 @@ class Bargaining(NamedTuple):
     assumptions_hold: Array
 
 
+def _reference_solves(pr: Params, solver: Newton) -> tuple[Noncooperative, FirstBest]:
+    """The non-cooperative equilibrium (disagreement point) and First Best that the contracts
+    are built on, for the composite solves (bargaining, robust_bargaining, cost_comparison).
+
+    They run without unrolled fast steps. Each fast step is another copy of the solve's
+    Jacobian and elimination in the compiled program; here they doubled the two sub-solves'
+    share of the program (13167 -> 7187 and 15221 -> 8055 jaxpr equations), which is traced
+    and compiled on every cold run and traced again on every run that finds the compiled
+    program in the persistent cache. The solutions are the same to the solver's tolerance;
+    only the standalone :func:`noncooperative` and :func:`first_best`, whose large vmapped
+    sweeps the fast steps are for, keep them.
+    """
+    nested = dataclasses.replace(solver, fast_steps=0)
+    return noncooperative(pr, solver=nested), first_best(pr, solver=nested)
+
+
 def _delta_p(y_s, y_r, pr: Params):
     """``P_Ju(y_s, y_r) - P_Js(y_s, y_r) = (P_su(y_s) - P_ss(y_s)) (1 - P_r(y_r))``."""
     d = disruption_probability(y_s, pr.theta_su, pr.alpha_su) - disruption_probability(
@@ -545,10 +562,16 @@ def bargaining(
     ``contract_exists`` and ``interior``; default ``1e-9`` (float64; ``1e-4`` in float32) times
     the total disagreement cost ``p t_ss + (1 - p) t_su + t_r``.
     """
-    params, valid = _prepare(params)
-    pr = params
-    nc = noncooperative(pr, solver=solver)
-    fb = first_best(pr, solver=solver)
+    pr, valid = _prepare(params)
+    nc, fb = _reference_solves(pr, solver)
+    return _bargaining(pr, valid, nc, fb, solver, contract_tol)
+
+
+def _bargaining(pr: Params, valid, nc: Noncooperative, fb: FirstBest, solver: Newton,
+                contract_tol: float | None = None) -> Bargaining:
+    """:func:`bargaining` given its disagreement point ``nc`` and First Best ``fb`` at ``pr``
+    (prepared): callers that need these solves too pass them in instead of solving (and
+    compiling) them a second time."""
     if contract_tol is None:
         double = jnp.finfo(_dtype(pr)).eps < 1e-10
         tol = (1e-9 if double else 1e-4) * (pr.p * nc.t_ss + (1 - pr.p) * nc.t_su + nc.t_r)
@@ -584,6 +607,17 @@ def bargaining(
         nc.iterations + fb.iterations + gnp.iterations,
         status, assumptions_hold(pr),
     )
+
+
+def noncooperative_and_bargaining(
+    params: Params, *, solver: Newton = SOLVER
+) -> tuple[Noncooperative, Bargaining]:
+    """:func:`noncooperative` and :func:`bargaining` at one point, the disagreement point
+    solved once for both (the two blocks of the source's Figure 3). Equal to calling the two
+    functions; one compiled program instead of two, the non-cooperative solve in it once."""
+    pr, valid = _prepare(params)
+    nc, fb = _reference_solves(pr, solver)
+    return nc, _bargaining(pr, valid, nc, fb, solver)
 
 
 class RobustBargaining(NamedTuple):
@@ -631,10 +665,14 @@ def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBarga
     ``C_s``; the reported surpluses are computed from it directly. Surpluses below 1e-277 of
     the gain (float64; 7e-35 in float32) are reported as 0.
     """
-    params, valid = _prepare(params)
-    pr = params
-    nc = noncooperative(pr, solver=solver)
-    fb = first_best(pr, solver=solver)
+    pr, valid = _prepare(params)
+    nc, fb = _reference_solves(pr, solver)
+    return _robust_bargaining(pr, valid, nc, fb, solver)
+
+
+def _robust_bargaining(pr: Params, valid, nc: Noncooperative, fb: FirstBest,
+                       solver: Newton) -> RobustBargaining:
+    """:func:`robust_bargaining` given ``nc`` and ``fb`` at ``pr`` (see :func:`_bargaining`)."""
     y_fb = jnp.stack([fb.y_ss, fb.y_su, fb.y_rs, fb.y_ru])
     t_min = jnp.minimum(nc.t_ss, nc.t_su)
     gain = t_min + nc.t_r - fb.W
@@ -792,11 +830,14 @@ def cost_comparison(params: Params, *, solver: Newton = SOLVER) -> CostCompariso
     cooperation the contracts report the disagreement point, so the reduction is 0. Where
     ``W_nc`` is 0 (``D_J`` = 0) the reductions are reported as 0.
     """
-    nc = noncooperative(params, solver=solver)
-    fb = first_best(params, solver=solver)
-    hsn = bargaining(params, solver=solver)
-    rob = robust_bargaining(params, solver=solver)
-    p = jnp.asarray(params.p, nc.t_r.dtype)
+    # The non-cooperative and First Best solves are shared by both contracts: each solve is
+    # traced and compiled once (calling bargaining and robust_bargaining would repeat both
+    # inside each, three copies of each solve in the compiled program).
+    pr, valid = _prepare(params)
+    nc, fb = _reference_solves(pr, solver)
+    hsn = _bargaining(pr, valid, nc, fb, solver)
+    rob = _robust_bargaining(pr, valid, nc, fb, solver)
+    p = jnp.asarray(pr.p, nc.t_r.dtype)
     w_nc = p * nc.t_ss + (1 - p) * nc.t_su + nc.t_r
     w_hsn = p * hsn.C_ss + (1 - p) * hsn.C_su + hsn.C_r
     w_rob = p * rob.C_ss + (1 - p) * rob.C_su + rob.C_r
