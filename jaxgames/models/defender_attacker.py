@@ -412,7 +412,7 @@ def _threshold(pr: Params, k, c):
 
 
 #: Newton settings of the attacker's one-variable problem.
-FOLLOWER_SOLVER = Newton(max_steps=40)
+FOLLOWER_SOLVER = Newton(max_steps=40, fast_steps=1)
 
 
 class BestResponse(NamedTuple):
@@ -448,10 +448,13 @@ def _response_start(pr: Params, r, days: Days):
     return jnp.sqrt(pr.V * r * share / pr.gamma_T)
 
 
-def _follower(pr: Params, r, k, I, days: Days, *, bounded: bool, solver: Newton):
+def _follower(pr: Params, r, k, I, days: Days, *, bounded: bool, solver: Newton, start=None):
+    """The attacker's engine solve; ``start`` (optional) replaces the default start below
+    the root (:func:`_response_start`)."""
     y0 = _response_start(pr, r, days)
     scale = jnp.where(y0 > 0, y0, 1.0)
-    start = jnp.maximum(y0 - r, 0.0) if bounded else y0 - r
+    if start is None:
+        start = jnp.maximum(y0 - r, 0.0) if bounded else y0 - r
     f_scale = pr.gamma_T * (pr.E_X + pr.E_L)
     return best_response(
         _attacker_cost, r, start[None], (pr, k, I, days),
@@ -532,7 +535,7 @@ SEARCH = Search()
 
 #: Newton settings of the defender's final polish in ``(s, c)`` (started within 1e-8 of the
 #: solution by the golden-section search).
-SOLVER = Newton(max_steps=25)
+SOLVER = Newton(max_steps=25, fast_steps=3)
 
 
 class _Candidate(NamedTuple):
@@ -562,17 +565,29 @@ def _defender_value_and_status(x, args, k, solver):
     subproblem's), and Newton's line search rejects them."""
     pr = args
     s, c = x[0], x[1]
-    rho = _threshold(pr, k, c)
-    # rho <= 0 means A <= 0: no contest days (backup that arrives after the outage ends,
+    zero = jnp.zeros_like(c)
+    a, b, _ = _days(pr, k, zero, zero, c)  # A and B do not depend on r at fixed c
+    # A <= 0 (rho <= 0): no contest days (backup that arrives after the outage ends,
     # E[D] >= E[X] + E[L] - E[min(c, D)], far outside the source's assumptions). The payoff
-    # formula has no meaning there; such strategies are infeasible (-inf), evaluated at a
-    # safe rho so that no NaN reaches the derivatives.
-    feasible = rho > 0
-    rho = jnp.where(feasible, rho, 1.0)
+    # formula has no meaning there; such strategies are infeasible (-inf). The attacker's
+    # solve is then run on stand-in days (A, B) = (E_X, E_L), a well-posed problem whose root
+    # is as explicit as the real one: without a root (A <= 0) it would spend its whole
+    # iteration budget, and every lane of a vmapped batch would wait for it.
+    feasible = a > 0
+    a = jnp.where(feasible, a, pr.E_X)
+    b = jnp.where(feasible, b, pr.E_L)
+    rho = pr.V * a / (pr.gamma_T * (a + b))
     r = s * s * rho
     I = c * r
     days = _days(pr, k, r, I, c)
-    sol = _follower(pr, r, k, I, days, bounded=False, solver=solver)
+    days_f = Days(jnp.where(feasible, days.A, a), jnp.where(feasible, days.B, b), days.H)
+    # In (s, c) the root of the attacker's FOC is explicit: r / (r + R) = s, i.e.
+    # R = s (1 - s) rho. The engine's solve starts there, so it only certifies the root
+    # (one Newton step, below the tolerance from the start) instead of searching for it: no
+    # lane of a batch waits for another's iterations (the globalised loop runs only where the
+    # start misses the tolerance, e.g. where the solve fails and must say so).
+    start = jax.lax.stop_gradient(s * (1.0 - s) * rho)
+    sol = _follower(pr, r, k, I, days_f, bounded=False, solver=solver, start=start)
     # Infeasible strategies never ask the follower anything (their rho is a stand-in).
     fstatus = jnp.where(feasible, sol.status, jnp.int32(Status.SUCCESS))
     u = jnp.where(feasible, _payoffs(pr, r, k, I, sol.value[0], days).u_G, -jnp.inf)
@@ -866,7 +881,11 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     k = jnp.where(is_corner, 0.0, best_k)
     c = jnp.where(is_corner, 0.0, c)
     days = _days(pr, k, r, I, c)  # c = I / r (0 in the corner r = I = 0)
-    br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f)
+    # The re-check starts at the explicit response of the (s, c) coordinates,
+    # R = s (1 - s) rho (0 at the threshold s = 1 and in the corner).
+    start = jnp.where(is_corner, 0.0, s * (1.0 - s) * rho)
+    br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f,
+                   start=jax.lax.stop_gradient(start))
     R = br.value[0]
     # At the deterrence threshold (s = 1) the response is 0 up to the round-off of rho.
     R = jnp.where(is_corner | (R <= POSITIVE_RTOL * r), 0.0, R)
