@@ -48,7 +48,12 @@ the corrected (12), a test oracle only. The threshold in (12) is correct: ``R_ha
 * Candidates: a grid over ``(s, c)`` (including every kink of the outage law's expectations).
   Local refinement: the engine's semismooth Newton on the KKT conditions of the box problem,
   from the best local maxima of the grid. The follower is solved inside by the engine, and
-  derivatives pass through it implicitly (as in :func:`jaxgames.stackelberg`). The
+  derivatives pass through it implicitly (as in :func:`jaxgames.stackelberg`); each of its
+  solves starts at the explicit root ``R = s (1 - s) rho(c)``, so the engine only certifies it
+  (one Newton step) and its status still reaches the result. Every stage has a fixed trip
+  count (grid, golden section, unrolled Newton steps), so a vmapped batch costs the same per
+  point at any width; the globalised Newton loops run only for the rare lane that needs them.
+  The
   boundaries ``I = 0`` (``c = 0``) and ``R = 0`` (``s = 1``) are bounds of the box. The
   limit ``r -> 0`` is compared explicitly: the corner ``r = I = k = 0`` (case #16,
   ``u_G = 0``).
@@ -76,6 +81,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 from typing import NamedTuple
 
@@ -411,7 +417,11 @@ def _threshold(pr: Params, k, c):
 # ----------------------------------------------------------------------------- attacker
 
 
-#: Newton settings of the attacker's one-variable problem.
+#: Newton settings of the attacker's one-variable problem. One unrolled step
+#: (``fast_steps``): inside the defender's search the solve starts at the explicit root (see
+#: :func:`_defender_value_and_status`), where it only confirms the root, so that no
+#: ``while_loop`` iteration runs in the search's grids; from the default start below the root
+#: (:func:`attacker_best_response`) the globalised loop takes over after it.
 FOLLOWER_SOLVER = Newton(max_steps=40, fast_steps=1)
 
 
@@ -534,8 +544,10 @@ class Search:
 SEARCH = Search()
 
 #: Newton settings of the defender's final polish in ``(s, c)`` (started within 1e-8 of the
-#: solution by the golden-section search).
-SOLVER = Newton(max_steps=25, fast_steps=3)
+#: solution by the golden-section search): two unrolled full steps (``fast_steps``; one meets
+#: the tolerance almost everywhere), then the globalised loop, which under ``vmap`` runs only
+#: while some lane still needs it.
+SOLVER = Newton(max_steps=25, fast_steps=2)
 
 
 class _Candidate(NamedTuple):
@@ -769,8 +781,17 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
                      jnp.argmax(finite))
     u = u_opt[pick]
     status = first_failure(sol.status[pick], polish_fstatus[pick], follower_status)
-    # Certificate: the polished optimum beats every grid candidate.
-    status = jnp.where((status == Status.SUCCESS) & (u < grid_best - _tie(grid_best, dt)),
+    # Certificate: the polished optimum beats every grid candidate. The profile's values come
+    # from the parabola through u_G(1/2, c) and u_G(1, c), whose round-off grows with
+    # |u_G(1, c)|: with a large threshold rho that is up to 1e8 times u_G* (the parabola's
+    # maximum then carries an error of 1e-12 where u_G* is 0.1, and an exact optimum lost to
+    # it: STAGNATED at 1 in 2,000 random points). The best grid candidate (top_k: idx[0] is
+    # the profile's maximum) is therefore evaluated directly, with the round-off of u_G itself.
+    c_top = c_grid[idx[0]]
+    _, s_top, _ = inner(c_top)
+    u_top, _ = value_status(jnp.stack([s_top, c_top]), pr_search)
+    grid_best_u = jnp.where(jnp.isfinite(u_top), u_top, grid_best)
+    status = jnp.where((status == Status.SUCCESS) & (u < grid_best_u - _tie(grid_best_u, dt)),
                        jnp.int32(Status.STAGNATED), status)
     # No feasible strategy at all (A <= 0 for every c): the subproblem is empty, not failed
     # (unless an attacker's solve failed on the grid).
@@ -853,6 +874,27 @@ def _check_mechanism(mechanism: str) -> None:
                          f"{mechanism!r}")
 
 
+def _jax_version() -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", jax.__version__)[:3])
+
+
+#: ``jax.lax.optimization_barrier`` got its batching rule in jax 0.4.36 and its autodiff rules
+#: in 0.5.3; older versions (pyproject allows 0.4.34) skip the fence.
+_HAS_FENCE = _jax_version() >= (0, 5, 3)
+
+
+def _fence(tree):
+    """Materialise ``tree`` (an optimisation barrier: nothing is fused across it).
+
+    XLA on CPU contracts ``a * b + c`` into fused multiply-adds inside a fusion, so the last
+    bit of an expression depends on which operations share a kernel; and fusion decisions
+    depend on the batch width. Without the fence the equilibrium's payoffs differed by up to
+    one ulp (5.7e-14 in ``u_G``) between a batch of 1,024 points and groups of 8. The outputs
+    are computed from fenced inputs, by the same kernels at every width. (Values unchanged;
+    a no-op on jax < 0.5.3.)"""
+    return jax.lax.optimization_barrier(tree) if _HAS_FENCE else tree
+
+
 def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
             ) -> Equilibrium:
     """Best of the r = 0 corner and the allowed subproblems; snapped, classified, certified."""
@@ -870,6 +912,9 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
         best = jax.tree_util.tree_map(lambda a, b, t=better: jnp.where(t, a, b), cand, best)
         best_k = jnp.where(better, jnp.asarray(float(key[0]), dt), best_k)
         is_corner = is_corner & ~better
+    # The reported equilibrium is computed from the chosen candidate behind a fence (see
+    # _fence), so that its arithmetic does not depend on how XLA fused it with the search.
+    best, best_k, is_corner, pr = _fence((best, best_k, is_corner, pr))
     # Bound-active solutions sit within the solver tolerance of the bound: snap them, so that
     # I = 0 and R = 0 are exact (the payoff can only improve: the gradient points outwards).
     snap = 10.0 * float(jnp.finfo(dt).eps) ** 0.5
