@@ -600,7 +600,7 @@ def _defender_value_and_status(x, args, k, solver):
     # start misses the tolerance, e.g. where the solve fails and must say so).
     start = jax.lax.stop_gradient(s * (1.0 - s) * rho)
     sol = _follower(pr, r, k, I, days_f, bounded=False, solver=solver, start=start)
-    # Infeasible strategies never ask the follower anything (their rho is a stand-in).
+    # Infeasible strategies never ask the follower anything (its problem is a stand-in).
     fstatus = jnp.where(feasible, sol.status, jnp.int32(Status.SUCCESS))
     u = jnp.where(feasible, _payoffs(pr, r, k, I, sol.value[0], days).u_G, -jnp.inf)
     return jnp.where(fstatus == Status.SUCCESS, u, jnp.nan), fstatus
@@ -768,9 +768,20 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         return -jax.grad(value)(x, a)
 
     def polish(s, c, lo, hi):
+        # Scales from the start: s in units of s0 and the payoff in units of its contest gain
+        # v A(c0) s0 (twice u_G at an interior optimum in s), so that the scaled Jacobian is
+        # O(1). With the fixed scales (1, c_hi) and v (E_X + E_L) + 1, an optimum at small s
+        # (s0 = 3e-5, u_G* = 9e-6 for v (E_X + E_L) + 1 = 2.3) had a Hessian conditioned
+        # ~1e9 and Newton stalled at a residual of 1e-12 (MAX_STEPS). These scales are never
+        # looser than the fixed ones (v A s0 <= v (E_X + E_L) and s0 <= 1).
+        gain = jax.lax.stop_gradient(pr.v * _days(pr_search, k, 0.0 * c, 0.0 * c, c).A * s)
+        ok = jnp.isfinite(gain) & (gain > 0)
+        x_s = jnp.where(ok, s, one)
+        f_s = jnp.where(ok, gain / jnp.where(ok, s, one), scale)
+        f_c = jnp.where(ok, gain, scale) / c_scale
         return solve_mcp(fn, jnp.stack([s, c]), pr, jnp.stack([s_min, lo]),
-                         jnp.stack([one, hi]), x_scale=jnp.stack([one, c_scale]),
-                         f_scale=jnp.stack([scale, scale / c_scale]), solver=solver)
+                         jnp.stack([one, hi]), x_scale=jnp.stack([x_s, c_scale]),
+                         f_scale=jnp.stack([f_s, f_c]), solver=solver)
 
     sol = jax.vmap(polish)(s0, c0, lo_c, hi_c)
     x_opt = sol.value
