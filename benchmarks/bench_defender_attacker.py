@@ -81,7 +81,7 @@ EPS = float(np.finfo(np.float64).eps)
 ENGINE_TIE = 1e3 * EPS
 
 DEFAULTS = {  # platform -> settings
-    "cpu": {"n": 8192, "chunk": 8, "chunk_scan": [64, 1024]},
+    "cpu": {"n": 8192, "chunk": 1024, "chunk_scan": [8, 64]},
     "gpu": {"n": 2**16, "chunk": 2**14, "chunk_scan": [2**10, 2**16]},
 }
 QUICK = {"n": 256, "grids": [16, 32, 64], "repeats": 1, "n_ref": 32, "brute_cells": 2**22,
@@ -645,10 +645,10 @@ def parse_args(argv=None):
     ap.add_argument("--n", type=int, default=None,
                     help="parameter points for the engine (default 8192 CPU, 2^16 GPU)")
     ap.add_argument("--chunk", type=int, default=None,
-                    help="points per engine call (default 8 CPU, 2^14 GPU)")
+                    help="points per engine call (default 1024 CPU, 2^14 GPU)")
     ap.add_argument("--chunk-scan", type=int, nargs="*", default=None,
                     help="other chunk sizes to time the engine at (each compiles once; "
-                         "default 64 1024 CPU, 2^10 2^16 GPU; no values: none)")
+                         "default 8 64 CPU, 2^10 2^16 GPU; no values: none)")
     ap.add_argument("--grids", type=int, nargs="+", default=None,
                     help="brute-force grid sides n (n x n per k; default 32 128 512 1024)")
     ap.add_argument("--brute-cells", type=int, default=None,

@@ -30,6 +30,7 @@ Usage (repository root)::
     PYTHONPATH=. python benchmarks/robustness.py                # 1e6 BK, 1e5 DA points
     PYTHONPATH=. python benchmarks/robustness.py --quick        # 1e4 BK, 1e3 DA (minutes)
     PYTHONPATH=. python benchmarks/robustness.py --bk 200000 --bargaining 20000 --da 20000
+    PYTHONPATH=. python benchmarks/robustness.py --only da      # 1e5 DA points only
 
 Results go to ``benchmarks/results/robustness.json``; benchmarks/README.md has the table.
 """
@@ -457,7 +458,12 @@ def run_da(n, chunk, seed, n_brute, micro):
     def make(batch):
         return da.Params(**{k: np.asarray(v, np.float64) for k, v in batch.items()})
 
-    fn = jax.jit(lambda p: jax.lax.map(da.compare_mechanisms, p, batch_size=micro))
+    # One vmap over the whole chunk by default: the solve's cost no longer grows with the
+    # batch width (issue 14); ``--micro`` keeps the older lax.map over small groups.
+    if micro:
+        fn = jax.jit(lambda p: jax.lax.map(da.compare_mechanisms, p, batch_size=micro))
+    else:
+        fn = jax.jit(jax.vmap(da.compare_mechanisms))
     t0 = time.perf_counter()
     out = run_chunked(fn, q, n, chunk, make)
     elapsed = time.perf_counter() - t0
@@ -493,15 +499,27 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="1e4 BK, 1e3 bargaining, 1e3 DA")
     ap.add_argument("--chunk", type=int, default=2**15)
     ap.add_argument("--da-chunk", type=int, default=2**10)
-    ap.add_argument("--micro", type=int, default=8, help="lax.map batch size for DA")
+    ap.add_argument("--micro", type=int, default=0,
+                    help="lax.map batch size for DA (default 0: one vmap per chunk)")
+    ap.add_argument("--only", choices=("bk", "da"), default=None,
+                    help="run only one model's part (same as --da 0 or --bk 0)")
     ap.add_argument("--deviation-sample", type=int, default=300)
     ap.add_argument("--brute-sample", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "robustness.json"))
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default benchmarks/results/robustness.json, or "
+                         "robustness_da.json / robustness_bk.json with --only)")
     args = ap.parse_args(argv)
     if args.quick:
         args.bk, args.bargaining, args.da = 10_000, 1_000, 1_000
         args.deviation_sample, args.brute_sample = 50, 20
+    if args.only == "da":
+        args.bk = 0
+    elif args.only == "bk":
+        args.da = 0
+    if args.out is None:
+        suffix = f"_{args.only}" if args.only else ""
+        args.out = str(ROOT / "benchmarks" / "results" / f"robustness{suffix}.json")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 

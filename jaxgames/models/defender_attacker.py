@@ -48,7 +48,12 @@ the corrected (12), a test oracle only. The threshold in (12) is correct: ``R_ha
 * Candidates: a grid over ``(s, c)`` (including every kink of the outage law's expectations).
   Local refinement: the engine's semismooth Newton on the KKT conditions of the box problem,
   from the best local maxima of the grid. The follower is solved inside by the engine, and
-  derivatives pass through it implicitly (as in :func:`jaxgames.stackelberg`). The
+  derivatives pass through it implicitly (as in :func:`jaxgames.stackelberg`); each of its
+  solves starts at the explicit root ``R = s (1 - s) rho(c)``, so the engine only certifies it
+  (one Newton step) and its status still reaches the result. Every stage has a fixed trip
+  count (grid, golden section, unrolled Newton steps), so a vmapped batch costs the same per
+  point at any width; the globalised Newton loops run only for the rare lane that needs them.
+  The
   boundaries ``I = 0`` (``c = 0``) and ``R = 0`` (``s = 1``) are bounds of the box. The
   limit ``r -> 0`` is compared explicitly: the corner ``r = I = k = 0`` (case #16,
   ``u_G = 0``).
@@ -76,6 +81,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 from typing import NamedTuple
 
@@ -411,8 +417,12 @@ def _threshold(pr: Params, k, c):
 # ----------------------------------------------------------------------------- attacker
 
 
-#: Newton settings of the attacker's one-variable problem.
-FOLLOWER_SOLVER = Newton(max_steps=40)
+#: Newton settings of the attacker's one-variable problem. One unrolled step
+#: (``fast_steps``): inside the defender's search the solve starts at the explicit root (see
+#: :func:`_defender_value_and_status`), where it only confirms the root, so that no
+#: ``while_loop`` iteration runs in the search's grids; from the default start below the root
+#: (:func:`attacker_best_response`) the globalised loop takes over after it.
+FOLLOWER_SOLVER = Newton(max_steps=40, fast_steps=1)
 
 
 class BestResponse(NamedTuple):
@@ -448,10 +458,13 @@ def _response_start(pr: Params, r, days: Days):
     return jnp.sqrt(pr.V * r * share / pr.gamma_T)
 
 
-def _follower(pr: Params, r, k, I, days: Days, *, bounded: bool, solver: Newton):
+def _follower(pr: Params, r, k, I, days: Days, *, bounded: bool, solver: Newton, start=None):
+    """The attacker's engine solve; ``start`` (optional) replaces the default start below
+    the root (:func:`_response_start`)."""
     y0 = _response_start(pr, r, days)
     scale = jnp.where(y0 > 0, y0, 1.0)
-    start = jnp.maximum(y0 - r, 0.0) if bounded else y0 - r
+    if start is None:
+        start = jnp.maximum(y0 - r, 0.0) if bounded else y0 - r
     f_scale = pr.gamma_T * (pr.E_X + pr.E_L)
     return best_response(
         _attacker_cost, r, start[None], (pr, k, I, days),
@@ -531,8 +544,10 @@ class Search:
 SEARCH = Search()
 
 #: Newton settings of the defender's final polish in ``(s, c)`` (started within 1e-8 of the
-#: solution by the golden-section search).
-SOLVER = Newton(max_steps=25)
+#: solution by the golden-section search): two unrolled full steps (``fast_steps``; one meets
+#: the tolerance almost everywhere), then the globalised loop, which under ``vmap`` runs only
+#: while some lane still needs it.
+SOLVER = Newton(max_steps=25, fast_steps=2)
 
 
 class _Candidate(NamedTuple):
@@ -562,18 +577,30 @@ def _defender_value_and_status(x, args, k, solver):
     subproblem's), and Newton's line search rejects them."""
     pr = args
     s, c = x[0], x[1]
-    rho = _threshold(pr, k, c)
-    # rho <= 0 means A <= 0: no contest days (backup that arrives after the outage ends,
+    zero = jnp.zeros_like(c)
+    a, b, _ = _days(pr, k, zero, zero, c)  # A and B do not depend on r at fixed c
+    # A <= 0 (rho <= 0): no contest days (backup that arrives after the outage ends,
     # E[D] >= E[X] + E[L] - E[min(c, D)], far outside the source's assumptions). The payoff
-    # formula has no meaning there; such strategies are infeasible (-inf), evaluated at a
-    # safe rho so that no NaN reaches the derivatives.
-    feasible = rho > 0
-    rho = jnp.where(feasible, rho, 1.0)
+    # formula has no meaning there; such strategies are infeasible (-inf). The attacker's
+    # solve is then run on stand-in days (A, B) = (E_X, E_L), a well-posed problem whose root
+    # is as explicit as the real one: without a root (A <= 0) it would spend its whole
+    # iteration budget, and every lane of a vmapped batch would wait for it.
+    feasible = a > 0
+    a = jnp.where(feasible, a, pr.E_X)
+    b = jnp.where(feasible, b, pr.E_L)
+    rho = pr.V * a / (pr.gamma_T * (a + b))
     r = s * s * rho
     I = c * r
     days = _days(pr, k, r, I, c)
-    sol = _follower(pr, r, k, I, days, bounded=False, solver=solver)
-    # Infeasible strategies never ask the follower anything (their rho is a stand-in).
+    days_f = Days(jnp.where(feasible, days.A, a), jnp.where(feasible, days.B, b), days.H)
+    # In (s, c) the root of the attacker's FOC is explicit: r / (r + R) = s, i.e.
+    # R = s (1 - s) rho. The engine's solve starts there, so it only certifies the root
+    # (one Newton step, below the tolerance from the start) instead of searching for it: no
+    # lane of a batch waits for another's iterations (the globalised loop runs only where the
+    # start misses the tolerance, e.g. where the solve fails and must say so).
+    start = jax.lax.stop_gradient(s * (1.0 - s) * rho)
+    sol = _follower(pr, r, k, I, days_f, bounded=False, solver=solver, start=start)
+    # Infeasible strategies never ask the follower anything (its problem is a stand-in).
     fstatus = jnp.where(feasible, sol.status, jnp.int32(Status.SUCCESS))
     u = jnp.where(feasible, _payoffs(pr, r, k, I, sol.value[0], days).u_G, -jnp.inf)
     return jnp.where(fstatus == Status.SUCCESS, u, jnp.nan), fstatus
@@ -741,9 +768,20 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         return -jax.grad(value)(x, a)
 
     def polish(s, c, lo, hi):
+        # Scales from the start: s in units of s0 and the payoff in units of its contest gain
+        # v A(c0) s0 (twice u_G at an interior optimum in s), so that the scaled Jacobian is
+        # O(1). With the fixed scales (1, c_hi) and v (E_X + E_L) + 1, an optimum at small s
+        # (s0 = 3e-5, u_G* = 9e-6 for v (E_X + E_L) + 1 = 2.3) had a Hessian conditioned
+        # ~1e9 and Newton stalled at a residual of 1e-12 (MAX_STEPS). These scales are never
+        # looser than the fixed ones (v A s0 <= v (E_X + E_L) and s0 <= 1).
+        gain = jax.lax.stop_gradient(pr.v * _days(pr_search, k, 0.0 * c, 0.0 * c, c).A * s)
+        ok = jnp.isfinite(gain) & (gain > 0)
+        x_s = jnp.where(ok, s, one)
+        f_s = jnp.where(ok, gain / jnp.where(ok, s, one), scale)
+        f_c = jnp.where(ok, gain, scale) / c_scale
         return solve_mcp(fn, jnp.stack([s, c]), pr, jnp.stack([s_min, lo]),
-                         jnp.stack([one, hi]), x_scale=jnp.stack([one, c_scale]),
-                         f_scale=jnp.stack([scale, scale / c_scale]), solver=solver)
+                         jnp.stack([one, hi]), x_scale=jnp.stack([x_s, c_scale]),
+                         f_scale=jnp.stack([f_s, f_c]), solver=solver)
 
     sol = jax.vmap(polish)(s0, c0, lo_c, hi_c)
     x_opt = sol.value
@@ -754,8 +792,17 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
                      jnp.argmax(finite))
     u = u_opt[pick]
     status = first_failure(sol.status[pick], polish_fstatus[pick], follower_status)
-    # Certificate: the polished optimum beats every grid candidate.
-    status = jnp.where((status == Status.SUCCESS) & (u < grid_best - _tie(grid_best, dt)),
+    # Certificate: the polished optimum beats every grid candidate. The profile's values come
+    # from the parabola through u_G(1/2, c) and u_G(1, c), whose round-off grows with
+    # |u_G(1, c)|: with a large threshold rho that is up to 1e8 times u_G* (the parabola's
+    # maximum then carries an error of 1e-12 where u_G* is 0.1, and an exact optimum lost to
+    # it: STAGNATED at 1 in 2,000 random points). The best grid candidate (top_k: idx[0] is
+    # the profile's maximum) is therefore evaluated directly, with the round-off of u_G itself.
+    c_top = c_grid[idx[0]]
+    _, s_top, _ = inner(c_top)
+    u_top, _ = value_status(jnp.stack([s_top, c_top]), pr_search)
+    grid_best_u = jnp.where(jnp.isfinite(u_top), u_top, grid_best)
+    status = jnp.where((status == Status.SUCCESS) & (u < grid_best_u - _tie(grid_best_u, dt)),
                        jnp.int32(Status.STAGNATED), status)
     # No feasible strategy at all (A <= 0 for every c): the subproblem is empty, not failed
     # (unless an attacker's solve failed on the grid).
@@ -838,6 +885,27 @@ def _check_mechanism(mechanism: str) -> None:
                          f"{mechanism!r}")
 
 
+def _jax_version() -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", jax.__version__)[:3])
+
+
+#: ``jax.lax.optimization_barrier`` got its batching rule in jax 0.4.36 and its autodiff rules
+#: in 0.5.3; older versions (pyproject allows 0.4.34) skip the fence.
+_HAS_FENCE = _jax_version() >= (0, 5, 3)
+
+
+def _fence(tree):
+    """Materialise ``tree`` (an optimisation barrier: nothing is fused across it).
+
+    XLA on CPU contracts ``a * b + c`` into fused multiply-adds inside a fusion, so the last
+    bit of an expression depends on which operations share a kernel; and fusion decisions
+    depend on the batch width. Without the fence the equilibrium's payoffs differed by up to
+    one ulp (5.7e-14 in ``u_G``) between a batch of 1,024 points and groups of 8. The outputs
+    are computed from fenced inputs, by the same kernels at every width. (Values unchanged;
+    a no-op on jax < 0.5.3.)"""
+    return jax.lax.optimization_barrier(tree) if _HAS_FENCE else tree
+
+
 def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
             ) -> Equilibrium:
     """Best of the r = 0 corner and the allowed subproblems; snapped, classified, certified."""
@@ -855,6 +923,9 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
         best = jax.tree_util.tree_map(lambda a, b, t=better: jnp.where(t, a, b), cand, best)
         best_k = jnp.where(better, jnp.asarray(float(key[0]), dt), best_k)
         is_corner = is_corner & ~better
+    # The reported equilibrium is computed from the chosen candidate behind a fence (see
+    # _fence), so that its arithmetic does not depend on how XLA fused it with the search.
+    best, best_k, is_corner, pr = _fence((best, best_k, is_corner, pr))
     # Bound-active solutions sit within the solver tolerance of the bound: snap them, so that
     # I = 0 and R = 0 are exact (the payoff can only improve: the gradient points outwards).
     snap = 10.0 * float(jnp.finfo(dt).eps) ** 0.5
@@ -866,7 +937,11 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     k = jnp.where(is_corner, 0.0, best_k)
     c = jnp.where(is_corner, 0.0, c)
     days = _days(pr, k, r, I, c)  # c = I / r (0 in the corner r = I = 0)
-    br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f)
+    # The re-check starts at the explicit response of the (s, c) coordinates,
+    # R = s (1 - s) rho (0 at the threshold s = 1 and in the corner).
+    start = jnp.where(is_corner, 0.0, s * (1.0 - s) * rho)
+    br = _follower(pr, r, k, I, days, bounded=True, solver=solver_f,
+                   start=jax.lax.stop_gradient(start))
     R = br.value[0]
     # At the deterrence threshold (s = 1) the response is 0 up to the round-off of rho.
     R = jnp.where(is_corner | (R <= POSITIVE_RTOL * r), 0.0, R)
