@@ -101,9 +101,18 @@ def policy_map(ds: xr.Dataset) -> dict:
     for kind, get in var.items():
         st = status[kind]
         dew = np.where(st == 0, get("dEW").values, np.nan)
-        out[kind] = {"converged": int((st == 0).sum()), "infeasible": int((st == INFEASIBLE).sum()),
+        ok = st == 0
+        binds = ok & (get("mu").values > 0)
+        out[kind] = {"converged": int(ok.sum()), "infeasible": int((st == INFEASIBLE).sum()),
                      "other_failures": int(((st != 0) & (st != INFEASIBLE)).sum()),
-                     "dEW_min": _r(np.nanmin(dew)), "dEW_max": _r(np.nanmax(dew))}
+                     "dEW_min": _r(np.nanmin(dew)), "dEW_max": _r(np.nanmax(dew)),
+                     "lam_min": _r(get("lam").values[ok].min()),
+                     "lam_max": _r(get("lam").values[ok].max()),
+                     "sigma_min": _r(get("sigma").values[ok].min()),
+                     "sigma_max": _r(get("sigma").values[ok].max()),
+                     "M_binds_at": [[_r(v1[i], 2), _r(v2[j], 2)]
+                                    for i, j in zip(*np.nonzero(binds), strict=True)],
+                     "slack_max": _r(get("slack").values[ok].max())}
     both = (status["targeted"] == 0) & (status["default"] == 0)
     diff = np.where(both, var["targeted"]("EW").values - var["default"]("EW").values, np.nan)
     out["targeted_minus_common_EW"] = {"cells_both_converged": int(both.sum()),
