@@ -1,15 +1,17 @@
-"""Numbers quoted in the README from the ctip sweep datasets (claims (2) and (4) of the model's
+"""Numbers quoted in the README from the ctip sweep datasets (claims (2) to (4) of the model's
 issue): reads the stores that ``jaxgames sweep`` writes for
 
 * ``sweeps/ctip_levers.toml``      EW and profits over the subsidy ``sigma`` and sharing ``lam``
+* ``sweeps/ctip_sharing.toml``     investment and protection (``z``, ``pi``) over ``lam``
 * ``sweeps/ctip_moq.toml``         EW, profits and ``mu`` over the minimum order ``M``
 * ``sweeps/ctip_policy_map.toml``  optimal policy (targeted and common subsidy) over ``(v_1, v_2)``
 
 and writes ``figures/ctip_sweeps.json`` (and prints it). Usage (repository root, after the
-three sweeps)::
+four sweeps)::
 
     PYTHONPATH=. python -m jaxgames sweep sweeps/ctip_levers.toml --figures figures
     PYTHONPATH=. python -m jaxgames sweep sweeps/ctip_moq.toml --figures figures
+    PYTHONPATH=. python -m jaxgames sweep sweeps/ctip_sharing.toml --figures figures
     PYTHONPATH=. python -m jaxgames sweep sweeps/ctip_policy_map.toml --figures figures
     PYTHONPATH=. python figures/ctip_sweeps_summary.py
 """
@@ -124,8 +126,29 @@ def policy_map(ds: xr.Dataset) -> dict:
     return out
 
 
+def sharing(ds: xr.Dataset) -> dict:
+    """Free riding vs protection: chain 1's investment and disruption probability against
+    ``lam`` (MOQ, chain 2 at v = 0.6), at the lowest, a middle and the highest ``v[1]``."""
+    out = {"points": int(ds.converged.size), "converged": int(ds.converged.values.sum()),
+           "lam": [_r(ds.lam.values[0], 2), _r(ds.lam.values[-1], 2)]}
+    for v in (ds["v[1]"].values[0], ds["v[1]"].values[len(ds["v[1]"]) // 2],
+              ds["v[1]"].values[-1]):
+        d = ds.sel({"v[1]": v})
+        z1, pi1 = d.z.sel(csc=1).values, d.pi.sel(csc=1).values
+        z2, pi2 = d.z.sel(csc=2).values, d.pi.sel(csc=2).values
+        free = d.lam.values[z1 == 0.0]
+        out[f"v1={_r(v, 2)}"] = {
+            "z1": [_r(z1[0]), _r(z1[-1])], "pi1": [_r(pi1[0], 4), _r(pi1[-1], 4)],
+            "z2": [_r(z2[0]), _r(z2[-1])], "pi2": [_r(pi2[0], 4), _r(pi2[-1], 4)],
+            "z1_zero_from_lam": _r(free.min(), 2) if free.size else None,
+            "pi1_min": _r(pi1.min(), 4), "lam_at_pi1_min": _r(d.lam.values[pi1.argmin()], 2),
+        }
+    return out
+
+
 def main() -> None:
     out = {"levers": levers(_open("ctip_levers")), "moq": moq(_open("ctip_moq")),
+           "sharing": sharing(_open("ctip_sharing")),
            "policy_map": policy_map(_open("ctip_policy_map"))}
     text = json.dumps(out, indent=1)
     (ROOT / "figures" / "ctip_sweeps.json").write_text(text + "\n")
