@@ -1,15 +1,15 @@
 """Figures and numbers for the abstract's claims under the ctip reconstruction (defaults of
-the specification §3, N = 2, float64). Standalone: the sweep layer for vector parameters is
-being redesigned, so this script vmaps the model directly.
+the specification §3, N = 2, float64). Standalone: it vmaps the model directly.
 
 * ``ctip_dEW_risk.png``      EW_moq - EW_sp against the vulnerability v (both CSCs), for
                              delta = 0.3, 0.5, 0.8 (claim 1: MOQ better, especially at high risk?)
 * ``ctip_investment_lam.png`` z_i against the sharing level lam, SP and MOQ (free riding vs
                              protection)
-* ``ctip_policy_map.png``    optimal targeted policy over asymmetric risk profiles (v_1, v_2):
-                             feasibility and the welfare gain over SP (claim 3)
 
-Writes the PNGs and ``ctip_claims.json`` next to this file. Usage (repository root)::
+Writes the PNGs and ``ctip_claims.json`` next to this file. The other claims have sweep files:
+EW and profits over the levers (``sweeps/ctip_levers.toml``, ``sweeps/ctip_moq.toml``) and the
+map of optimal policies over risk profiles (``sweeps/ctip_policy_map.toml``); their quoted
+numbers come from ``figures/ctip_sweeps_summary.py``. Usage (repository root)::
 
     PYTHONPATH=. python figures/ctip_claims.py
 """
@@ -82,32 +82,6 @@ def main() -> None:
                              "z_moq": np.asarray(c.z_moq)[:, 0].tolist(),
                              "converged": np.asarray(c.converged).tolist()}
 
-    grid = np.array([0.1, 0.3, 0.5])
-    profiles = [(a, b) for a in grid for b in grid]
-    pol = jax.jit(jax.vmap(lambda p: ctip.optimal_policy(p, per_chain_sigma=True)))(
-        stack([D._replace(v=np.array(v)) for v in profiles]))
-    gain = np.where(np.asarray(pol.converged), np.asarray(pol.EW - pol.EW_sp), np.nan)
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
-    im = ax.imshow(gain.reshape(3, 3).T, origin="lower", extent=(0.0, 0.6, 0.0, 0.6))
-    ax.set_xticks(grid)
-    ax.set_yticks(grid)
-    for k, (a, b) in enumerate(profiles):
-        txt = ("infeasible" if int(pol.status[k]) == ctip.INFEASIBLE else
-               f"σ=({float(pol.sigma[k][0]):.2f},{float(pol.sigma[k][1]):.2f})\n"
-               f"λ={float(pol.lam[k]):.2f} M={float(pol.M[k]):.0f}")
-        infeasible = int(pol.status[k]) == ctip.INFEASIBLE
-        ax.text(a, b, txt, ha="center", va="center", fontsize=6,
-                color="k" if infeasible else "w")
-    ax.set_xlabel("v_1")
-    ax.set_ylabel("v_2")
-    ax.set_title("Optimal targeted policy: EW − EW_sp")
-    fig.colorbar(im)
-    fig.tight_layout()
-    fig.savefig(HERE / "ctip_policy_map.png", dpi=120)
-    plt.close(fig)
-    out["policy_map"] = {"profiles": profiles, **{k: np.asarray(getattr(pol, k)).tolist() for k in
-                                                  ("sigma", "lam", "M", "EW", "EW_sp", "slack",
-                                                   "status", "converged")}}
     (HERE / "ctip_claims.json").write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -89,6 +89,14 @@ How it is solved
   the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
   ``lam``), with identical CSCs given exactly equal shares (the symmetric split).
 
+Sweeps
+------
+:data:`SOLVE_FUNCTIONS`: :func:`equilibrium` (``"sp"``), :func:`equilibrium_sp`,
+:func:`equilibrium_moq`, :func:`compare`, and the government's problem with its documented
+defaults, :func:`optimal_policy_default` (a common subsidy) and :func:`optimal_policy_targeted`
+(one ``sigma_i`` per CSC): a map of optimal policies over risk profiles is one batched call,
+streamed to a dataset like any equilibrium (``sweeps/ctip_policy_map.toml``).
+
 Gap decisions (all parameters or options): the functional forms (C1)-(C7); independence of
 disruptions; ``delta_i`` as a fraction of the *base* order (top-ups are never disrupted); the
 outside option (C8); the lever bounds ``sigma in [0, 0.95]``, ``lam in [0, 1]``, ``M in [0, 100]``
@@ -248,6 +256,11 @@ def state_probabilities(pi: Array, B: np.ndarray) -> Array:
     return jnp.prod(jnp.where(B > 0, pi, 1.0 - pi), axis=-1)
 
 
+def _static_zero(tau) -> bool:
+    """``tau`` is a Python (or NumPy) zero, known while tracing."""
+    return isinstance(tau, int | float | np.number) and tau == 0
+
+
 def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
     """Top-ups ``e`` of the Cournot subgame (C5) for base deliveries ``y`` (last axis: CSCs;
     any leading axes, e.g. the states). Exact (see the module docstring): ``x* = min_k (c -
@@ -265,6 +278,8 @@ def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
     k1 = jnp.arange(1, N + 2, dtype=y.dtype).reshape((1,) * (y.ndim - 1) + (N + 1,))
     cand = (c - (total - below)) / k1
     exact = jnp.maximum(jnp.min(cand, axis=-1)[..., None] - y, 0.0)
+    if _static_zero(tau):  # exact by construction: keep the smoothing out of the program
+        return exact
     smooth = tau > 0
     t = jnp.where(smooth, tau, 1.0)
     level = -t * jax.nn.logsumexp(-cand / t, axis=-1)
@@ -334,16 +349,16 @@ class Outcome(NamedTuple):
     kink_gap: Array  # min over states and CSCs of |x* - y_i| / scale (distance to a kink)
 
 
-def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
-    """(C4)-(C7) at the first-stage profile ``(q, z)`` of ``regime`` (``pr`` prepared);
-    ``tau``: smoothing of the second stage (:func:`second_stage`), 0 = exact."""
+def _stage_values(pr: Params, q: Array, z: Array, regime: str, tau):
+    """The expected profits (C4)/(C6) and the per-state quantities they are made of."""
     N = q.shape[-1]
     B = states(N)
     pi = disruption_probability(pr, z)
     p = state_probabilities(pi, B)  # (S,)
     y = q[None, :] * (1.0 - pr.delta[None, :] * B)  # (S, N)
     if regime == "moq":
-        e = second_stage(y, pr.a, pr.b, pr.w_e, tau * _c_scale(pr))
+        e = second_stage(y, pr.a, pr.b, pr.w_e,
+                         0.0 if _static_zero(tau) else tau * _c_scale(pr))
     else:
         e = jnp.zeros_like(y)
     x = y + e
@@ -351,6 +366,19 @@ def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
     price = pr.a - pr.b * X
     revenue = p @ (price[:, None] * x - pr.w_e * e)
     Pi = revenue - pr.w * q - (1.0 - pr.sigma) * z
+    return Pi, pi, p, y, e, x, X, price
+
+
+def profits(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Array:
+    """``outcome(...).Pi`` alone: the payoffs the first-stage solve differentiates (twice), without
+    the welfare and diagnostic terms (they would only lengthen the traced program)."""
+    return _stage_values(pr, q, z, regime, tau)[0]
+
+
+def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
+    """(C4)-(C7) at the first-stage profile ``(q, z)`` of ``regime`` (``pr`` prepared);
+    ``tau``: smoothing of the second stage (:func:`second_stage`), 0 = exact."""
+    Pi, pi, p, y, e, x, X, price = _stage_values(pr, q, z, regime, tau)
     EX = p @ X
     CS = p @ (0.5 * pr.b * X * X)
     subsidy = jnp.sum(pr.sigma * z)
@@ -520,7 +548,7 @@ def _local_certificate(pr: Params, q, z, regime: str, N: int) -> Array:
     # 8 N payoff evaluations out of every differentiated program).
     pr, q, z = jax.lax.stop_gradient((pr, q, z))
     q_scale, z_scale = _scales(pr, N)
-    base = outcome(pr, q, z, regime).Pi
+    base = profits(pr, q, z, regime)
     h = 1e-4
     ok = jnp.array(True)
     tol = 1e-9 * (jnp.abs(base) + pr.a * q_scale)
@@ -535,7 +563,7 @@ def _local_certificate(pr: Params, q, z, regime: str, N: int) -> Array:
                     qq = q.at[i].set(jnp.maximum(q[i] + sgn * h * scale, floor))
                 else:
                     zz = z.at[i].set(jnp.maximum(z[i] + sgn * h * scale, 0.0))
-                gain = outcome(pr, qq, zz, regime).Pi[i] - base[i]
+                gain = profits(pr, qq, zz, regime)[i] - base[i]
                 ok = ok & (gain <= tol[i])
     return ok
 
@@ -554,7 +582,7 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
     """
     pr, q, z = jax.lax.stop_gradient((pr, q, z))
     q_scale, _ = _scales(pr, N)
-    base = outcome(pr, q, z, regime).Pi
+    base = profits(pr, q, z, regime)
     nq, nz = CERT_GRID
     gains = []
     for i in range(N):
@@ -565,7 +593,7 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
         Q, Z = jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]), indexing="ij")
 
         def pay(qi, zi, i=i):
-            return outcome(pr, q.at[i].set(qi), z.at[i].set(zi), regime).Pi[i]
+            return profits(pr, q.at[i].set(qi), z.at[i].set(zi), regime)[i]
 
         dev = jax.vmap(pay)(Q.ravel(), Z.ravel())
         gains.append((jnp.max(dev) - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
@@ -593,7 +621,7 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
 
     def costs(x, args):
         p, t = args
-        return -outcome(p, x[:N], x[N:], regime, t).Pi
+        return -profits(p, x[:N], x[N:], regime, t)
 
     if regime == "moq":
         eq = nash_equilibrium(
@@ -718,8 +746,13 @@ def compare(params: Params, *, solver: Newton = SOLVER) -> Comparison:
     """SP and MOQ at the same ``params``: ``dEW = EW_moq - EW_sp`` and the participation slack
     ``Pi_moq - Pi_sp`` per CSC (the outside option of (C8) at the status-quo policy)."""
     pr, valid, N = _prepare(params)
-    sp = _solve(pr, valid, N, "sp", None, solver)
-    moq = _solve(pr, valid, N, "moq", None, solver)
+    return compare_equilibria(_solve(pr, valid, N, "sp", None, solver),
+                              _solve(pr, valid, N, "moq", None, solver))
+
+
+def compare_equilibria(sp: Equilibrium, moq: Equilibrium) -> Comparison:
+    """:func:`compare` from the two regimes' equilibria at the same ``params`` (for callers that
+    need the full :class:`Equilibrium` of each regime too, without solving twice)."""
     slack = moq.Pi - sp.Pi
     status = first_failure(sp.status, moq.status)
     return Comparison(
@@ -775,14 +808,18 @@ class Policy(NamedTuple):
     M: Array  # minimum order quantity
     EW: Array  # EW^MOQ at the policy
     EW_sp: Array  # EW^SP at the status quo
+    dEW: Array  # EW - EW_sp: welfare gain of the policy over SP at the status quo
     q: Array  # (N,)
     z: Array  # (N,)
     Pi: Array  # (N,) Pi^MOQ at the policy
     slack: Array  # (N,) Pi^MOQ(policy) - Pi^SP(status quo)
+    mu: Array  # multiplier of sum q >= M at the policy
     feasible: Array  # every slack >= 0 (to feas_tol)
     converged: Array  # feasible, equilibrium converged, objective settled
+    residual: Array  # complementarity residual of the MOQ equilibrium at the policy
     iterations: Array  # gradient steps
-    status: Array  # 0 success; INFEASIBLE (6) or the equilibrium's failure
+    status: Array  # 0 success; INFEASIBLE (6), MAX_STEPS (not settled) or an equilibrium's
+    assumptions_hold: Array  # price >= 0 in every state, at the policy (MOQ) and status quo (SP)
 
 
 #: Default settings of :func:`optimal_policy`.
@@ -951,16 +988,34 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
     status = jnp.where((status == Status.SUCCESS) & (sp.status != Status.SUCCESS), sp.status,
                        status)
     return Policy(
-        p_out.sigma, p_out.lam, p_out.M, eq.EW, sp.EW, eq.q, eq.z, eq.Pi, slack, feasible,
-        status == Status.SUCCESS,
+        p_out.sigma, p_out.lam, p_out.M, eq.EW, sp.EW, eq.EW - sp.EW, eq.q, eq.z, eq.Pi, slack,
+        eq.mu, feasible, status == Status.SUCCESS, eq.residual,
         jnp.int32(optimizer.inner * optimizer.outer * len(starts)), status,
+        eq.assumptions_hold & sp.assumptions_hold,
     )
+
+
+def optimal_policy_default(params: Params) -> Policy:
+    """Sweepable :func:`optimal_policy` with a **common** subsidy: all three levers
+    (:data:`LEVERS`: one ``sigma`` for every CSC, ``lam``, ``M``) in :data:`LEVER_BOUNDS`
+    (``sigma in [0, 0.95]``, ``lam in [0, 1]``, ``M in [0, 100]``), optimiser
+    :data:`POLICY_OPTIMIZER` (10 rounds of 20 projected Adam steps from 4 starts, learning rate
+    0.02, ``rho = 1000``), engine :data:`SOLVER`. The status quo (outside option (C8)) is the
+    ``sigma``, ``lam`` of ``params``; ``M`` of ``params`` is the first start's."""
+    return optimal_policy(params)
+
+
+def optimal_policy_targeted(params: Params) -> Policy:
+    """As :func:`optimal_policy_default` but with **targeted** subsidies: one share
+    ``sigma_i`` per CSC (output ``sigma`` with dim ``csc``), ``per_chain_sigma=True``."""
+    return optimal_policy(params, per_chain_sigma=True)
 
 
 # ----------------------------------------------------------------------------- sweep metadata
 
 #: Functions ``params -> NamedTuple`` that sweeps may call.
-SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_sp", "equilibrium_moq", "compare")
+SOLVE_FUNCTIONS = ("equilibrium", "equilibrium_sp", "equilibrium_moq", "compare",
+                   "optimal_policy_default", "optimal_policy_targeted")
 
 #: Outputs with a trailing per-CSC dimension (sweep contract); the others are scalars.
 OUTPUT_DIMS = {
@@ -994,11 +1049,14 @@ DESCRIPTIONS = {
     "deviation_gain": "best relative gain of a unilateral grid deviation (0 at an equilibrium)",
     "q_sp": "base order, SP", "z_sp": "security investment, SP", "Pi_sp": "profit, SP",
     "EW_sp": "welfare, SP", "q_moq": "base order, MOQ", "z_moq": "security investment, MOQ",
-    "Pi_moq": "profit, MOQ", "EW_moq": "welfare, MOQ", "dEW": "EW_moq - EW_sp",
+    "Pi_moq": "profit, MOQ", "EW_moq": "welfare, MOQ",
+    "dEW": "EW_moq - EW_sp",
     "slack": "participation slack Pi_moq - Pi_sp", "participates": "every slack >= 0",
+    "feasible": "participation holds for every CSC (optimal_policy)",
     "converged": "the solve met its tolerance and the local certificate (status == 0)",
     "residual": "norm of the complementarity residual at the solution",
     "iterations": "Newton iterations", "assumptions_hold": "price a - b X >= 0 in every state",
-    "status": "0 success, 1 max steps, 2 non-finite, 3 stagnated or not a local best response, "
-              "4 invalid input",
+    "status": "0 success, 1 max steps (optimal_policy: objective not settled), 2 non-finite, "
+              "3 stagnated or not a best response, 4 invalid input, 6 no policy meets "
+              "participation",
 }
