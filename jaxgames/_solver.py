@@ -565,20 +565,31 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
     :data:`LANES` lanes so that every lane runs the same vectorised code: results are the same
     bits whatever the batch width.
     """
-    x0, inputs = jax.tree_util.tree_map(
-        lambda v, b: v if b else jnp.broadcast_to(v, (axis_size, *jnp.shape(v))),
-        (x0, inputs), tuple(in_batched))
+    # Work on the flat leaves: unbatched ones (a model's tables, shared bounds) stay unbatched
+    # (vmap in_axes None) instead of being copied to every lane.
+    leaves, tree = jax.tree_util.tree_flatten((x0, inputs))
+    batched = jax.tree_util.tree_leaves(tuple(in_batched))
     width = -(-axis_size // LANES) * LANES
-    if width != axis_size:  # padding lanes repeat the last problem; they are never iterated
-        x0, inputs = jax.tree_util.tree_map(
-            lambda v: jnp.concatenate([v, jnp.repeat(v[-1:], width - axis_size, axis=0)]),
-            (x0, inputs))
+    # Padding lanes repeat the last problem; they are never iterated and are sliced off.
+    leaves = [jnp.concatenate([v, jnp.repeat(v[-1:], width - axis_size, axis=0)])
+              if b and width != axis_size else v for v, b in zip(leaves, batched, strict=True)]
+    axes = [0 if b else None for b in batched]
+
+    def lanes(phase, size):
+        """``phase`` vmapped over ``size`` lanes: ``(state, *leaves) -> ...``, where a
+        ``state`` of None means the phase starts from ``x0`` (the fast phase)."""
+        def one(state, *flat):
+            x0, inputs = jax.tree_util.tree_unflatten(tree, flat)
+            return phase(fn, solver, pattern, x0 if state is None else state, inputs)
+
+        return jax.vmap(one, in_axes=(0, *axes), axis_size=size)
+
+    state = lanes(_fast_phase, width)(None, *leaves)
+    glob = lanes(_global_phase, width)
     real = jnp.arange(width) < axis_size
-    state = jax.vmap(functools.partial(_fast_phase, fn, solver, pattern))(x0, inputs)
-    glob = jax.vmap(functools.partial(_global_phase, fn, solver, pattern))
     buffer = None if BUFFER is None else min(BUFFER, width)
     if buffer is None:
-        state = glob(state, inputs)
+        state = glob(state, *leaves)
     else:
         def cond(state):
             return jnp.any(_pending(solver, state) & real)
@@ -588,17 +599,18 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
             idx = jnp.nonzero(_pending(solver, state) & real, size=buffer,
                               fill_value=width)[0]
             take = jnp.minimum(idx, width - 1)
-            sub, sub_inputs = jax.tree_util.tree_map(lambda v: v[take], (state, inputs))
+            sub = jax.tree_util.tree_map(lambda v: v[take], state)
+            sub_leaves = [v[take] if b else v for v, b in zip(leaves, batched, strict=True)]
             # Filler slots hold a copy of a real lane marked finished: they do not iterate and
             # are dropped when the buffer is scattered back.
             sub = sub._replace(status=jnp.where(idx < width, sub.status,
                                                 jnp.int32(Status.SUCCESS)))
-            sub = glob(sub, sub_inputs)
+            sub = lanes(_global_phase, buffer)(sub, *sub_leaves)
             return jax.tree_util.tree_map(lambda v, s: v.at[idx].set(s, mode="drop"),
                                           state, sub)
 
         state = jax.lax.while_loop(cond, body, state)
-    sol = jax.vmap(functools.partial(_finish, fn, solver, pattern))(state, inputs)
+    sol = lanes(_finish, width)(state, *leaves)
     sol = jax.tree_util.tree_map(lambda v: v[:axis_size], sol)
     return sol, jax.tree_util.tree_map(lambda _: True, sol)
 
