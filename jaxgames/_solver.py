@@ -18,10 +18,16 @@ the step length in scaled variables. Variables and residuals are scaled (``x_sca
 conditioned like O(1) problems.
 
 The solve is pure: it works under ``jit``, ``vmap`` and ``grad``, never vmaps by itself, and
-returns its diagnostics as data (:class:`Solution`). Derivatives flow by the implicit function
-theorem applied to ``Phi``: at a strictly complementary solution the generalised Jacobian of the
-Fischer-Burmeister function is exactly the active-set Jacobian (rows of active bounds pin
-``dx_i = d lower_i``, inactive rows linearise ``F_i = 0``), so
+returns its diagnostics as data (:class:`Solution`). Under ``vmap`` a batching rule
+(:func:`_batched_newton_loop`) keeps the cost of a batch proportional to the work its problems
+need, not to its width times the slowest problem's: all problems take the unrolled fast steps
+together, and only those still unsolved run the globalised loop, gathered into a small buffer.
+Every problem's result is the same bits whatever the batch width, its neighbours or nesting.
+
+Derivatives flow by the implicit function theorem applied to ``Phi``: at a strictly
+complementary solution the generalised Jacobian of the Fischer-Burmeister function is exactly
+the active-set Jacobian (rows of active bounds pin ``dx_i = d lower_i``, inactive rows
+linearise ``F_i = 0``), so
 ``dx = -(dPhi/dx)^{-1} dPhi/dtheta dtheta`` is the active-set sensitivity.
 
 Derivatives are NaN -- never a finite stand-in -- where the solve did not converge, and where the
