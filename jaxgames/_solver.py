@@ -22,7 +22,9 @@ returns its diagnostics as data (:class:`Solution`). Under ``vmap`` a batching r
 (:func:`_batched_newton_loop`) keeps the cost of a batch proportional to the work its problems
 need, not to its width times the slowest problem's: all problems take the unrolled fast steps
 together, and only those still unsolved run the globalised loop, gathered into a small buffer.
-Every problem's result is the same bits whatever the batch width, its neighbours or nesting.
+Every problem's result is the same bits whatever the batch width, its neighbours or nesting,
+provided ``fn`` itself computes the same bits at every batch shape (elementwise code does;
+XLA's batched matrix products and reductions may not).
 
 Derivatives flow by the implicit function theorem applied to ``Phi``: at a strictly
 complementary solution the generalised Jacobian of the Fischer-Burmeister function is exactly
