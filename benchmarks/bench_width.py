@@ -328,10 +328,35 @@ def _same(a, b, n: int) -> tuple[bool, float]:
     return identical, worst
 
 
+def _engine_mode(mode: str):
+    """Context in which a runner is traced: ``buffer`` (the engine's default vmap rule) or
+    ``lockstep`` (``jaxgames._solver.lockstep()``: every lane of a vmapped solve iterates until
+    the slowest finishes, the engine before issue 14)."""
+    if mode == "buffer":
+        return contextlib.nullcontext()
+    return importlib.import_module("jaxgames._solver").lockstep()
+
+
+def _summarise_rows(rows: list[dict]) -> None:
+    """Best/median time, points/s and ratios to the best width, in place."""
+    for row in rows:
+        t = np.asarray(row["times_s"])
+        row["best_s"], row["median_s"] = float(t.min()), float(np.median(t))
+        row["points_per_s"] = row["n_points"] / row["best_s"]
+        row["points_per_s_median"] = row["n_points"] / row["median_s"]
+    best = max(row["points_per_s"] for row in rows)
+    best_med = max(row["points_per_s_median"] for row in rows)
+    for row in rows:
+        row["ratio_to_best"] = row["points_per_s"] / best
+        row["ratio_median"] = row["points_per_s_median"] / best_med
+
+
 def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
-                  max_groups=None, deadline=None, log=print) -> dict:
+                  max_groups=None, deadline=None, lockstep=False, log=print) -> dict:
     """Width scan of one solve function (module docstring); ``deadline``: ``time.monotonic()``
-    after which no further repeat is started (at least one round always runs)."""
+    after which no further repeat is started (at least one round always runs). ``lockstep``:
+    also compile every width with the engine's lockstep batching (``_engine_mode``) and time it
+    in the same rounds (rows ``widths_lockstep``, ratio ``buffer_over_lockstep`` per width)."""
     import jax
 
     from jaxgames import solve_spec
@@ -340,6 +365,7 @@ def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
     base = sspec.base_point()
     values, base = draw_points(model, spec, base, n, seed)
     widths = sorted({int(w) for w in widths})
+    modes = ("buffer", "lockstep") if lockstep else ("buffer",)
     rows, runners, skipped_widths = [], [], []
     for w in widths:
         n_w = n if max_groups is None else min(n, w * max_groups)
@@ -352,13 +378,16 @@ def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
             continue
         n_pad = math.ceil(n_w / w) * w
         args = jax.device_put(_pad({k: v[:n_w] for k, v in values.items()}, n_pad, dtype))
-        t0 = time.perf_counter()
-        compiled = make_runner(fn, base, sspec.stochastic, seed, n_w, w).lower(args).compile()
-        compile_s = time.perf_counter() - t0
-        rows.append({"width": w, "n_points": n_w, "n_groups": n_pad // w,
-                     "compile_s": compile_s, "times_s": [], "loadavg": []})
-        runners.append((compiled, args))
-        log(f"  width {w}: compiled in {compile_s:.1f} s")
+        for mode in modes:
+            t0 = time.perf_counter()
+            with _engine_mode(mode):
+                compiled = make_runner(fn, base, sspec.stochastic, seed, n_w, w).lower(
+                    args).compile()
+            compile_s = time.perf_counter() - t0
+            rows.append({"width": w, "mode": mode, "n_points": n_w, "n_groups": n_pad // w,
+                         "compile_s": compile_s, "times_s": [], "loadavg": []})
+            runners.append((compiled, args))
+            log(f"  width {w} ({mode}): compiled in {compile_s:.1f} s")
     outputs = [None] * len(rows)
     for r in range(repeats):
         if r > 0 and deadline is not None and time.monotonic() > deadline:
@@ -371,36 +400,42 @@ def scan_function(model, fn_name, fn, spec, *, n, widths, repeats, seed, dtype,
             rows[i]["loadavg"].append(loadavg())
             if outputs[i] is None:
                 outputs[i] = jax.tree.map(np.asarray, out)
-        rates = ", ".join(f"w={row['width']} {row['n_points'] / row['times_s'][-1]:,.0f}/s"
-                          for row in rows)
+        rates = ", ".join(f"w={row['width']}{'' if row['mode'] == 'buffer' else ' lockstep'} "
+                          f"{row['n_points'] / row['times_s'][-1]:,.0f}/s" for row in rows)
         log(f"  round {r + 1}: {rates}")
-    for row in rows:
-        t = np.asarray(row["times_s"])
-        row["best_s"], row["median_s"] = float(t.min()), float(np.median(t))
-        row["points_per_s"] = row["n_points"] / row["best_s"]
-        row["points_per_s_median"] = row["n_points"] / row["median_s"]
-    best = max(rows, key=lambda row: row["points_per_s"])
-    best_med = max(row["points_per_s_median"] for row in rows)
-    for row in rows:
-        row["ratio_to_best"] = row["points_per_s"] / best["points_per_s"]
-        row["ratio_median"] = row["points_per_s_median"] / best_med
+    lock_rows = [row for row in rows if row["mode"] == "lockstep"]
+    rows = [row for row in rows if row["mode"] == "buffer"]
+    for group in (rows, lock_rows):
+        if group:
+            _summarise_rows(group)
+    for row, lock in zip(rows, lock_rows, strict=False):
+        row["buffer_over_lockstep"] = row["points_per_s"] / lock["points_per_s"]
+        row["buffer_over_lockstep_median"] = (row["points_per_s_median"]
+                                              / lock["points_per_s_median"])
     n_common = min(row["n_points"] for row in rows)
     identical, worst = True, 0.0
     for o in outputs[1:]:
         same, d = _same(outputs[0], o, n_common)
         identical &= same
         worst = max(worst, d)
+    best = max(rows, key=lambda row: row["points_per_s"])
     result = {
         "model": model, "function": fn_name, "solve_spec": sspec.name,
         "stochastic": sspec.stochastic, "n_points": n, "seed": seed,
         "drawn": sorted(values), "widths": rows, "best_width": best["width"],
+        "widths_lockstep": lock_rows,
         "widths_skipped_for_budget": skipped_widths,
         **flags(outputs[-1], rows[-1]["n_points"]),
         "identical_across_widths": identical, "max_abs_diff_across_widths": worst,
+        # (with lockstep rows: compared across every width in both modes)
+        "identical_across_modes": identical if lock_rows else None,
     }
     log(f"  best width {best['width']}; flagged {result['share_flagged']:.1%}; "
         f"unflagged non-finite {result['unflagged_nonfinite']}; identical across widths "
         f"{identical}")
+    if lock_rows:
+        log("  buffer / lockstep points/s: " + ", ".join(
+            f"w={row['width']} {row['buffer_over_lockstep']:.2f}" for row in rows))
     return result
 
 
@@ -453,6 +488,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds: no new function starts when less is left than the longest "
                          "function so far took; no new width or round starts after it")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="also run every width with the engine's lockstep batching "
+                         "(jaxgames._solver.lockstep(), the engine before issue 14) in the same "
+                         "rounds: before/after from one process")
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--note", default=None, help="free text stored in the JSON")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/"
@@ -520,7 +559,7 @@ def main(argv=None) -> dict:
         try:
             res = scan_function(model, fn_name, fn, spec, n=n, widths=widths, repeats=repeats,
                                 seed=args.seed, dtype=dtype, max_groups=args.max_groups,
-                                deadline=deadline, log=log)
+                                deadline=deadline, lockstep=args.lockstep, log=log)
         except Exception as exc:  # noqa: BLE001 - one failing function must not lose the rest
             log(f"  FAILED: {type(exc).__name__}: {exc}")
             skipped.append({"function": key, "reason": f"{type(exc).__name__}: {exc}"})

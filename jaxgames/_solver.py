@@ -18,10 +18,18 @@ the step length in scaled variables. Variables and residuals are scaled (``x_sca
 conditioned like O(1) problems.
 
 The solve is pure: it works under ``jit``, ``vmap`` and ``grad``, never vmaps by itself, and
-returns its diagnostics as data (:class:`Solution`). Derivatives flow by the implicit function
-theorem applied to ``Phi``: at a strictly complementary solution the generalised Jacobian of the
-Fischer-Burmeister function is exactly the active-set Jacobian (rows of active bounds pin
-``dx_i = d lower_i``, inactive rows linearise ``F_i = 0``), so
+returns its diagnostics as data (:class:`Solution`). Under ``vmap`` a batching rule
+(:func:`_batched_newton_loop`) keeps the cost of a batch proportional to the work its problems
+need, not to its width times the slowest problem's: all problems take the unrolled fast steps
+together, and only those still unsolved run the globalised loop, gathered into a small buffer.
+Every problem's result is the same bits whatever the batch width, its neighbours or nesting,
+provided ``fn`` itself computes the same bits at every batch shape (elementwise code does;
+XLA's batched matrix products and reductions may not).
+
+Derivatives flow by the implicit function theorem applied to ``Phi``: at a strictly
+complementary solution the generalised Jacobian of the Fischer-Burmeister function is exactly
+the active-set Jacobian (rows of active bounds pin ``dx_i = d lower_i``, inactive rows
+linearise ``F_i = 0``), so
 ``dx = -(dPhi/dx)^{-1} dPhi/dtheta dtheta`` is the active-set sensitivity.
 
 Derivatives are NaN -- never a finite stand-in -- where the solve did not converge, and where the
@@ -34,8 +42,10 @@ report these as NaN with a flag.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -333,76 +343,114 @@ def _block_residual(f, xi, lo, up, pattern):
     return tuple(_component_residual(k, *a) for k, *a in zip(pattern, f, xi, lo, up, strict=True))
 
 
-def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
+class _Ops(NamedTuple):
+    """The closures a Newton iteration is made of, for one problem (one lane of a batch)."""
+
+    phi: Callable  # scaled iterate -> Phi (block vectors, see _linalg)
+    phi_and_jac: Callable  # scaled iterate -> (Phi, dPhi/dxi)
+    xs: tuple  # x_scale, f_scale, scaled bounds: blocks
+    lo: tuple
+    up: tuple
+
+
+def _ops(fn, pattern, inputs) -> _Ops:
     # Vectors are tuples of blocks (n scalars for small n, see _linalg): under vmap every
     # operation of a Newton step is then elementwise over the batch and fuses.
     args, lower, upper, x_scale, f_scale = inputs
-    tol = solver.tolerance(x0.dtype)
-    xtol = solver.step_tolerance(x0.dtype)
-    loose = solver.step_residual_tolerance(x0.dtype)
-    sqrt_tol = tol**0.5
     xs, fs = split(x_scale), split(f_scale)
     lo = tuple(v / s for v, s in zip(split(lower), xs, strict=True))
     up = tuple(v / s for v, s in zip(split(upper), xs, strict=True))
-
-    def add(a, b, t=None):
-        return tuple(u + v if t is None else u + t * v for u, v in zip(a, b, strict=True))
 
     def phi(xi):
         f = split(fn(join(tuple(v * s for v, s in zip(xi, xs, strict=True))), args))
         return _block_residual(tuple(v / s for v, s in zip(f, fs, strict=True)), xi, lo, up,
                                pattern)
 
-    def phi_and_jac(xi):
-        return bjacobian(phi, xi)
+    return _Ops(phi, lambda xi: bjacobian(phi, xi), xs, lo, up)
 
-    def merit(r):
-        m = 0.5 * bdot(r, r)
-        return jnp.where(jnp.isfinite(m), m, jnp.inf)
 
-    def norm(r):
-        return bmax(tuple(jnp.abs(v) for v in r))
+def _add(a, b, t=None):
+    return tuple(u + v if t is None else u + t * v for u, v in zip(a, b, strict=True))
 
-    def cap(d):
-        if solver.max_step is None:
-            return d
-        big = norm(d)
-        c = jnp.minimum(1.0, solver.max_step / jnp.where(big > 0, big, 1.0))
-        return tuple(v * c for v in d)
 
-    def newton_direction(r, jac):
-        d, ok = bsolve(jac, tuple(-v for v in r))
-        return cap(d), ok
+def _merit(r):
+    m = 0.5 * bdot(r, r)
+    return jnp.where(jnp.isfinite(m), m, jnp.inf)
 
-    def finite(v):
-        return ball(tuple(jnp.isfinite(b) for b in v))
 
-    xi0 = tuple(v / s for v, s in zip(split(x0), xs, strict=True))
-    r0, jac0 = phi_and_jac(xi0)
-    finite0 = finite(r0) & finite(xi0)
+def _norm(r):
+    return bmax(tuple(jnp.abs(v) for v in r))
+
+
+def _finite(v):
+    return ball(tuple(jnp.isfinite(b) for b in v))
+
+
+def _cap(solver: Newton, d):
+    if solver.max_step is None:
+        return d
+    big = _norm(d)
+    c = jnp.minimum(1.0, solver.max_step / jnp.where(big > 0, big, 1.0))
+    return tuple(v * c for v in d)
+
+
+def _newton_direction(solver: Newton, r, jac):
+    d, ok = bsolve(jac, tuple(-v for v in r))
+    return _cap(solver, d), ok
+
+
+class _State(NamedTuple):
+    """Where one problem's iteration stands: scaled iterate, its residual, steps, status.
+    ``status == MAX_STEPS`` with ``iterations < max_steps`` means "still iterating"."""
+
+    xi: tuple
+    r: tuple
+    iterations: Array
+    status: Array
+
+
+def _pending(solver: Newton, state: _State) -> Array:
+    return (state.status == Status.MAX_STEPS) & (state.iterations < solver.max_steps)
+
+
+def _fast_phase(fn, solver: Newton, pattern, x0, inputs) -> _State:
+    """The start and the unrolled fast steps (``Newton.fast_steps``) of one problem."""
+    ops = _ops(fn, pattern, inputs)
+    tol = solver.tolerance(x0.dtype)
+    xi0 = tuple(v / s for v, s in zip(split(x0), ops.xs, strict=True))
+    r0, jac0 = ops.phi_and_jac(xi0)
+    finite0 = _finite(r0) & _finite(xi0)
     it0 = jnp.int32(0)
     # Fast phase: unrolled full Newton steps, each kept only if it decreases the merit
     # function by the Armijo factor at t = 1 (Newton slope is -2 * merit).
     fast_steps = solver.fast_steps_for(x0.dtype)
     for step in range(min(fast_steps, solver.max_steps)):
-        active = finite0 & ((norm(r0) > tol) | (step == 0))
-        d, ok = newton_direction(r0, jac0)
-        trial = bwhere(ok, add(xi0, d), xi0)
-        r1, jac1 = phi_and_jac(trial)
+        active = finite0 & ((_norm(r0) > tol) | (step == 0))
+        d, ok = _newton_direction(solver, r0, jac0)
+        trial = bwhere(ok, _add(xi0, d), xi0)
+        r1, jac1 = ops.phi_and_jac(trial)
         slope = bdot(r0, bmatvec(jac0, d))
-        accept = active & ok & (merit(r1) <= merit(r0) + solver.armijo * slope)
+        accept = active & ok & (_merit(r1) <= _merit(r0) + solver.armijo * slope)
         xi0, r0, jac0 = bwhere(accept, (trial, r1, jac1), (xi0, r0, jac0))
         it0 = it0 + active.astype(jnp.int32)
     status0 = jnp.where(finite0, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.NONFINITE))
     if fast_steps > 0:
-        status0 = jnp.where(norm(r0) <= tol, jnp.int32(Status.SUCCESS), status0)
+        status0 = jnp.where(_norm(r0) <= tol, jnp.int32(Status.SUCCESS), status0)
     # else: at least one Newton step, even from a point already within the tolerance: the
     # step costs little and makes the answer as accurate as the arithmetic allows (a warm
     # start within 1000 eps in float32 can still be 1e-3 off in relative terms).
+    return _State(xi0, r0, it0, status0)
 
-    def cond(state):
-        *_, it, status = state
-        return (status == Status.MAX_STEPS) & (it < solver.max_steps)
+
+def _global_phase(fn, solver: Newton, pattern, state: _State, inputs) -> _State:
+    """The globalised iteration (Newton with Armijo backtracking, gradient fallback) of one
+    problem, from ``state`` until it succeeds, fails or spends ``max_steps``."""
+    ops = _ops(fn, pattern, inputs)
+    dtype = state.r[0].dtype
+    tol = solver.tolerance(dtype)
+    xtol = solver.step_tolerance(dtype)
+    loose = solver.step_residual_tolerance(dtype)
+    sqrt_tol = tol**0.5
 
     def body(state):
         xi, r, it, status_in = state
@@ -412,9 +460,9 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         # The Jacobian is evaluated here, not carried from the previous trial point: the
         # last trial of the fast phase then needs only Phi (XLA drops its Jacobian), and the
         # loop state stays small.
-        _, jac = phi_and_jac(xi)
+        _, jac = ops.phi_and_jac(xi)
         grad = brmatvec(jac, r)  # gradient of the merit function
-        d, ok = newton_direction(r, jac)
+        d, ok = _newton_direction(solver, r, jac)
         # Fall back to steepest descent when the Newton system is singular or the Newton
         # direction is not a descent direction for the merit function.
         use_newton = ok & (bdot(grad, tuple(jnp.where(ok, v, 0.0) for v in d)) < 0)
@@ -423,10 +471,10 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
         # step_atol * max(1, max|J|) * (1 + max|xi|) (at most sqrt(atol)) -- the size of the
         # residual of a root rounded to a relative step_atol.
         jmax = jnp.maximum(1.0, bmax(tuple(jnp.abs(v) for row in jac for v in row)))
-        floor = jnp.minimum(loose * jmax * (1.0 + norm(xi)), sqrt_tol)
-        at_root = (use_newton & (norm(d) <= xtol * (1.0 + norm(xi))) & (norm(r) <= floor))
-        d = bwhere(use_newton, d, cap(tuple(-g for g in grad)))
-        m0 = merit(r)
+        floor = jnp.minimum(loose * jmax * (1.0 + _norm(xi)), sqrt_tol)
+        at_root = (use_newton & (_norm(d) <= xtol * (1.0 + _norm(xi))) & (_norm(r) <= floor))
+        d = bwhere(use_newton, d, _cap(solver, tuple(-g for g in grad)))
+        m0 = _merit(r)
         slope = bdot(grad, d)
 
         def ls_cond(ls):
@@ -435,29 +483,37 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
             # Armijo test can fail on round-off alone (notably for the polishing step).
             # (Written as ~(norm <= tol): a NaN trial -- outside the domain -- never meets it.)
             return (active & (m_new > m0 + solver.armijo * t * slope)
-                    & ~(norm(r_trial) <= tol) & (k < solver.max_backtracks))
+                    & ~(_norm(r_trial) <= tol) & (k < solver.max_backtracks))
 
         def ls_body(ls):
             t, _, _, k = ls
             t = 0.5 * t
-            r_new = phi(add(xi, d, t))
-            return t, r_new, merit(r_new), k + 1
+            r_new = ops.phi(_add(xi, d, t))
+            return t, r_new, _merit(r_new), k + 1
 
-        r1 = phi(add(xi, d))
+        r1 = ops.phi(_add(xi, d))
         t, r_new, m_new, _ = jax.lax.while_loop(
-            ls_cond, ls_body, (jnp.asarray(1.0, r1[0].dtype), r1, merit(r1), 0)
+            ls_cond, ls_body, (jnp.asarray(1.0, r1[0].dtype), r1, _merit(r1), 0)
         )
         # A zero direction (stationary point of the merit function) is no progress.
         accepted = (((m_new <= m0 + solver.armijo * t * slope) & (slope < 0))
-                    | ((norm(r_new) <= tol) & (m_new <= m0)))
-        xi_new = bwhere(accepted, add(xi, d, t), xi)
+                    | ((_norm(r_new) <= tol) & (m_new <= m0)))
+        xi_new = bwhere(accepted, _add(xi, d, t), xi)
         r_new = bwhere(accepted, r_new, r)
         status = jnp.where(accepted, jnp.int32(Status.MAX_STEPS), jnp.int32(Status.STAGNATED))
-        status = jnp.where((norm(r_new) <= tol) | at_root, jnp.int32(Status.SUCCESS), status)
-        return xi_new, r_new, it + 1, status
+        status = jnp.where((_norm(r_new) <= tol) | at_root, jnp.int32(Status.SUCCESS), status)
+        return _State(xi_new, r_new, it + 1, status)
 
-    xi, r, it, status = jax.lax.while_loop(cond, body, (xi0, r0, it0, status0))
-    status = jnp.where(finite(xi) & finite(r), status, jnp.int32(Status.NONFINITE))
+    return jax.lax.while_loop(functools.partial(_pending, solver), body, state)
+
+
+def _finish(fn, solver: Newton, pattern, state: _State, inputs) -> Solution:
+    """The :class:`Solution` of one problem from its final state."""
+    _, lower, upper, _, _ = inputs
+    ops = _ops(fn, pattern, inputs)
+    xi, r, it, status = state
+    tol = solver.tolerance(r[0].dtype)
+    status = jnp.where(_finite(xi) & _finite(r), status, jnp.int32(Status.NONFINITE))
     # Fischer-Burmeister solutions sit within the tolerance of the box, possibly just outside
     # (-1e-9 for an investment of 0, say) or a denormal inside it. A component within the
     # tolerance of a bound (in scaled units, the accuracy of the solve) is reported exactly at
@@ -465,17 +521,117 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs):
     # was compiled; the rest is clipped to the box. Only converged points are moved: a failed
     # solve reports the iterate that its residual describes (clipping it into the box would
     # make a point that the residual says nothing about look plausible).
-    x_iter = join(tuple(v * s for v, s in zip(xi, xs, strict=True)))
+    x_iter = join(tuple(v * s for v, s in zip(xi, ops.xs, strict=True)))
     x_box = jnp.clip(join(tuple(
         jnp.where(v - lo_i <= tol, lower_i, jnp.where(up_i - v <= tol, upper_i, v * s))
         for v, s, lo_i, up_i, lower_i, upper_i in zip(
-            xi, xs, lo, up, split(lower), split(upper), strict=True))), lower, upper)
+            xi, ops.xs, ops.lo, ops.up, split(lower), split(upper), strict=True))), lower, upper)
     x = jnp.where(status == Status.SUCCESS, x_box, x_iter)
-    return Solution(x, norm(r), it, status)
+    return Solution(x, _norm(r), it, status)
+
+
+def _newton_loop(fn, solver: Newton, pattern, x0, inputs) -> Solution:
+    """Semismooth Newton on one problem: fast phase, globalised loop, finish."""
+    state = _fast_phase(fn, solver, pattern, x0, inputs)
+    state = _global_phase(fn, solver, pattern, state, inputs)
+    return _finish(fn, solver, pattern, state, inputs)
+
+
+#: Lanes of the buffer in which a batch's unfinished problems run the globalised loop (see
+#: :func:`_batched_newton_loop`); ``None`` runs every lane of a batch in lockstep (the engine
+#: before issue 14; kept for benchmarks, see :func:`lockstep`). A multiple of :data:`LANES`.
+BUFFER = 64
+#: Batches are padded to a multiple of this many lanes, so that XLA compiles the same
+#: vectorised code for every lane whatever the batch width (a batch of 1 or 7 would otherwise
+#: compile to scalar or remainder code whose ``exp``/``log`` differ in the last bits).
+LANES = 8
+
+
+@contextlib.contextmanager
+def lockstep():
+    """Within this context, solves *traced* under ``vmap`` run every lane in lockstep until
+    the slowest finishes (no buffer): the engine's batched behaviour before issue 14, for
+    benchmarks that measure the difference in one process. Results are the same bits."""
+    global BUFFER
+    saved, BUFFER = BUFFER, None
+    try:
+        yield
+    finally:
+        BUFFER = saved
+
+
+def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0, inputs):
+    """``vmap`` rule of the solve: the batch's cost follows its hard problems, not its width.
+
+    A vmapped ``while_loop`` runs every lane until the slowest lane finishes, so one hard
+    problem makes a whole batch pay for its iterations. Here every lane takes the cheap fixed
+    phase (start and unrolled fast steps) together; then the lanes still iterating are gathered
+    into a buffer of :data:`BUFFER` lanes, which runs the globalised loop until all of its
+    problems are done, and is scattered back; buffers repeat while unfinished lanes remain. A
+    lane's arithmetic is the same as in a lockstep batch or an unbatched solve (each phase is
+    the per-problem function, vmapped), and the batch is padded to a multiple of
+    :data:`LANES` lanes so that every lane runs the same vectorised code: results are the same
+    bits whatever the batch width.
+    """
+    # Work on the flat leaves: unbatched ones (a model's tables, shared bounds) stay unbatched
+    # (vmap in_axes None) instead of being copied to every lane.
+    leaves, tree = jax.tree_util.tree_flatten((x0, inputs))
+    batched = jax.tree_util.tree_leaves(tuple(in_batched))
+    width = -(-axis_size // LANES) * LANES
+    # Padding lanes repeat the last problem; they are never iterated and are sliced off.
+    leaves = [jnp.concatenate([v, jnp.repeat(v[-1:], width - axis_size, axis=0)])
+              if b and width != axis_size else v for v, b in zip(leaves, batched, strict=True)]
+    axes = [0 if b else None for b in batched]
+
+    def lanes(phase, size):
+        """``phase`` vmapped over ``size`` lanes: ``(state, *leaves) -> ...``, where a
+        ``state`` of None means the phase starts from ``x0`` (the fast phase)."""
+        def one(state, *flat):
+            x0, inputs = jax.tree_util.tree_unflatten(tree, flat)
+            return phase(fn, solver, pattern, x0 if state is None else state, inputs)
+
+        return jax.vmap(one, in_axes=(0, *axes), axis_size=size)
+
+    state = lanes(_fast_phase, width)(None, *leaves)
+    glob = lanes(_global_phase, width)
+    real = jnp.arange(width) < axis_size
+    buffer = None if BUFFER is None else min(BUFFER, width)
+    if buffer is None:
+        state = glob(state, *leaves)
+    else:
+        def cond(state):
+            return jnp.any(_pending(solver, state) & real)
+
+        def body(state):
+            # The first `buffer` pending lanes (in lane order; fill: `width`, out of range).
+            idx = jnp.nonzero(_pending(solver, state) & real, size=buffer,
+                              fill_value=width)[0]
+            take = jnp.minimum(idx, width - 1)
+            sub = jax.tree_util.tree_map(lambda v: v[take], state)
+            sub_leaves = [v[take] if b else v for v, b in zip(leaves, batched, strict=True)]
+            # Filler slots hold a copy of a real lane marked finished: they do not iterate and
+            # are dropped when the buffer is scattered back.
+            sub = sub._replace(status=jnp.where(idx < width, sub.status,
+                                                jnp.int32(Status.SUCCESS)))
+            sub = lanes(_global_phase, buffer)(sub, *sub_leaves)
+            return jax.tree_util.tree_map(lambda v, s: v.at[idx].set(s, mode="drop"),
+                                          state, sub)
+
+        state = jax.lax.while_loop(cond, body, state)
+    sol = lanes(_finish, width)(state, *leaves)
+    sol = jax.tree_util.tree_map(lambda v: v[:axis_size], sol)
+    return sol, jax.tree_util.tree_map(lambda _: True, sol)
 
 
 def _solve_impl(fn, solver, pattern, x0, inputs):
-    return _newton_loop(fn, solver, pattern, jax.lax.stop_gradient(x0), inputs)
+    x0 = jax.lax.stop_gradient(x0)
+
+    @jax.custom_batching.custom_vmap
+    def solve(x0, inputs):
+        return _newton_loop(fn, solver, pattern, x0, inputs)
+
+    solve.def_vmap(functools.partial(_batched_newton_loop, fn, solver, pattern))
+    return solve(x0, inputs)
 
 
 _solve = jax.custom_jvp(_solve_impl, nondiff_argnums=(0, 1, 2))

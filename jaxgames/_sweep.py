@@ -99,11 +99,12 @@ VOLATILE_ATTRS = ("created", "device", "devices")
 _MARKER_DIR = "jaxgames_progress"  # a Zarr subgroup, so readers of the root ignore it
 _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 
-#: Default ``micro_batch`` per ``(model, platform)``: points solved in lockstep inside a chunk.
-#: This is sweep configuration, not part of a model. ``defender_attacker``'s search has loops
-#: and a large per-point working set, so big vmapped groups are slow on CPU: groups of 8 ran
-#: ~18x faster than 8192 (benchmarks/README.md).
-MICRO_BATCH: dict[tuple[str, str], int] = {("defender_attacker", "cpu"): 8}
+#: Default ``micro_batch``, the same for every model and platform: ``None`` solves each chunk
+#: as one ``vmap`` (a batch as wide as the chunk, which is what an accelerator needs). Batched
+#: Newton solves cost what their hard points cost, not the batch width (the solver's ``vmap``
+#: rule iterates only the lanes still unfinished), so no model needs small groups; a caller
+#: may still ask for ``lax.map`` over vmapped groups with ``micro_batch=``.
+MICRO_BATCH: int | None = None
 
 #: Held while a store is created or a chunk is written and marked: whoever ends the process
 #: on Ctrl-C (the command line) takes it first, so no store is left half-made.
@@ -950,11 +951,8 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     # of 1 compiles to scalar code whose exp/log differ in the last bits).
     lanes = 8 * n_devices
     batch = -(-layout.chunk_points // lanes) * lanes
-    if micro_batch is None:
-        kind = jax.local_devices()[0].platform
-        micro_batch = MICRO_BATCH.get((study.spec.model.name, kind))
-    else:
-        micro_batch = _check_positive_int("micro_batch", micro_batch)
+    micro_batch = (MICRO_BATCH if micro_batch is None
+                   else _check_positive_int("micro_batch", micro_batch))
     if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
         micro_batch = None
     point = study.point
@@ -1119,11 +1117,9 @@ def sweep(
         dask: a ``distributed.Client`` or scheduler address: solve chunks as tasks on that
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
-        micro_batch: points solved in lockstep inside a chunk (``jax.lax.map`` over vmapped
-            groups of this size); ``None`` takes :data:`MICRO_BATCH` for the model and
-            platform if listed, else the whole chunk is one ``vmap``. Models with large
-            per-point working sets and nested loops run several times faster on CPU in small
-            groups (``defender_attacker``: 8). Single-device runs only; it does not change
+        micro_batch: solve a chunk as ``jax.lax.map`` over vmapped groups of this many
+            points; ``None`` takes :data:`MICRO_BATCH` (one ``vmap`` over the whole chunk;
+            the same default for every model). Single-device runs only; it does not change
             results.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
         max_memory: bytes of memory the sweep may use (default: the memory available now,

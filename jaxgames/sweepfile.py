@@ -57,8 +57,8 @@ key                required  meaning
 ``seed``           no        int in [0, 2**32) (default 0), stochastic solve functions only:
                              replication ``r`` uses ``fold_in(key(seed), r)`` in every
                              scenario (common random numbers)
-``micro_batch``    no        int >= 1, points solved in lockstep inside a chunk (default:
-                             the engine's choice for the model and platform)
+``micro_batch``    no        int >= 1, points of a chunk solved as one vmapped group
+                             (default: one ``vmap`` over the whole chunk, for every model)
 ``max_memory``     no        the memory the study may use: an int (bytes) or a size string
                              (``"64GB"``, ``"512MiB"``); default: the memory available. The
                              study's memory and disk are estimated before any axis value or

@@ -753,6 +753,80 @@ def test_vmap_equals_loop():
     assert bool(jnp.all(batched.converged))
 
 
+# Width independence (issue 14): under vmap the globalised loop runs on a buffer of the lanes
+# still iterating (jaxgames._solver._batched_newton_loop). A lane's bits must not depend on the
+# batch width, on its neighbours, on nesting, or on whether it was batched at all.
+_WIDTH_SOLVER = Newton(max_steps=12, fast_steps=1)
+_WIDTH_N = 200  # > _solver.BUFFER lanes still iterating after the fast phase: several buffers
+
+
+def _width_points():
+    """Points of every outcome: roots reached after 1 to 12 steps (x^2 = a from far starts, on
+    [0, inf)), MAX_STEPS (x^3 = a from up to 1e6), STAGNATED (x^2 + a = 0), NONFINITE (a NaN
+    coefficient), in random order."""
+    rng = np.random.default_rng(14)
+    kind = rng.integers(0, 4, _WIDTH_N)
+    a = np.exp(rng.uniform(np.log(1e-2), np.log(1e4), _WIDTH_N))
+    c = np.zeros((_WIDTH_N, 4))
+    c[:, 0] = np.where(kind == 2, a, -a)
+    c[:, 0] = np.where(kind == 3, np.nan, c[:, 0])
+    c[:, 2] = np.where(kind == 1, 0.0, 1.0)
+    c[:, 3] = np.where(kind == 1, 1.0, 0.0)
+    lo = np.where(kind == 0, 0.0, -INF)
+    x0 = np.exp(rng.uniform(np.log(1e-2), np.log(1e6), _WIDTH_N))
+    return c, lo, np.full(_WIDTH_N, INF), x0
+
+
+def _width_solve(c, lo, up, x0):
+    return solve_mcp(_poly, x0[None], c, lo, up, solver=_WIDTH_SOLVER)
+
+
+def _at_width(width, *, nested=False):
+    """jit of: the points as lax.map over vmapped groups of ``width`` (``nested``: each group
+    a vmap of vmaps over 8 lanes)."""
+    groups = -(-_WIDTH_N // width)
+
+    def run(*cols):
+        cols = [jnp.concatenate([v, jnp.repeat(v[-1:], groups * width - _WIDTH_N, 0)])
+                for v in cols]
+        batched = jax.vmap(_width_solve)
+        if nested:
+            batched = jax.vmap(jax.vmap(_width_solve))
+            cols = [v.reshape((groups, width // 8, 8, *v.shape[1:])) for v in cols]
+        else:
+            cols = [v.reshape((groups, width, *v.shape[1:])) for v in cols]
+        out = jax.lax.map(lambda a: batched(*a), tuple(cols))
+        return jax.tree_util.tree_map(lambda v: v.reshape((-1, *v.shape[(3 if nested else 2):]))
+                                      [:_WIDTH_N], out)
+
+    return jax.jit(run)
+
+
+def test_bits_do_not_depend_on_batch_width():
+    from jaxgames import _solver
+
+    points = _width_points()
+    ref = _at_width(64)(*points)
+    status = np.asarray(ref.status)
+    for s in (Status.SUCCESS, Status.MAX_STEPS, Status.STAGNATED, Status.NONFINITE):
+        assert (status == s).any(), s
+    iters = np.asarray(ref.iterations)
+    assert len(np.unique(iters[status == Status.SUCCESS])) >= 4  # easy and hard lanes mixed
+    with _solver.lockstep():
+        lockstep = _at_width(64)(*points)
+    runs = {"width 1": _at_width(1)(*points), "width 7": _at_width(7)(*points),
+            f"width {_WIDTH_N}": _at_width(_WIDTH_N)(*points),
+            "nested 8 x 8": _at_width(64, nested=True)(*points), "lockstep": lockstep}
+    single = jax.jit(_width_solve)
+    runs["unbatched"] = jax.tree_util.tree_map(
+        lambda *v: np.stack(v), *[single(*(v[i] for v in points)) for i in range(_WIDTH_N)])
+    for name, out in runs.items():
+        for field in Solution._fields:
+            np.testing.assert_array_equal(np.asarray(getattr(out, field)),
+                                          np.asarray(getattr(ref, field)),
+                                          err_msg=f"{name}: {field}")
+
+
 def test_jit_does_not_recompile():
     solve1([-2.0, 0.0, 1.0, 0.0], 0.0, INF, 1.0)  # make sure this signature is compiled
     traces, cache = TRACES["poly"], poly_solve._cache_size()
