@@ -418,13 +418,19 @@ def _fast_phase(fn, solver: Newton, pattern, x0, inputs) -> _State:
     ops = _ops(fn, pattern, inputs)
     tol = solver.tolerance(x0.dtype)
     xi0 = tuple(v / s for v, s in zip(split(x0), ops.xs, strict=True))
-    r0, jac0 = ops.phi_and_jac(xi0)
+    fast_steps = min(solver.fast_steps_for(x0.dtype), solver.max_steps)
+    if fast_steps > 0:
+        r0, jac0 = ops.phi_and_jac(xi0)
+    else:
+        # Without fast steps the start's Jacobian is never used. XLA would drop it, but it
+        # would still be traced and lowered on every run, also when the compilation cache
+        # holds the executable (a quarter of bargaining's program).
+        r0 = ops.phi(xi0)
     finite0 = _finite(r0) & _finite(xi0)
     it0 = jnp.int32(0)
     # Fast phase: unrolled full Newton steps, each kept only if it decreases the merit
     # function by the Armijo factor at t = 1 (Newton slope is -2 * merit).
-    fast_steps = solver.fast_steps_for(x0.dtype)
-    for step in range(min(fast_steps, solver.max_steps)):
+    for step in range(fast_steps):
         active = finite0 & ((_norm(r0) > tol) | (step == 0))
         d, ok = _newton_direction(solver, r0, jac0)
         trial = bwhere(ok, _add(xi0, d), xi0)
