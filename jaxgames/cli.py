@@ -337,17 +337,6 @@ def _plot_schema() -> tuple[dict[str, set[str]], dict[str, tuple[str, ...]]]:
     return flags, required
 
 
-
-
-def __getattr__(name: str):
-    """``_PLOT_FLAGS`` / ``_PLOT_REQUIRED``: read from the sweep-file schema when first used
-    (not on import: the command line installs its Ctrl-C guard before importing anything
-    heavy)."""
-    if name in ("_PLOT_FLAGS", "_PLOT_REQUIRED"):
-        return _plot_schema()[name == "_PLOT_REQUIRED"]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 _PLOT_FLAG_TEXT = {"sharey": "--sharey/--no-sharey",  # flags not spelled --NAME
                    "contours": "--contours/--no-contours"}
 _ONE_WAY_X = ("relative", "value")

@@ -773,7 +773,7 @@ def test_cli_plot_takes_the_sweep_file_figure_options(grid, tmp_path, capsys):
     from jaxgames import cli, sensitivity, sweepfile
 
     for kind, keys in sweepfile._FIGURE_KEYS.items():
-        assert cli._PLOT_FLAGS[kind] == {"var" if k == "outputs" else k for k in keys}
+        assert cli._plot_schema()[0][kind] == {"var" if k == "outputs" else k for k in keys}
     ranges = {"v[2]": (1.0, 3.0), "c": (1.0, 4.0)}
     ow = tmp_path / "ow.nc"
     sensitivity.one_way(toy.equilibrium, toy.DEFAULT, ranges, n=3).to_netcdf(

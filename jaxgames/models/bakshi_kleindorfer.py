@@ -614,7 +614,8 @@ def noncooperative_and_bargaining(
 ) -> tuple[Noncooperative, Bargaining]:
     """:func:`noncooperative` and :func:`bargaining` at one point, the disagreement point
     solved once for both (the two blocks of the source's Figure 3). Equal to calling the two
-    functions; one compiled program instead of two, the non-cooperative solve in it once."""
+    functions to the solver's tolerance (the non-cooperative solve runs without fast steps,
+    see :func:`_reference_solves`); one compiled program instead of two, that solve in it once."""
     pr, valid = _prepare(params)
     nc, fb = _reference_solves(pr, solver)
     return nc, _bargaining(pr, valid, nc, fb, solver)
