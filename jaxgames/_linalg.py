@@ -18,8 +18,12 @@ import jax
 import jax.numpy as jnp
 
 #: Largest system handled by unrolled scalar code; larger ones use ``jnp`` reductions and
-#: ``jnp.linalg.solve``.
-UNROLL_MAX_N = 8
+#: ``jnp.linalg.solve``. The unrolled form makes a Newton step of a small game one fused loop,
+#: but its code grows as n^3 (n jvps for the Jacobian, n^3/3 pivoted updates). At n = 8 (the
+#: Nash product of ``bakshi_kleindorfer.bargaining``) compiling ``jaxgames figure3``, and
+#: loading it from the compilation cache, took about 3x as long as with the array form
+#: (``benchmarks/bench_cache.py figure3 --stages``; numbers in benchmarks/README.md). Hence 7.
+UNROLL_MAX_N = 7
 
 
 def _unrolled(n: int) -> bool:
