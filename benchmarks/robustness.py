@@ -27,7 +27,7 @@ failure status) and the worst certified residual.
 
 Usage (repository root)::
 
-    PYTHONPATH=. python benchmarks/robustness.py                # 1e6 BK, 1e5 DA points
+    PYTHONPATH=. python benchmarks/robustness.py            # 1e6 BK (all functions), 1e5 DA
     PYTHONPATH=. python benchmarks/robustness.py --quick        # 1e4 BK, 1e3 DA (minutes)
     PYTHONPATH=. python benchmarks/robustness.py --bk 200000 --bargaining 20000 --da 20000
     PYTHONPATH=. python benchmarks/robustness.py --only da      # 1e5 DA points only
@@ -493,8 +493,9 @@ def run_da(n, chunk, seed, n_brute, micro):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bk", type=int, default=1_000_000, help="BK points (default 1e6)")
-    ap.add_argument("--bargaining", type=int, default=100_000,
-                    help="BK points for bargaining (slowest BK function; default 1e5)")
+    ap.add_argument("--bargaining", type=int, default=None,
+                    help="BK points for bargaining, the first of the --bk points (slowest BK "
+                         "function; default: all of them)")
     ap.add_argument("--da", type=int, default=100_000, help="defender_attacker points")
     ap.add_argument("--quick", action="store_true", help="1e4 BK, 1e3 bargaining, 1e3 DA")
     ap.add_argument("--chunk", type=int, default=2**15)
@@ -510,6 +511,8 @@ def main(argv=None) -> int:
                     help="JSON path (default benchmarks/results/robustness.json, or "
                          "robustness_da.json / robustness_bk.json with --only)")
     args = ap.parse_args(argv)
+    if args.bargaining is None:
+        args.bargaining = args.bk
     if args.quick:
         args.bk, args.bargaining, args.da = 10_000, 1_000, 1_000
         args.deviation_sample, args.brute_sample = 50, 20

@@ -1265,3 +1265,22 @@ def test_reported_investments_are_nonnegative():
     for name, r in (("y_ss", nc), ("y_su", nc), ("y_r", nc), ("y_ss", fb), ("y_su", fb),
                     ("y_rs", fb), ("y_ru", fb)):
         assert float(jnp.min(getattr(r, name))) >= 0.0, (type(r).__name__, name)
+
+
+#: benchmarks/robustness.py point 208,878 of 10^6 (seed 2026), outside (2): equal surplus needs
+#: f_su = 1.054. With a contract tolerance of 1e-9 of the total cost (0.014 $) ``bargaining``
+#: reported it as an interior contract whose IC s failed by 1.1e-3 $.
+NEAR_EMPTY_IC_S = bk.Params(f=0.8922169618607417, theta_ss=2.0458799440792e-05,
+                            theta_su=1.71698528542496e-05, theta_r=0.413425733970607,
+                            alpha_ss=0.8809714876794011, alpha_su=0.8707444615219734,
+                            alpha_r=1.2196093669181592e-06, D_J=48246545198.79055,
+                            p=0.029753495022239562)
+
+
+def test_bargaining_contract_meets_ic_where_equal_surplus_just_fails_it():
+    q = as_floats(NEAR_EMPTY_IC_S)
+    pr = as_params(q)
+    nc, b = NC(pr), BG(pr)
+    assert bool(b.converged) and bool(b.contract_exists)
+    assert not bool(b.interior)  # equal surplus is infeasible: the Nash-product optimum instead
+    assert_contract(b, nc, q)
