@@ -140,6 +140,23 @@ def test_hand_trace_shortage_and_fixed_shortage_cost():
     np.testing.assert_allclose(tr.received[3, 0], 40, rtol=1e-12)
 
 
+@pytest.mark.parametrize("profiles", [
+    [(90.0, 5.0, 45.0), (7.0, 1.0, 3.0), (20.0, 6.0, 5.0), (1.0, 0.0, 0.0)],  # whole days
+    [(90.0, 5.0, 45.0), (7.3, 1.7, 2.9), (10.0 / 3.0, 1.0, 0.1)],  # any fmod batch
+])
+def test_breach_rule_exact(profiles):
+    """``t >= offset and (t - offset) mod period < duration`` exactly as Python's ``%`` computes
+    it, on the vectorised path (whole-day periods and offsets) and on the fmod path."""
+    days = 2000
+    pr = isb.Params(h=jnp.ones(len(profiles)), period=jnp.array([p for p, _, _ in profiles]),
+                    duration=jnp.array([d for _, d, _ in profiles]),
+                    offset=jnp.array([o for _, _, o in profiles]),
+                    breach=jnp.full(len(profiles), isb.code("breach", "custom")))
+    got = np.asarray(jax.jit(jax.vmap(isb._breach_rule(pr, days)))(jnp.arange(days)))
+    want = np.array([[t >= o and (t - o) % p < d for p, d, o in profiles] for t in range(days)])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_waterfill_equal_shares_with_caps():
     """Source eq. (6): half of on-hand to each link; a link owed less than half gets what it is
     owed and the other link the rest; enough stock ships all."""

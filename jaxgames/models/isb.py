@@ -447,16 +447,39 @@ def _as_key(key) -> Array:
     return jax.random.fold_in(jax.random.key(0), arr.astype(jnp.uint32))
 
 
-def _breached(pr: Params, t):
-    """Whether the breach profile is on at day ``t`` (batch shape of the codes)."""
+def _profile(pr: Params):
+    """``(period, duration, offset)`` of the breach profile (batch shape of the codes)."""
     table = jnp.asarray(np.array([PROFILES[k] for k in BREACHES[:-1]]), pr.h.dtype)
     custom = pr.breach == len(BREACHES) - 1
     prof = jnp.take(table, jnp.minimum(pr.breach, len(BREACHES) - 2), axis=0)
-    period = jnp.where(custom, pr.period, prof[..., 0])
-    duration = jnp.where(custom, pr.duration, prof[..., 1])
-    offset = jnp.where(custom, pr.offset, prof[..., 2])
-    tt = jnp.asarray(t, pr.h.dtype)
-    return (tt >= offset) & (jnp.mod(tt - offset, period) < duration)
+    return tuple(jnp.where(custom, getattr(pr, k), prof[..., i])
+                 for i, k in enumerate(("period", "duration", "offset")))
+
+
+def _breach_rule(pr: Params, days: int):
+    """``breached(t)``: whether the breach profile is on at day ``t`` (batch shape of the codes):
+    ``t >= offset`` and ``(t - offset) mod period < duration``.
+
+    ``jnp.mod`` calls the C library's ``fmod`` once per run and day, about a sixth of the
+    simulator's time. When every run of the batch has a whole-day period and offset (every
+    profile of the source) below 2^20 days, ``x - period floor(x / period)`` is the same number
+    exactly (``x / period`` is then at least ``1 / period`` away from any other integer, far
+    more than its rounding error, and the rest is integer arithmetic) and vectorises; a batch
+    with any other value keeps ``fmod`` (one branch for the whole batch: the same bits)."""
+    period, duration, offset = _profile(pr)
+    whole = jnp.all((period == jnp.floor(period)) & (offset == jnp.floor(offset))
+                    & (period <= 2.0 ** 20) & (jnp.abs(offset) <= 2.0 ** 20))
+    if days > 2 ** 20:
+        whole = jnp.asarray(False)
+
+    def breached(t):
+        tt = jnp.asarray(t, pr.h.dtype)
+        x = tt - offset
+        phase = jax.lax.cond(whole, lambda: x - period * jnp.floor(x / period),
+                             lambda: jnp.mod(x, period))
+        return (tt >= offset) & (phase < duration)
+
+    return breached
 
 
 def _waterfill(oh, owed):
@@ -526,6 +549,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     cap = jnp.where(is_m, par(pr.capacity / n_m), 0.0)
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
     policy = par(pr.policy)
+    breach_on = _breach_rule(pr, settings.days)
 
     mu_r = jnp.broadcast_to(pr.demand_mean, (2, *bs))
     mu_w = jnp.einsum("i...,ij...->j...", mu_r, a_rw)
@@ -605,7 +629,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         order_c = jnp.where(ordered, f, 0.0)
         hold_c = h * s.oh
         # 8. send (R, W) or queue and produce (M)
-        breached = par(_breached(pr, t)) & mask & active
+        breached = par(breach_on(t)) & mask & active
         release = jnp.where(breached, 0.0, s.held + q)
         held = jnp.where(breached, s.held + q, 0.0)
         sent = release[:, None] * up
