@@ -35,6 +35,7 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/bench_isb.py                 # float64, ~2 min on 2 cores
     PYTHONPATH=. python benchmarks/bench_isb.py --float32
     PYTHONPATH=. python benchmarks/bench_isb.py --quick         # smoke run
+    PYTHONPATH=. python benchmarks/bench_isb.py --pin 0         # the process on one core
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--note", default=None)
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU",
+                    help="run the whole process (reference and simulator) on this one CPU")
     args = ap.parse_args(argv)
+    if args.pin is not None:
+        # Before JAX starts its thread pools. Both sides then run on one core: XLA cannot spread
+        # a step's kernels over threads that, on a loaded machine, wait for each other.
+        os.sched_setaffinity(0, {args.pin})
     if args.quick:
         args.reps, args.ref_runs, args.big, args.chunk, args.repeats = 3, 4, 4096, 1024, 1
 
@@ -224,16 +231,20 @@ def main(argv=None):
 
     out["machine"] = {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
                       "jax_platform": dev.platform, "device_kind": dev.device_kind,
-                      "load_avg_start": load_start, "load_avg_end": os.getloadavg()}
+                      "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+                      "cpu_affinity": sorted(os.sched_getaffinity(0)), "pinned": args.pin,
+                      "xla_flags": os.environ.get("XLA_FLAGS", "")}
     out["library"] = _library_info(jaxgames, args.note)
     out["versions"] = {m: _version(m) for m in ("jax", "jaxlib", "numpy", "xarray")}
     path = Path(args.out) if args.out else HERE / "results" / (
-        f"isb_{_device_tag(dev)}_{dtype}{'_quick' if args.quick else ''}.json")
+        f"isb_{_device_tag(dev)}_{dtype}{'_pinned' if args.pin is not None else ''}"
+        f"{'_quick' if args.quick else ''}.json")
     path.write_text(json.dumps(_jsonable(out), indent=1) + "\n")
 
     f = lambda x: f"{x:,.0f}"  # noqa: E731
     print(f"isb benchmark ({dtype}, {dev.platform}, load {load_start[0]:.1f} -> "
-          f"{out['machine']['load_avg_end'][0]:.1f})")
+          f"{out['machine']['load_avg_end'][0]:.1f}"
+          f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
     print(f"  runs in the experiment {runs_exp:,} ({agent_days_exp:,.0f} agent-days)")
     for k in ("experiment", "core", "vmap_keys"):
         r = out[k]
