@@ -35,6 +35,9 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/bench_isb.py                 # float64, ~2 min on 2 cores
     PYTHONPATH=. python benchmarks/bench_isb.py --float32
     PYTHONPATH=. python benchmarks/bench_isb.py --quick         # smoke run
+    PYTHONPATH=. python benchmarks/bench_isb.py --pin 0         # the process on one core
+    git show main:jaxgames/models/isb.py > /tmp/isb_main.py     # A/B against another version
+    PYTHONPATH=. python benchmarks/bench_isb.py --compare /tmp/isb_main.py [--float32] [--pin 1]
 """
 
 from __future__ import annotations
@@ -66,9 +69,21 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--note", default=None)
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU",
+                    help="run the whole process (reference and simulator) on this one CPU")
+    ap.add_argument("--compare", nargs="+", default=None, metavar="ISB_PY",
+                    help="A/B only: CPU time of simulate_runs on the design for this repo's isb "
+                         "and each given copy of isb.py (e.g. another commit's), interleaved")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of --compare")
     args = ap.parse_args(argv)
+    if args.pin is not None:
+        # Before JAX starts its thread pools. Both sides then run on one core: XLA cannot spread
+        # a step's kernels over threads that, on a loaded machine, wait for each other.
+        os.sched_setaffinity(0, {args.pin})
     if args.quick:
         args.reps, args.ref_runs, args.big, args.chunk, args.repeats = 3, 4, 4096, 1024, 1
+    if args.compare:
+        return compare(args)
 
     import jax
 
@@ -224,16 +239,20 @@ def main(argv=None):
 
     out["machine"] = {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
                       "jax_platform": dev.platform, "device_kind": dev.device_kind,
-                      "load_avg_start": load_start, "load_avg_end": os.getloadavg()}
+                      "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+                      "cpu_affinity": sorted(os.sched_getaffinity(0)), "pinned": args.pin,
+                      "xla_flags": os.environ.get("XLA_FLAGS", "")}
     out["library"] = _library_info(jaxgames, args.note)
     out["versions"] = {m: _version(m) for m in ("jax", "jaxlib", "numpy", "xarray")}
     path = Path(args.out) if args.out else HERE / "results" / (
-        f"isb_{_device_tag(dev)}_{dtype}{'_quick' if args.quick else ''}.json")
+        f"isb_{_device_tag(dev)}_{dtype}{'_pinned' if args.pin is not None else ''}"
+        f"{'_quick' if args.quick else ''}.json")
     path.write_text(json.dumps(_jsonable(out), indent=1) + "\n")
 
     f = lambda x: f"{x:,.0f}"  # noqa: E731
     print(f"isb benchmark ({dtype}, {dev.platform}, load {load_start[0]:.1f} -> "
-          f"{out['machine']['load_avg_end'][0]:.1f})")
+          f"{out['machine']['load_avg_end'][0]:.1f}"
+          f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
     print(f"  runs in the experiment {runs_exp:,} ({agent_days_exp:,.0f} agent-days)")
     for k in ("experiment", "core", "vmap_keys"):
         r = out[k]
@@ -252,6 +271,69 @@ def main(argv=None):
           f"{f(r['runs_per_s'])} runs/s, {r['agent_days_per_s']:.3g} agent-days/s, peak RSS "
           f"{r['peak_rss_mib']:.0f} MiB")
     print(f"  -> {path}")
+
+
+def compare(args):
+    """A/B of whole module versions: ``simulate_runs`` on the design's runs (``core``) for this
+    repository's ``isb`` and each file of ``--compare`` (loaded as a module of its own), the
+    variants interleaved round by round; process CPU time and wall time, medians and minima."""
+    import importlib.util
+
+    import jax
+
+    jax.config.update("jax_enable_x64", not args.float32)
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxgames.models import isb
+
+    mods = {"this": isb}
+    for i, path in enumerate(args.compare):
+        spec = importlib.util.spec_from_file_location(f"_isb_variant{i}", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses need the module registered
+        spec.loader.exec_module(mod)
+        mods[path] = mod
+    fdt = jnp.result_type(float)
+    keys = isb.replication_keys(0, args.reps)
+    demand = jax.vmap(isb.demand_draws, (0, None, None, None))(
+        keys, isb.Settings().days, jnp.asarray(10.0, fdt), jnp.asarray(2.0, fdt))
+    grid = np.meshgrid(np.arange(4), np.arange(3), np.arange(4), indexing="ij")
+    s, p, b = (np.repeat(g.ravel(), args.reps) for g in grid)
+    big = jnp.tile(demand, (48, 1, 1))
+    fns, first = {}, {}
+    for name, mod in mods.items():
+        runs = mod.DEFAULT._replace(structure=s, policy=p, breach=b)
+        fns[name] = lambda mod=mod, runs=runs: mod.simulate_runs(runs, big).cost_chain
+        first[name] = np.asarray(fns[name]())  # compile
+    diff = {k: float(np.max(np.abs(v - first["this"]) / np.abs(first["this"])))
+            for k, v in first.items()}
+    cpu = {k: [] for k in fns}
+    wall = {k: [] for k in fns}
+    load_start = os.getloadavg()
+    for _ in range(args.rounds):
+        for k, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            jax.block_until_ready(fn())
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    out = {"benchmark": "isb A/B: simulate_runs on the design, variants interleaved",
+           "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+           "dtype": "float32" if args.float32 else "float64", "runs": int(len(s)),
+           "rounds": args.rounds, "pinned": args.pin,
+           "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+           "variants": {k: {"cpu_median_s": statistics.median(cpu[k]), "cpu_min_s": min(cpu[k]),
+                            "wall_median_s": statistics.median(wall[k]),
+                            "wall_min_s": min(wall[k]), "cpu_all_s": cpu[k],
+                            "max_rel_diff_cost_chain_vs_this": diff[k]} for k in fns}}
+    print(f"isb A/B ({out['dtype']}, {len(s)} runs, {args.rounds} rounds, load "
+          f"{load_start[0]:.1f} -> {out['load_avg_end'][0]:.1f}"
+          f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
+    for k, v in out["variants"].items():
+        print(f"  {k}: CPU median {v['cpu_median_s']:.3f} s (min {v['cpu_min_s']:.3f}), wall "
+              f"median {v['wall_median_s']:.3f} s; max rel diff {diff[k]:.1e}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,23 @@ def test_hand_trace_shortage_and_fixed_shortage_cost():
     np.testing.assert_allclose(tr.received[3, 0], 40, rtol=1e-12)
 
 
+@pytest.mark.parametrize("profiles", [
+    [(90.0, 5.0, 45.0), (7.0, 1.0, 3.0), (20.0, 6.0, 5.0), (1.0, 0.0, 0.0)],  # whole days
+    [(90.0, 5.0, 45.0), (7.3, 1.7, 2.9), (10.0 / 3.0, 1.0, 0.1)],  # any fmod batch
+])
+def test_breach_rule_exact(profiles):
+    """``t >= offset and (t - offset) mod period < duration`` exactly as Python's ``%`` computes
+    it, on the vectorised path (whole-day periods and offsets) and on the fmod path."""
+    days = 2000
+    pr = isb.Params(h=jnp.ones(len(profiles)), period=jnp.array([p for p, _, _ in profiles]),
+                    duration=jnp.array([d for _, d, _ in profiles]),
+                    offset=jnp.array([o for _, _, o in profiles]),
+                    breach=jnp.full(len(profiles), isb.code("breach", "custom")))
+    got = np.asarray(jax.jit(jax.vmap(isb._breach_rule(pr, days)))(jnp.arange(days)))
+    want = np.array([[t >= o and (t - o) % p < d for p, d, o in profiles] for t in range(days)])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_waterfill_equal_shares_with_caps():
     """Source eq. (6): half of on-hand to each link; a link owed less than half gets what it is
     owed and the other link the rest; enough stock ships all."""
@@ -358,6 +375,61 @@ def test_common_random_numbers_and_determinism():
     other = sim(isb.make_params("NT", "III", "BP2", settings=MID), jax.random.fold_in(
         jax.random.key(11), 4))
     assert not np.array_equal(other[1].demand, runs[1][1].demand)
+
+
+_WIDTH = isb.Settings(days=300, warmup=30)
+# One key for every point (as a sweep with a fixed seed passes it): the demand draws are then
+# unbatched inside, the case where unpadded widths differed.
+_vsim = jax.jit(jax.vmap(isb.simulate, (0, None)))
+
+
+def _random_points(n, seed):
+    """``n`` random parameter points (every numeric parameter within a factor 10 of its default
+    where its domain allows, random codes) and replication keys."""
+    rng = np.random.default_rng(seed)
+    num = {k: jnp.asarray(float(getattr(isb.DEFAULT, k)) * np.exp(rng.uniform(-2.3, 2.3, n)))
+           for k in isb._NUMERIC}
+    num["period"] = jnp.maximum(num["period"], 1.0)
+    codes = {k: jnp.asarray(rng.integers(0, len(isb.CATEGORIES[k]), n), jnp.int32)
+             for k in isb._CODES}
+    return isb.Params(settings=_WIDTH, **num, **codes), isb.replication_keys(seed, n)
+
+
+def test_bit_identical_across_widths():
+    """The same (params, key) give the same bits under ``vmap`` at widths 1, 7 and 64, and in
+    ``simulate_runs`` at 7 and 64 runs. Before the fix, float64 results differed by up to 1e-10
+    between widths 1 and 64 on these points (float32 ones by whole orders): XLA contracts
+    multiply-adds differently in a loop's vectorised body and its scalar remainder, and
+    simplifies a batch of one as unbatched. The batch is now padded to a multiple of
+    ``isb.LANES`` runs with a fixed point, and the demand is formed after the padding."""
+    n = 64
+    pr, keys = _random_points(n, 5)
+
+    def part(lo, hi):
+        return _vsim(jax.tree.map(lambda x: x[lo:hi], pr), keys[0])
+
+    wide = part(0, n)
+    by7 = [part(i, min(i + 7, n)) for i in range(0, n, 7)]
+    by7 = jax.tree.map(lambda *x: np.concatenate(x), *by7)
+    for i in (0, 6, 7, 30, 63):
+        one = part(i, i + 1)
+        for name in isb.Result._fields:
+            np.testing.assert_array_equal(getattr(one, name)[0], getattr(wide, name)[i],
+                                          err_msg=f"width 1 vs 64, point {i}, {name}")
+    for name in isb.Result._fields:
+        np.testing.assert_array_equal(getattr(by7, name), getattr(wide, name),
+                                      err_msg=f"width 7 vs 64, {name}")
+    # simulate_runs (runs on the trailing axis, padded alike): any number of runs, same bits.
+    demand = jax.vmap(isb.demand_draws, (None, None, 0, 0))(keys[0], _WIDTH.days,
+                                                             pr.demand_mean, pr.demand_std)
+    many = isb.simulate_runs(pr, demand)
+    few = isb.simulate_runs(jax.tree.map(lambda x: x[:7], pr), demand[:7])
+    for name in isb.Result._fields:
+        np.testing.assert_array_equal(getattr(few, name), getattr(many, name)[:7],
+                                      err_msg=f"simulate_runs, 7 vs 64 runs, {name}")
+        # A separately compiled program may contract differently: equal to rounding only.
+        np.testing.assert_allclose(getattr(many, name), getattr(wide, name), rtol=1e-12,
+                                   err_msg=f"simulate_runs vs vmap, {name}")
 
 
 def test_key_forms():

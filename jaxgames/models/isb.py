@@ -104,7 +104,9 @@ trailing axis), :func:`experiment` (the source's 4 x 3 x 4 x 45 design as one la
 Dataset), :func:`analyse` (reconfiguration effects, breach impacts, demand-std sensitivity,
 paired-t intervals with Bonferroni correction, Tables 3-8 via :func:`tables`),
 :func:`make_params` / :func:`code` (labels of the categorical parameters). Under ``vmap``,
-:func:`simulate` also puts the runs on the trailing axis of its state (a custom batching rule).
+:func:`simulate` also puts the runs on the trailing axis of its state (a custom batching rule)
+and pads them to a multiple of :data:`LANES`, so that a run's results are the same bits at any
+batch width.
 
 **Implementation note.** A scan step runs step 8 and the accounting of day t - 1, then steps 1-7
 of day t, so that the order decided on a day reaches the state updates that use it through the
@@ -123,6 +125,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxgames._solver import LANES as _LANES
 from jaxgames._solver import Status
 from jaxgames._validation import Interval, check_domain, inputs_valid
 
@@ -444,16 +447,39 @@ def _as_key(key) -> Array:
     return jax.random.fold_in(jax.random.key(0), arr.astype(jnp.uint32))
 
 
-def _breached(pr: Params, t):
-    """Whether the breach profile is on at day ``t`` (batch shape of the codes)."""
+def _profile(pr: Params):
+    """``(period, duration, offset)`` of the breach profile (batch shape of the codes)."""
     table = jnp.asarray(np.array([PROFILES[k] for k in BREACHES[:-1]]), pr.h.dtype)
     custom = pr.breach == len(BREACHES) - 1
     prof = jnp.take(table, jnp.minimum(pr.breach, len(BREACHES) - 2), axis=0)
-    period = jnp.where(custom, pr.period, prof[..., 0])
-    duration = jnp.where(custom, pr.duration, prof[..., 1])
-    offset = jnp.where(custom, pr.offset, prof[..., 2])
-    tt = jnp.asarray(t, pr.h.dtype)
-    return (tt >= offset) & (jnp.mod(tt - offset, period) < duration)
+    return tuple(jnp.where(custom, getattr(pr, k), prof[..., i])
+                 for i, k in enumerate(("period", "duration", "offset")))
+
+
+def _breach_rule(pr: Params, days: int):
+    """``breached(t)``: whether the breach profile is on at day ``t`` (batch shape of the codes):
+    ``t >= offset`` and ``(t - offset) mod period < duration``.
+
+    ``jnp.mod`` calls the C library's ``fmod`` once per run and day, about a sixth of the
+    simulator's time. When every run of the batch has a whole-day period and offset (every
+    profile of the source) below 2^20 days, ``x - period floor(x / period)`` is the same number
+    exactly (``x / period`` is then at least ``1 / period`` away from any other integer, far
+    more than its rounding error, and the rest is integer arithmetic) and vectorises; a batch
+    with any other value keeps ``fmod`` (one branch for the whole batch: the same bits)."""
+    period, duration, offset = _profile(pr)
+    whole = jnp.all((period == jnp.floor(period)) & (offset == jnp.floor(offset))
+                    & (period <= 2.0 ** 20) & (jnp.abs(offset) <= 2.0 ** 20))
+    if days > 2 ** 20:
+        whole = jnp.asarray(False)
+
+    def breached(t):
+        tt = jnp.asarray(t, pr.h.dtype)
+        x = tt - offset
+        phase = jax.lax.cond(whole, lambda: x - period * jnp.floor(x / period),
+                             lambda: jnp.mod(x, period))
+        return (tt >= offset) & (phase < duration)
+
+    return breached
 
 
 def _waterfill(oh, owed):
@@ -523,6 +549,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     cap = jnp.where(is_m, par(pr.capacity / n_m), 0.0)
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
     policy = par(pr.policy)
+    breach_on = _breach_rule(pr, settings.days)
 
     mu_r = jnp.broadcast_to(pr.demand_mean, (2, *bs))
     mu_w = jnp.einsum("i...,ij...->j...", mu_r, a_rw)
@@ -602,7 +629,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
         order_c = jnp.where(ordered, f, 0.0)
         hold_c = h * s.oh
         # 8. send (R, W) or queue and produce (M)
-        breached = par(_breached(pr, t)) & mask & active
+        breached = par(breach_on(t)) & mask & active
         release = jnp.where(breached, 0.0, s.held + q)
         held = jnp.where(breached, s.held + q, 0.0)
         sent = release[:, None] * up
@@ -656,7 +683,10 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
     nan = jnp.asarray(jnp.nan, dtype)
     hold, back, order = final.sums[0] / n, final.sums[1] / n, final.sums[2] / n
     qsum = final.sums[3]
-    cost = hold + back + order
+    # One division of the summed costs: ``hold + back + order`` would be ``a x + b y`` after
+    # XLA turns the divisions into products, which LLVM contracts into a fused multiply-add
+    # differently in vectorised and scalar code (width-dependent last bits).
+    cost = (final.sums[0] + final.sums[1] + final.sums[2]) / n
     n_orders, breached_days = final.count
     rate = n_orders / n
     qty = jnp.where(n_orders > 0, qsum / jnp.where(n_orders > 0, n_orders, 1.0), nan)
@@ -687,39 +717,69 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
         cost_chain=chain(cost), assumptions_hold=valid, status=status)
 
 
-def _run_batch_last(pr: Params, demand: Array, settings: Settings, trace: bool):
-    """``_run`` of one run; under ``vmap`` the runs go on the trailing axis of every state array
-    (the layout of :func:`simulate_runs`) rather than on the leading one, where the scan would
-    loop over arrays with a minor dimension of 6 agents (1.6x the CPU time). Derivatives are
-    those of ``_run`` itself (``custom_vmap`` alone does not support reverse mode)."""
+#: Under ``vmap`` (and in :func:`simulate_runs`) the runs axis is padded to a multiple of
+#: ``LANES`` runs (the engine's, ``jaxgames._solver.LANES``) with a fixed point, sliced off
+#: after. XLA compiles an elementwise loop over the runs to a vectorised body and a scalar
+#: remainder and contracts multiplications and additions into fused multiply-adds, which can
+#: round differently in the two; and it simplifies a batch of one like an unbatched value. Either
+#: way a run's last bits depended on the batch width (up to 1e-10 relative in float64 after
+#: 800 days, whole orders in float32, where a reorder decision flips). Padded, every run goes
+#: through the vectorised body and results are the same bits at any width (tested).
+LANES = _LANES
 
-    def plain(pr, demand):
-        return _run(pr, demand, settings, trace)
+
+def _simulate_core(pr: Params, valid, x: Array, settings: Settings, trace: bool, drawn: bool):
+    """``_run`` and ``_summarise`` of one run (``Result`` and the trace or None) on the demand
+    ``x`` or, if ``drawn``, on ``max(0, demand_mean + demand_std x)`` (``x`` the standard normal
+    draws; computed here so that it is padded too: its multiply-add is contracted differently
+    at different widths otherwise). Under ``vmap``
+    the runs go on the trailing axis of every state array (the layout of :func:`simulate_runs`)
+    rather than on the leading one, where the scan would loop over arrays with a minor dimension
+    of 6 agents (1.6x the CPU time), and the batch is padded to a multiple of :data:`LANES`.
+    Derivatives are those of the plain function (``custom_vmap`` alone does not support
+    reverse mode)."""
+
+    def plain(pr, valid, x):
+        if drawn:  # demand_draws: (days, 2[, runs]) against parameters ([runs])
+            x = jnp.maximum(0.0, pr.demand_mean[None, None] + pr.demand_std[None, None] * x)
+        final, active, tr = _run(pr, x, settings, trace)
+        return _summarise(final, active, settings, valid), tr
 
     @jax.custom_jvp
-    def run(pr, demand):
-        return batched(pr, demand)
+    def run(pr, valid, x):
+        return batched(pr, valid, x)
 
     @run.defjvp
     def _jvp(primals, tangents):
         return jax.jvp(plain, primals, tangents)
 
     @jax.custom_batching.custom_vmap
-    def batched(pr, demand):
-        return plain(pr, demand)
+    def batched(pr, valid, x):
+        return plain(pr, valid, x)
 
     @batched.def_vmap
-    def _rule(axis_size, in_batched, pr, demand):
-        def last(x, batched):
-            x = x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+    def _rule(axis_size, in_batched, pr, valid, x):
+        width = -(-axis_size // LANES) * LANES
+        # Padding runs hold a fixed valid point (the defaults, demand or draws 0), not copies of
+        # a run: padded copies of the only run of a batch of one would be a broadcast, which
+        # XLA simplifies as it does an unbatched parameter (folding products of parameters in
+        # another order), and its bits would differ from the same run in a wider batch.
+        fill = (DEFAULT._replace(settings=pr.settings), True, 0)
+
+        def last(x, batched, fill):
+            if batched:
+                pad = jnp.full((width - axis_size, *jnp.shape(x)[1:]), fill, x.dtype)
+                x = jnp.concatenate([x, pad]) if width != axis_size else x
+            else:
+                x = jnp.broadcast_to(x, (width, *jnp.shape(x)))
             return jnp.moveaxis(x, 0, -1)
 
-        pr = jax.tree.map(last, pr, in_batched[0])
-        out = _run(pr, last(demand, in_batched[1]), settings, trace)
-        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), out)
+        pr, valid, x = jax.tree.map(last, (pr, valid, x), tuple(in_batched), fill)
+        out = plain(pr, valid, x)
+        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0)[:axis_size], out)
         return out, jax.tree.map(lambda _: True, out)
 
-    return run(pr, demand)
+    return run(pr, valid, x)
 
 
 @overload
@@ -743,8 +803,8 @@ def simulate(params: Params, key, demand: Array | None = None, trace: bool = Fal
     """
     pr, valid = _prepare(params)
     settings = params.settings
-    if demand is None:
-        demand = demand_draws(_as_key(key), settings.days, pr.demand_mean, pr.demand_std)
+    if demand is None:  # demand_draws, in two parts (see _simulate_core)
+        x = jax.random.normal(_as_key(key), (settings.days, 2), pr.h.dtype)
     else:
         demand = jnp.asarray(demand, pr.h.dtype)
         if demand.shape != (settings.days, 2):
@@ -752,8 +812,8 @@ def simulate(params: Params, key, demand: Array | None = None, trace: bool = Fal
                              f" got {demand.shape}")
         if not isinstance(demand, jax.core.Tracer) and not bool(jnp.all(demand >= 0)):
             raise ValueError(f"{MODEL}: demand must be >= 0 everywhere")
-    final, active, tr = _run_batch_last(pr, demand, settings, trace)
-    result = _summarise(final, active, settings, valid)
+        x = demand
+    result, tr = _simulate_core(pr, valid, x, settings, trace, drawn=demand is None)
     return (result, tr) if trace else result
 
 
@@ -796,6 +856,13 @@ def simulate_runs(params: Params, demand: Array) -> Result:
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
            for k in _CODES})
+    width = -(-n // LANES) * LANES  # padded as under vmap: the same bits at any n
+    if width != n:
+        pr, demand = jax.tree.map(
+            lambda x, fill: jnp.concatenate([x, jnp.full((width - n, *x.shape[1:]), fill,
+                                                         x.dtype)]),
+            (pr, demand), (DEFAULT._replace(settings=pr.settings), 0))
+        return jax.tree.map(lambda x: x[:n], _runs_jit(pr, jnp.moveaxis(demand, 0, -1)))
     return _runs_jit(pr, jnp.moveaxis(demand, 0, -1))
 
 
