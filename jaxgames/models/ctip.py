@@ -71,15 +71,16 @@ How it is solved
   exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`): the
   second stage's ``min``/``max`` smoothed by log-sum-exp of width ``tau (a - w_e) / b``,
   ``tau = 1e-2, 1e-4, 1e-6, 1e-8``, each level warm-started from the previous one, then the
-  exact game. The step adapts: a level that fails is retried from the last solved one with
-  half the step (in decades of ``tau``). Where many states switch at one point -- at the
-  defaults with ``N = 6`` every state with exactly two disruptions switches at the symmetric
-  equilibrium ``q_i = (a - w_e) / ((N - 1/2) b)``, 15 kinks at once -- a level's solution
-  lies about the previous width away from the next one's, whose first-order conditions curve
-  on the scale of its own width, and a ratio of 100 between levels leaves Newton's basin;
-  smaller steps keep the warm start inside. A first level that fails from :func:`start_point`
-  is retried from the same orders without security investment (at an asymmetric point with
-  ``N = 6`` and a binding ``M = 80`` Newton wandered from the start's investments to negative
+  exact game. Where this path fails, an adaptive continuation takes over from the last solved
+  level: one decade per step, halved after a failure and doubled (up to two) after a success,
+  then the exact game. Where many states switch at one point -- at the defaults with
+  ``N = 6`` every state with exactly two disruptions switches at the symmetric equilibrium
+  ``q_i = (a - w_e) / ((N - 1/2) b)``, 15 kinks at once -- a level's solution lies about the
+  previous width away from the next one's, whose first-order conditions curve on the scale of
+  its own width, and a ratio of 100 between levels leaves Newton's basin; smaller steps keep
+  the warm start inside. If no smoothed level was solved, the first one is retried from the
+  same orders without security investment (at an asymmetric point with ``N = 6`` and a
+  binding ``M = 80`` Newton wandered from :func:`start_point`'s investments to negative
   ones and spent its 60 steps; from ``z = 0`` it converges in 13). The exact level's solution
   is used when it converges and is certified, else the last smoothed level's, once the path
   has reached ``tau = 1e-8`` (the kink is then located to ~1e-7 relative). The path is a loop
@@ -619,14 +620,16 @@ CERT_TOL = 1e-9
 
 
 class Homotopy(NamedTuple):
-    """Path of the MOQ first-stage solve (module docstring): smoothing widths ``tau`` (relative
-    to ``(a - w_e) / b``) from ``start`` down to ``end``, ``step`` decades per level
-    (``1e-2, 1e-4, 1e-6, 1e-8``), then the exact game, each level warm-started from the last
-    solved one. A smoothed level that fails is retried from the last solved level with half
-    the step (down to ``min_step`` decades, then the exact game is tried from there); a first
-    level that fails from :func:`start_point` is retried from the same orders without
-    security investment. At most ``attempts`` levels are solved (failed ones and the exact
-    game included); a finished path costs nothing more."""
+    """Path of the MOQ first-stage solve (module docstring). Nominal path: smoothing widths
+    ``tau`` (relative to ``(a - w_e) / b``) from ``start`` down to ``end``, ``step`` decades
+    per level (``1e-2, 1e-4, 1e-6, 1e-8``), then the exact game, each level warm-started from
+    the last solved one. If neither the exact level nor the last smoothed one converges, an
+    adaptive continuation starts from the last solved level with half the step; its step
+    halves after a failure and doubles (up to ``step``) after a success; below ``min_step``
+    decades, once at ``end``, or at the last attempt the exact game is tried. If no smoothed
+    level was solved, the first one is retried from the same orders without security
+    investment. At most ``attempts`` levels are solved (failed ones and the exact game
+    included); a finished path costs nothing more."""
 
     start: float = 1e-2
     end: float = 1e-8
@@ -672,10 +675,10 @@ def _moq_homotopy(pr: Params, ps: Params, N: int, x0: Array, solver: Newton):
     :data:`LAM_SPLIT_EPS`), ``pr`` the one certified. Returns the engine's solution that is
     reported (``iterations``: of all levels), ``mu`` and whether it is certified locally.
 
-    The path adapts its step: where several states switch top-ups at one point (e.g. the
-    defaults at ``N = 6``: every state with two disruptions switches at the symmetric
-    equilibrium) a warm start two decades of ``tau`` away falls outside Newton's basin; half
-    the step keeps it inside. (The smoothing of the sorted closed form is itself not smooth
+    Where the nominal path fails the step adapts: where several states switch top-ups at one
+    point (e.g. the defaults at ``N = 6``: every state with two disruptions switches at the
+    symmetric equilibrium) a warm start two decades of ``tau`` away falls outside Newton's
+    basin; smaller steps keep it inside. (The smoothing of the sorted closed form is itself not smooth
     where base deliveries tie, so a symmetric point's smoothed games have slightly asymmetric
     equilibria; they meet the symmetric one as ``tau -> 0``.)
     """
