@@ -678,9 +678,9 @@ def _moq_homotopy(pr: Params, ps: Params, N: int, x0: Array, solver: Newton):
     Where the nominal path fails the step adapts: where several states switch top-ups at one
     point (e.g. the defaults at ``N = 6``: every state with two disruptions switches at the
     symmetric equilibrium) a warm start two decades of ``tau`` away falls outside Newton's
-    basin; smaller steps keep it inside. (The smoothing of the sorted closed form is itself not smooth
-    where base deliveries tie, so a symmetric point's smoothed games have slightly asymmetric
-    equilibria; they meet the symmetric one as ``tau -> 0``.)
+    basin; smaller steps keep it inside. (The smoothing of the sorted closed form is itself
+    not smooth where base deliveries tie, so a symmetric point's smoothed games have slightly
+    asymmetric equilibria; they meet the symmetric one as ``tau -> 0``.)
     """
     x, mu, residual, its, status, ok, _ = _moq_path(N, solver, pr, ps, x0)
     return _GameSolution(x, mu[None], residual, its, status), mu, ok
