@@ -8,8 +8,8 @@ Points: seeded random parameter points around the defaults (float64): per CSC ``
 same points.
 
 * ``engine``  ``jax.jit(jax.vmap(ctip.equilibrium))`` over chunks of ``--chunk`` points
-              (semismooth Newton; MOQ: the five-level homotopy with exact second stage and the
-              local certificate).
+              (semismooth Newton; MOQ: the homotopy ``ctip.HOMOTOPY`` -- four smoothed levels
+              and the exact game, more where a level fails -- and the local certificate).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
               variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the

@@ -70,12 +70,25 @@ How it is solved
   over a range of parameters (the first-order condition jumps over zero there, so Newton on the
   exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`): the
   second stage's ``min``/``max`` smoothed by log-sum-exp of width ``tau (a - w_e) / b``,
-  ``tau = 1e-2 ... 1e-8``, each level warm-started from the previous one, then the exact game.
-  The exact level's solution is used when it converges and is certified, else the last smoothed
-  level's (the kink is then located to ~1e-7 relative). Every solution is certified locally:
-  each CSC's payoff at ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the
-  reported one; otherwise the point is flagged ``status = STAGNATED``. ``at_kink`` reports a
-  solution within ``1e-6`` (relative) of a switching point.
+  ``tau = 1e-2, 1e-4, 1e-6, 1e-8``, each level warm-started from the previous one, then the
+  exact game. Where this path fails, an adaptive continuation takes over from the last solved
+  level: one decade per step, halved after a failure and doubled (up to two) after a success,
+  then the exact game. Where many states switch at one point -- at the defaults with
+  ``N = 6`` every state with exactly two disruptions switches at the symmetric equilibrium
+  ``q_i = (a - w_e) / ((N - 1/2) b)``, 15 kinks at once -- a level's solution lies about the
+  previous width away from the next one's, whose first-order conditions curve on the scale of
+  its own width, and a ratio of 100 between levels leaves Newton's basin; smaller steps keep
+  the warm start inside. If no smoothed level was solved, the first one is retried from the
+  same orders without security investment (at an asymmetric point with ``N = 6`` and a
+  binding ``M = 80`` Newton wandered from :func:`start_point`'s investments to negative
+  ones and spent its 60 steps; from ``z = 0`` it converges in 13). The exact level's solution
+  is used when it converges and is certified, else the last smoothed level's, once the path
+  has reached ``tau = 1e-8`` (the kink is then located to ~1e-7 relative). The path is a loop
+  on constants; derivatives are the implicit ones of the reported level
+  (:func:`_moq_path_jvp`). Every solution is certified locally: each CSC's payoff at
+  ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the reported one;
+  otherwise the point is flagged ``status = STAGNATED``. ``at_kink`` reports a solution within
+  ``1e-6`` (relative) of a switching point.
 * **Global certificate.** Because of the convex kinks a first-order point can be a local
   maximum of a CSC's payoff only. Every solution is checked against a grid of unilateral
   deviations over each CSC's own ``(q_i, z_i)`` (:data:`CERT_GRID`, second stage re-solved);
@@ -107,6 +120,7 @@ probability (linear demand outside its range).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import NamedTuple
@@ -115,6 +129,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgames._games import Equilibrium as _GameSolution
 from jaxgames._games import nash_equilibrium
 from jaxgames._solver import Newton, Status, solve_mcp
 from jaxgames._validation import Interval, check_domain, first_failure, flag_invalid
@@ -604,9 +619,27 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
 CERT_TOL = 1e-9
 
 
-#: Smoothing widths (relative to ``(a - w_e) / b``) of the MOQ homotopy; the last level is the
-#: exact game (module docstring).
-HOMOTOPY = (1e-2, 1e-4, 1e-6, 1e-8, 0.0)
+class Homotopy(NamedTuple):
+    """Path of the MOQ first-stage solve (module docstring). Nominal path: smoothing widths
+    ``tau`` (relative to ``(a - w_e) / b``) from ``start`` down to ``end``, ``step`` decades
+    per level (``1e-2, 1e-4, 1e-6, 1e-8``), then the exact game, each level warm-started from
+    the last solved one. If neither the exact level nor the last smoothed one converges, an
+    adaptive continuation starts from the last solved level with half the step; its step
+    halves after a failure and doubles (up to ``step``) after a success; below ``min_step``
+    decades, once at ``end``, or at the last attempt the exact game is tried. If no smoothed
+    level was solved, the first one is retried from the same orders without security
+    investment. At most ``attempts`` levels are solved (failed ones and the exact game
+    included); a finished path costs nothing more."""
+
+    start: float = 1e-2
+    end: float = 1e-8
+    step: float = 2.0
+    min_step: float = 0.25
+    attempts: int = 24
+
+
+#: The MOQ homotopy (module docstring).
+HOMOTOPY = Homotopy()
 
 #: At ``lam = 1`` the split of the investments is not determined; the solve uses
 #: ``lam - LAM_SPLIT_EPS`` (the split of the limit ``lam -> 1-``), outcomes use ``lam``.
@@ -634,6 +667,120 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
     return eq, jnp.zeros((), x0.dtype)
 
 
+def _moq_homotopy(pr: Params, ps: Params, N: int, x0: Array, solver: Newton):
+    """The MOQ first stage by the homotopy :data:`HOMOTOPY` in the smoothing width of the
+    second stage (module docstring): an equilibrium on a concave kink of a payoff is the limit
+    of the smoothed games' equilibria; off kinks the exact level converges in a step or two
+    from the last smoothed one. ``ps`` is the point solved (``lam`` split, see
+    :data:`LAM_SPLIT_EPS`), ``pr`` the one certified. Returns the engine's solution that is
+    reported (``iterations``: of all levels), ``mu`` and whether it is certified locally.
+
+    Where the nominal path fails the step adapts: where several states switch top-ups at one
+    point (e.g. the defaults at ``N = 6``: every state with two disruptions switches at the
+    symmetric equilibrium) a warm start two decades of ``tau`` away falls outside Newton's
+    basin; smaller steps keep it inside. (The smoothing of the sorted closed form is itself
+    not smooth where base deliveries tie, so a symmetric point's smoothed games have slightly
+    asymmetric equilibria; they meet the symmetric one as ``tau -> 0``.)
+    """
+    x, mu, residual, its, status, ok, _ = _moq_path(N, solver, pr, ps, x0)
+    return _GameSolution(x, mu[None], residual, its, status), mu, ok
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _moq_path(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
+    """:func:`_moq_homotopy`'s path: ``(x, mu, residual, iterations, status, certified, tau)``.
+
+    A ``while_loop`` (under ``vmap`` it runs until the batch's last path ends; an ended path's
+    further levels start from a non-finite point, which the engine returns at once). Its
+    derivative (:func:`_moq_path_jvp`) is the implicit one of the reported level alone.
+    """
+    h = HOMOTOPY
+    dt = pr.a.dtype
+    lt_start, lt_end = math.log10(h.start), math.log10(h.end)
+    nominal = np.arange(lt_start, lt_end - 1e-9, -h.step)  # log10 tau: -2, -4, -6, -8
+    n_nom = len(nominal)
+    x_alt = x0.at[N:].set(0.0)  # the same orders, no security investment
+    nan = jnp.full_like(x0, jnp.nan)
+    NOMINAL, RETRY, SMOOTH, DONE = range(4)
+    zero = jnp.zeros((), dt)
+
+    def attempt(c):
+        k, phase, j, d, lt_s, x_nom, smooth, exact, its = c
+        live = phase != DONE
+        # NOMINAL: level j of (1e-2, 1e-4, 1e-6, 1e-8, exact), each from the last solved one;
+        # RETRY: the first level from the alternative start; SMOOTH: the adaptive steps.
+        nom_exact = (phase == NOMINAL) & (j >= n_nom)
+        ada_exact = (phase == SMOOTH) & ((lt_s <= lt_end) | (d < h.min_step)
+                                         | (k == h.attempts - 1))
+        is_exact = nom_exact | ada_exact
+        lt_try = jnp.where(phase == NOMINAL, jnp.asarray(nominal, dt)[jnp.minimum(j, n_nom - 1)],
+                           jnp.where(phase == RETRY, lt_start, jnp.maximum(lt_s - d, lt_end)))
+        tau = jnp.where(is_exact, zero, jnp.where(phase == NOMINAL, jnp.asarray(
+            10.0 ** nominal, dt)[jnp.minimum(j, n_nom - 1)], 10.0 ** lt_try))
+        start = jnp.where(phase == NOMINAL, x_nom, jnp.where(phase == RETRY, x_alt, smooth[0]))
+        start = jnp.where(live, start, nan)
+        e, m = _nash(ps, tau, N, "moq", start, solver)
+        good = e.status == Status.SUCCESS
+        now = (e.x, m, e.status, e.residual, tau)
+        new_smooth = live & ~is_exact & good
+        smooth = jax.tree_util.tree_map(lambda u, v: jnp.where(new_smooth, u, v), now, smooth)
+        lt_s = jnp.where(new_smooth, lt_try, lt_s)
+        x_nom = jnp.where(new_smooth, e.x, x_nom)
+        exact = jax.tree_util.tree_map(lambda u, v: jnp.where(live & is_exact, u, v), now,
+                                       exact)
+        # The nominal path ends with success if the exact level or the last smoothed one
+        # converged (the certificates decide after the loop); else the adaptive path starts
+        # from the last solved level with half the nominal step, or from the alternative
+        # start. Adaptive steps halve on failure and grow back (to `step`) on success.
+        nominal_ok = good | (lt_s <= lt_end)
+        d = jnp.where(nom_exact & ~nominal_ok, 0.5 * h.step, d)
+        d = jnp.where((phase == SMOOTH) & ~is_exact,
+                      jnp.where(good, jnp.minimum(2.0 * d, h.step), 0.5 * d), d)
+        phase = jnp.select(
+            [~live, nom_exact & nominal_ok, nom_exact & jnp.isfinite(lt_s), nom_exact,
+             phase == NOMINAL, (phase == RETRY) & good, phase == RETRY, is_exact],
+            [phase, DONE, SMOOTH, RETRY, phase, SMOOTH, DONE, DONE], phase)
+        j = j + 1
+        its = its + jnp.where(live, e.iterations, 0)
+        return k + 1, phase, j, d, lt_s, x_nom, smooth, exact, its
+
+    empty = (x0, zero, jnp.int32(Status.MAX_STEPS), jnp.asarray(jnp.inf, dt), zero)
+    init = (jnp.int32(0), jnp.int32(NOMINAL), jnp.int32(0), jnp.asarray(h.step, dt),
+            jnp.asarray(jnp.inf, dt), x0, empty, empty, jnp.int32(0))
+    _, _, _, _, lt_s, _, smooth, exact, its = jax.lax.while_loop(
+        lambda c: (c[0] < h.attempts) & (c[1] != DONE), attempt, init)
+    cert_exact = _local_certificate(pr, exact[0][:N], exact[0][N:], "moq", N)
+    cert_smooth = _local_certificate(pr, smooth[0][:N], smooth[0][N:], "moq", N)
+    use_exact = (exact[2] == Status.SUCCESS) & cert_exact
+    # The last smoothed level stands for the exact game only once the path has reached `end`
+    # (the kink is then located to ~ end relative).
+    use_smooth = ~use_exact & (lt_s <= lt_end) & (smooth[2] == Status.SUCCESS) & cert_smooth
+    x, mu, _, residual, tau = jax.tree_util.tree_map(
+        lambda u, v: jnp.where(use_exact, u, v), exact, smooth)
+    # The exact level's failure is the informative one when neither is certified.
+    status = jnp.where(use_smooth, smooth[2], exact[2])
+    return x, mu, residual, its, status, use_exact | use_smooth, tau
+
+
+@_moq_path.defjvp
+def _moq_path_jvp(N, solver, primals, tangents):
+    """Implicit derivative of the reported level: one more solve of it from its solution (a
+    Newton step), through the engine's implicit-function JVP; a failure's start is non-finite
+    (no iterations, zero tangent). Only differentiated programs contain this solve."""
+    pr, ps, x0 = primals
+    out = _moq_path(N, solver, pr, ps, x0)
+    x, mu, residual, its, status, ok, tau = out
+
+    def level(p):
+        e, m = _nash(p, tau, N, "moq", jnp.where(ok, x, jnp.nan), solver)
+        return e.x, m
+
+    _, (dx, dmu) = jax.jvp(level, (ps,), (tangents[1],))
+    float0 = lambda v: np.zeros(jnp.shape(v), jax.dtypes.float0)  # noqa: E731
+    return out, (jnp.where(ok, dx, 0.0), jnp.where(ok, dmu, 0.0), jnp.zeros_like(residual),
+                 float0(its), float0(status), float0(ok), jnp.zeros_like(tau))
+
+
 def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
            solver: Newton, global_check: bool = True) -> Equilibrium:
     if x0 is None:
@@ -648,28 +795,8 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
         ok = (eq.status == Status.SUCCESS) & certified
         iterations = eq.iterations
     else:
-        # Homotopy in the smoothing width of the second stage: an equilibrium on a concave kink
-        # of a payoff is the limit of the smoothed games' equilibria; off kinks the last,
-        # exact level converges in a step or two from the previous one.
-        def level(x, tau):
-            e, m = _nash(ps, tau, N, regime, x, solver)
-            good = e.status == Status.SUCCESS
-            return jnp.where(good, e.x, x), (e, m)
-
-        taus = jnp.asarray(HOMOTOPY, pr.a.dtype)
-        _, (eqs, mus) = jax.lax.scan(level, x0, taus)
-        pick = lambda t, k: jax.tree_util.tree_map(lambda v: v[k], t)  # noqa: E731
-        exact, smooth = pick(eqs, -1), pick(eqs, -2)
-        cert_exact = _local_certificate(pr, exact.x[:N], exact.x[N:], regime, N)
-        cert_smooth = _local_certificate(pr, smooth.x[:N], smooth.x[N:], regime, N)
-        use_exact = (exact.status == Status.SUCCESS) & cert_exact
-        use_smooth = ~use_exact & (smooth.status == Status.SUCCESS) & cert_smooth
-        eq = jax.tree_util.tree_map(lambda u, v: jnp.where(use_exact, u, v), exact, smooth)
-        mu = jnp.where(use_exact, mus[-1], mus[-2])
-        ok = use_exact | use_smooth
-        # The exact level's failure is the informative one when neither is certified.
-        eq = eq._replace(status=jnp.where(use_smooth, smooth.status, exact.status))
-        iterations = jnp.sum(eqs.iterations)
+        eq, mu, ok = _moq_homotopy(pr, ps, N, x0, solver)
+        iterations = eq.iterations
     q, z = eq.x[:N], eq.x[N:]
     # At lam = 1 identical CSCs get exactly equal shares of the (determined) total investment:
     # their first-order conditions coincide, so averaging within a group of identical CSCs
@@ -853,7 +980,7 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
 
     Projected gradient ascent with optax on an augmented Lagrangian (:class:`PolicyOptimizer`);
     the gradients are implicit derivatives of the MOQ equilibrium (the engine's implicit
-    adjoint through the homotopy's final level). Levers not in ``levers`` stay at their
+    adjoint of the homotopy's reported level). Levers not in ``levers`` stay at their
     ``params`` values; ``bounds`` overrides :data:`LEVER_BOUNDS`. Pure and unbatched: ``vmap``
     it over risk profiles. If no iterate satisfies participation the status is
     :data:`INFEASIBLE` and ``converged`` is False -- an infeasible policy is never reported as
