@@ -99,12 +99,24 @@ VOLATILE_ATTRS = ("created", "device", "devices")
 _MARKER_DIR = "jaxgames_progress"  # a Zarr subgroup, so readers of the root ignore it
 _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 
-#: Default ``micro_batch``, the same for every model and platform: ``None`` solves each chunk
-#: as one ``vmap`` (a batch as wide as the chunk, which is what an accelerator needs). Batched
-#: Newton solves cost what their hard points cost, not the batch width (the solver's ``vmap``
-#: rule iterates only the lanes still unfinished), so no model needs small groups; a caller
-#: may still ask for ``lax.map`` over vmapped groups with ``micro_batch=``.
+#: Default ``micro_batch`` per platform, the same for every model: on the CPU a chunk is
+#: solved as ``lax.map`` over vmapped tiles of 1,024 points, elsewhere as one ``vmap`` (a batch
+#: as wide as the chunk, which is what an accelerator needs). Batched Newton solves cost what
+#: their hard points cost, not the batch width (the solver's ``vmap`` rule iterates only the
+#: lanes still unfinished), but on a CPU a batch much wider than ~1,000 points streams its
+#: working set (every lane's intermediates) through memory instead of the caches: in the same
+#: run, 16,384 random points as one vmap ran at 0.45x (``defender_attacker.equilibrium``) and
+#: 0.59x (``bakshi_kleindorfer.first_best``) of their rate in vmaps of 1,024
+#: (benchmarks/README.md, width scan).
+_DEFAULT_MICRO_BATCH = {"cpu": 1024}
+#: Overrides the platform default for every sweep when set (``micro_batch=`` overrides both).
 MICRO_BATCH: int | None = None
+
+
+def _default_micro_batch() -> int | None:
+    if MICRO_BATCH is not None:
+        return MICRO_BATCH
+    return _DEFAULT_MICRO_BATCH.get(jax.default_backend())
 
 #: Held while a store is created or a chunk is written and marked: whoever ends the process
 #: on Ctrl-C (the command line) takes it first, so no store is left half-made.
@@ -951,7 +963,7 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     # of 1 compiles to scalar code whose exp/log differ in the last bits).
     lanes = 8 * n_devices
     batch = -(-layout.chunk_points // lanes) * lanes
-    micro_batch = (MICRO_BATCH if micro_batch is None
+    micro_batch = (_default_micro_batch() if micro_batch is None
                    else _check_positive_int("micro_batch", micro_batch))
     if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
         micro_batch = None
@@ -1118,9 +1130,11 @@ def sweep(
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
         micro_batch: solve a chunk as ``jax.lax.map`` over vmapped groups of this many
-            points; ``None`` takes :data:`MICRO_BATCH` (one ``vmap`` over the whole chunk;
-            the same default for every model). Single-device runs only; it does not change
-            results.
+            points; ``None`` takes the platform's default, the same for every model (groups
+            of 1,024 on the CPU, one ``vmap`` over the whole chunk on an accelerator;
+            :data:`MICRO_BATCH` overrides it). Single-device runs only. Results are the same
+            bits for a model whose solve computes the same bits at every batch width (the
+            engine's own arithmetic does); otherwise they may differ in the last bits.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
         max_memory: bytes of memory the sweep may use (default: the memory available now,
             ``MemAvailable`` of ``/proc/meminfo``, else the physical memory). The sweep's memory

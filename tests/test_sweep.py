@@ -484,3 +484,17 @@ def test_micro_batch_gives_the_same_results():
         np.testing.assert_array_equal(grouped[name].values, plain[name].values)
     with pytest.raises(ValueError, match="micro_batch"):
         jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False, micro_batch=0)
+
+
+def test_cpu_default_tiles_wide_chunks():
+    """On the CPU a chunk wider than 1,024 points is solved in vmapped tiles of 1,024 by
+    default (the same bits as one vmap over it); a narrower chunk is one vmap."""
+    axes = {"p": np.linspace(0.05, 0.95, 41), "f": np.linspace(0.1, 0.9, 27)}  # 1,107 points
+    tiled = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False)
+    plain = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False,
+                     micro_batch=10**6)
+    assert tiled.attrs["micro_batch"] == 1024 and plain.attrs["micro_batch"] == 0
+    for name in ("y_ss", "y_su", "y_r", "t_r", "status", "iterations", "residual"):
+        np.testing.assert_array_equal(tiled[name].values, plain[name].values)
+    small = jg.sweep(bk.noncooperative, bk.FIGURE3[0], {"p": [0.2, 0.5]}, progress=False)
+    assert small.attrs["micro_batch"] == 0
