@@ -12,7 +12,8 @@ How a sweep runs
   grid -- ``(1, ..., 1, k, n_{j+1}, ..., n_{d-1})`` -- so it is exactly one chunk of the Zarr
   arrays it is written to (no two chunks share a storage chunk: concurrent writers never race,
   and a chunk is either complete or rewritten). Every chunk is padded to the same length and
-  solved by one call of a single jit-compiled ``vmap`` of the model function: compiled once,
+  solved by one call of a single jit-compiled ``vmap`` of the model function (on the CPU as
+  ``lax.map`` over vmapped tiles of 1,024 points, see :data:`MICRO_BATCH`): compiled once,
   reused for every chunk, so peak memory scales with ``chunk_size``, not with the grid.
 * **Pipelining.** JAX dispatches asynchronously: chunk ``i + 1`` is submitted before chunk ``i``
   is copied back and written, so the device computes while the host writes.
