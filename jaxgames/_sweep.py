@@ -360,12 +360,39 @@ def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_d
         batched = jax.vmap(point, in_axes=(0, None))
     else:
         def batched(values, base):
-            return jax.lax.map(lambda v: point(v, base), values, batch_size=micro_batch)
+            # Tiles of equal width (a multiple of 8 lanes), the last point repeated to fill
+            # them; always inside the loop, also a single tile (see _tiles).
+            n = jax.tree_util.tree_leaves(values)[0].shape[0]
+            groups, tile = _tiles(n, micro_batch)
+
+            def split(v):
+                if groups * tile != n:
+                    v = jnp.concatenate([v, jnp.repeat(v[-1:], groups * tile - n, axis=0)])
+                return v.reshape((groups, tile, *v.shape[1:]))
+
+            out = jax.lax.map(jax.vmap(lambda v: point(v, base)),
+                              jax.tree_util.tree_map(split, values))
+            return jax.tree_util.tree_map(
+                lambda v: v.reshape((groups * tile, *v.shape[2:]))[:n], out)
     if n_devices == 1:
         return jax.jit(batched), None
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:n_devices]), ("points",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
     return jax.jit(batched), sharding
+
+
+def _tiles(n: int, micro_batch: int) -> tuple[int, int]:
+    """``(groups, tile)`` for a batch of ``n`` points in tiles of at most ``micro_batch``:
+    the fewest groups, of equal width rounded up to a multiple of 8 lanes (``n`` = 1,112 with
+    tiles of 1,024 runs 2 x 560, not 2 x 1,024).
+
+    Every tile runs inside ``lax.map``'s loop, a single one too: XLA compiles the top level of
+    a program differently from a loop body (on the CPU, the same vmapped
+    ``defender_attacker.equilibrium`` gave different last bits at the top level than inside a
+    loop, while inside a loop widths 64, 512 and 1,024 agreed), so results do not depend on
+    the chunking."""
+    groups = math.ceil(n / micro_batch)
+    return groups, math.ceil(math.ceil(n / groups) / 8) * 8
 
 
 def _precision(dtype: str):
@@ -964,9 +991,12 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     # of 1 compiles to scalar code whose exp/log differ in the last bits).
     lanes = 8 * n_devices
     batch = -(-layout.chunk_points // lanes) * lanes
-    micro_batch = (_default_micro_batch() if micro_batch is None
+    default = micro_batch is None
+    micro_batch = (_default_micro_batch() if default
                    else _check_positive_int("micro_batch", micro_batch))
-    if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
+    if micro_batch is not None and (n_devices > 1 or (micro_batch >= batch and not default)):
+        # Sharded chunks, and an explicit micro_batch of at least the batch: one vmap. (The
+        # platform default runs a narrower chunk as one tile inside the loop, see _tiles.)
         micro_batch = None
     point = study.point
     return _Plan(
@@ -1131,11 +1161,14 @@ def sweep(
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
         micro_batch: solve a chunk as ``jax.lax.map`` over vmapped groups of this many
-            points; ``None`` takes the platform's default, the same for every model (groups
-            of 1,024 on the CPU, one ``vmap`` over the whole chunk on an accelerator;
-            :data:`MICRO_BATCH` overrides it). Single-device runs only. Results are the same
-            bits for a model whose solve computes the same bits at every batch width (the
-            engine's own arithmetic does); otherwise they may differ in the last bits.
+            points; ``None`` takes the platform's default, the same for every model (on the
+            CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,
+            always inside the loop so that no chunking changes a bit; one ``vmap`` over the
+            whole chunk on an accelerator; :data:`MICRO_BATCH` overrides it). An explicit
+            value of at least the chunk gives one ``vmap``. Single-device runs only. Results
+            are the same bits as one ``vmap`` for a model whose solve computes the same bits
+            at every batch width (the engine's own arithmetic does); otherwise they may
+            differ in the last bits.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
         max_memory: bytes of memory the sweep may use (default: the memory available now,
             ``MemAvailable`` of ``/proc/meminfo``, else the physical memory). The sweep's memory
