@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -16,3 +17,26 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 settings.register_profile("jaxgames", derandomize=True, database=None, deadline=None,
                           print_blob=True)
 settings.load_profile("jaxgames")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_home(tmp_path_factory):
+    """In-process CLI runs (``figure3``, ``sweep`` without ``--no-compilation-cache``) put
+    their compilation cache under ``$XDG_CACHE_HOME``: a temporary one, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_compilation_cache():
+    """A test that turned JAX's persistent compilation cache on (the CLI does, in-process)
+    turns it off again, so later tests compile without writing cache entries (process-wide
+    state must not leak from one test into the next)."""
+    yield
+    if jax.config.jax_compilation_cache_dir is not None:
+        from jax._src import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()
