@@ -112,8 +112,8 @@ def _figure3(args: argparse.Namespace) -> int:
     # Times from benchmarks/bench_cache.py figure3 (CPU time of the whole command, measured
     # on a shared 2-core machine; benchmarks/README.md).
     print("jaxgames figure3: solving the five examples with the engine in float64 "
-          "(compiling one program first: about 20 s on an idle 2-core CPU; about 6 s in all "
-          "when the compilation cache holds an earlier run's program)...",
+          "(compiling one program first: about 10 s on an idle 2-core CPU; about 3.5 s in "
+          "all when the compilation cache holds an earlier run's program)...",
           file=sys.stderr, flush=True)
     rows = reports.figure3_rows()
     print(reports.format_figure3(rows))
