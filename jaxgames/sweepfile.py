@@ -58,7 +58,8 @@ key                required  meaning
                              replication ``r`` uses ``fold_in(key(seed), r)`` in every
                              scenario (common random numbers)
 ``micro_batch``    no        int >= 1, points of a chunk solved as one vmapped group
-                             (default: one ``vmap`` over the whole chunk, for every model)
+                             (default, for every model: tiles of at most 1,024 points on
+                             the CPU, one ``vmap`` over the chunk on an accelerator)
 ``max_memory``     no        the memory the study may use: an int (bytes) or a size string
                              (``"64GB"``, ``"512MiB"``); default: the memory available. The
                              study's memory and disk are estimated before any axis value or
