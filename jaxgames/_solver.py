@@ -46,6 +46,7 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -547,10 +548,39 @@ def _newton_loop(fn, solver: Newton, pattern, x0, inputs) -> Solution:
 #: :func:`_batched_newton_loop`); ``None`` runs every lane of a batch in lockstep (the engine
 #: before issue 14; kept for benchmarks, see :func:`lockstep`). A multiple of :data:`LANES`.
 BUFFER = 64
-#: Batches are padded to a multiple of this many lanes, so that XLA compiles the same
-#: vectorised code for every lane whatever the batch width (a batch of 1 or 7 would otherwise
-#: compile to scalar or remainder code whose ``exp``/``log`` differ in the last bits).
+#: Batches are padded so that their lanes, counted over every enclosing ``vmap`` too, are a
+#: multiple of this many, so that XLA compiles the same vectorised code for every lane whatever
+#: the batch width. A batch of 1 or 7 would otherwise compile to scalar or remainder code, which
+#: LLVM contracts into fused multiply-adds differently from the vector loop (last bits differ;
+#: with ``--xla_cpu_max_isa=AVX``, i.e. without FMA instructions, they do not).
 LANES = 8
+
+
+def _enclosing_lanes(leaves) -> int:
+    """Lanes of the ``vmap``s enclosing the one being batched (the product of their sizes,
+    over the axes that any of ``leaves`` is batched along; 1 at the top level).
+
+    A nested solve (a vmap over 2 candidates inside a vmap over 1,024 points) already runs
+    2,048 lanes side by side; padding its own axis of 2 to 8 lanes would quadruple its work
+    (45% of ``defender_attacker``'s time) for nothing. Reads JAX's batch tracers (the custom
+    batching API does not expose the enclosing axes); where that fails, 1 (pad as at the top
+    level: the same bits, more work)."""
+    try:
+        from jax._src.interpreters.batching import BatchTracer
+
+        sizes = {}
+        for leaf in leaves:
+            v = leaf
+            while isinstance(v, BatchTracer):
+                if isinstance(v.batch_dim, int):
+                    # One entry per enclosing vmap: ``main`` is its MainTrace (jax < 0.4.36)
+                    # or its tag.
+                    axis = getattr(v._trace, "main", None)
+                    sizes[id(v._trace if axis is None else axis)] = v.val.shape[v.batch_dim]
+                v = v.val
+        return math.prod(sizes.values())
+    except (ImportError, AttributeError, IndexError, TypeError):  # pragma: no cover
+        return 1
 
 
 @contextlib.contextmanager
@@ -575,15 +605,19 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
     into a buffer of :data:`BUFFER` lanes, which runs the globalised loop until all of its
     problems are done, and is scattered back; buffers repeat while unfinished lanes remain. A
     lane's arithmetic is the same as in a lockstep batch or an unbatched solve (each phase is
-    the per-problem function, vmapped), and the batch is padded to a multiple of
-    :data:`LANES` lanes so that every lane runs the same vectorised code: results are the same
-    bits whatever the batch width.
+    the per-problem function, vmapped), and the batch is padded so that its lanes times those
+    of the enclosing vmaps are a multiple of :data:`LANES` (:func:`_enclosing_lanes`), so that
+    every lane runs the same vectorised code: results are the same bits whatever the batch
+    width.
     """
     # Work on the flat leaves: unbatched ones (a model's tables, shared bounds) stay unbatched
     # (vmap in_axes None) instead of being copied to every lane.
     leaves, tree = jax.tree_util.tree_flatten((x0, inputs))
     batched = jax.tree_util.tree_leaves(tuple(in_batched))
-    width = -(-axis_size // LANES) * LANES
+    # Pad to a multiple of the lanes this axis must add so that, with the enclosing vmaps'
+    # lanes, every vector is full (8 at the top level; none inside a vmap over a multiple of 8).
+    step = LANES // math.gcd(_enclosing_lanes(leaves), LANES)
+    width = -(-axis_size // step) * step
     # Padding lanes repeat the last problem; they are never iterated and are sliced off.
     leaves = [jnp.concatenate([v, jnp.repeat(v[-1:], width - axis_size, axis=0)])
               if b and width != axis_size else v for v, b in zip(leaves, batched, strict=True)]

@@ -12,7 +12,8 @@ How a sweep runs
   grid -- ``(1, ..., 1, k, n_{j+1}, ..., n_{d-1})`` -- so it is exactly one chunk of the Zarr
   arrays it is written to (no two chunks share a storage chunk: concurrent writers never race,
   and a chunk is either complete or rewritten). Every chunk is padded to the same length and
-  solved by one call of a single jit-compiled ``vmap`` of the model function: compiled once,
+  solved by one call of a single jit-compiled ``vmap`` of the model function (on the CPU as
+  ``lax.map`` over vmapped tiles of 1,024 points, see :data:`MICRO_BATCH`): compiled once,
   reused for every chunk, so peak memory scales with ``chunk_size``, not with the grid.
 * **Pipelining.** JAX dispatches asynchronously: chunk ``i + 1`` is submitted before chunk ``i``
   is copied back and written, so the device computes while the host writes.
@@ -99,12 +100,24 @@ VOLATILE_ATTRS = ("created", "device", "devices")
 _MARKER_DIR = "jaxgames_progress"  # a Zarr subgroup, so readers of the root ignore it
 _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 
-#: Default ``micro_batch``, the same for every model and platform: ``None`` solves each chunk
-#: as one ``vmap`` (a batch as wide as the chunk, which is what an accelerator needs). Batched
-#: Newton solves cost what their hard points cost, not the batch width (the solver's ``vmap``
-#: rule iterates only the lanes still unfinished), so no model needs small groups; a caller
-#: may still ask for ``lax.map`` over vmapped groups with ``micro_batch=``.
+#: Default ``micro_batch`` per platform, the same for every model: on the CPU a chunk is
+#: solved as ``lax.map`` over vmapped tiles of 1,024 points, elsewhere as one ``vmap`` (a batch
+#: as wide as the chunk, which is what an accelerator needs). Batched Newton solves cost what
+#: their hard points cost, not the batch width (the solver's ``vmap`` rule iterates only the
+#: lanes still unfinished), but on a CPU a batch much wider than ~1,000 points streams its
+#: working set (every lane's intermediates) through memory instead of the caches: in the same
+#: run, 16,384 random points as one vmap ran at 0.45x (``defender_attacker.equilibrium``) and
+#: 0.59x (``bakshi_kleindorfer.first_best``) of their rate in vmaps of 1,024
+#: (benchmarks/README.md, width scan).
+_DEFAULT_MICRO_BATCH = {"cpu": 1024}
+#: Overrides the platform default for every sweep when set (``micro_batch=`` overrides both).
 MICRO_BATCH: int | None = None
+
+
+def _default_micro_batch() -> int | None:
+    if MICRO_BATCH is not None:
+        return MICRO_BATCH
+    return _DEFAULT_MICRO_BATCH.get(jax.default_backend())
 
 #: Held while a store is created or a chunk is written and marked: whoever ends the process
 #: on Ctrl-C (the command line) takes it first, so no store is left half-made.
@@ -347,12 +360,39 @@ def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_d
         batched = jax.vmap(point, in_axes=(0, None))
     else:
         def batched(values, base):
-            return jax.lax.map(lambda v: point(v, base), values, batch_size=micro_batch)
+            # Tiles of equal width (a multiple of 8 lanes), the last point repeated to fill
+            # them; always inside the loop, also a single tile (see _tiles).
+            n = jax.tree_util.tree_leaves(values)[0].shape[0]
+            groups, tile = _tiles(n, micro_batch)
+
+            def split(v):
+                if groups * tile != n:
+                    v = jnp.concatenate([v, jnp.repeat(v[-1:], groups * tile - n, axis=0)])
+                return v.reshape((groups, tile, *v.shape[1:]))
+
+            out = jax.lax.map(jax.vmap(lambda v: point(v, base)),
+                              jax.tree_util.tree_map(split, values))
+            return jax.tree_util.tree_map(
+                lambda v: v.reshape((groups * tile, *v.shape[2:]))[:n], out)
     if n_devices == 1:
         return jax.jit(batched), None
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:n_devices]), ("points",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
     return jax.jit(batched), sharding
+
+
+def _tiles(n: int, micro_batch: int) -> tuple[int, int]:
+    """``(groups, tile)`` for a batch of ``n`` points in tiles of at most ``micro_batch``:
+    the fewest groups, of equal width rounded up to a multiple of 8 lanes (``n`` = 1,112 with
+    tiles of 1,024 runs 2 x 560, not 2 x 1,024).
+
+    Every tile runs inside ``lax.map``'s loop, a single one too: XLA compiles the top level of
+    a program differently from a loop body (on the CPU, the same vmapped
+    ``defender_attacker.equilibrium`` gave different last bits at the top level than inside a
+    loop, while inside a loop widths 64, 512 and 1,024 agreed), so results do not depend on
+    the chunking."""
+    groups = math.ceil(n / micro_batch)
+    return groups, math.ceil(math.ceil(n / groups) / 8) * 8
 
 
 def _precision(dtype: str):
@@ -951,9 +991,12 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     # of 1 compiles to scalar code whose exp/log differ in the last bits).
     lanes = 8 * n_devices
     batch = -(-layout.chunk_points // lanes) * lanes
-    micro_batch = (MICRO_BATCH if micro_batch is None
+    default = micro_batch is None
+    micro_batch = (_default_micro_batch() if default
                    else _check_positive_int("micro_batch", micro_batch))
-    if micro_batch is not None and (n_devices > 1 or micro_batch >= batch):
+    if micro_batch is not None and (n_devices > 1 or (micro_batch >= batch and not default)):
+        # Sharded chunks, and an explicit micro_batch of at least the batch: one vmap. (The
+        # platform default runs a narrower chunk as one tile inside the loop, see _tiles.)
         micro_batch = None
     point = study.point
     return _Plan(
@@ -1118,9 +1161,14 @@ def sweep(
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
         micro_batch: solve a chunk as ``jax.lax.map`` over vmapped groups of this many
-            points; ``None`` takes :data:`MICRO_BATCH` (one ``vmap`` over the whole chunk;
-            the same default for every model). Single-device runs only; it does not change
-            results.
+            points; ``None`` takes the platform's default, the same for every model (on the
+            CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,
+            always inside the loop so that no chunking changes a bit; one ``vmap`` over the
+            whole chunk on an accelerator; :data:`MICRO_BATCH` overrides it). An explicit
+            value of at least the chunk gives one ``vmap``. Single-device runs only. Results
+            are the same bits as one ``vmap`` for a model whose solve computes the same bits
+            at every batch width (the engine's own arithmetic does); otherwise they may
+            differ in the last bits.
         callback: called with a :class:`ChunkInfo` after each chunk is stored.
         max_memory: bytes of memory the sweep may use (default: the memory available now,
             ``MemAvailable`` of ``/proc/meminfo``, else the physical memory). The sweep's memory

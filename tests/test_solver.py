@@ -781,9 +781,9 @@ def _width_solve(c, lo, up, x0):
     return solve_mcp(_poly, x0[None], c, lo, up, solver=_WIDTH_SOLVER)
 
 
-def _at_width(width, *, nested=False):
+def _at_width(width, *, nested=0):
     """jit of: the points as lax.map over vmapped groups of ``width`` (``nested``: each group
-    a vmap of vmaps over 8 lanes)."""
+    a vmap of vmaps over ``nested`` lanes)."""
     groups = -(-_WIDTH_N // width)
 
     def run(*cols):
@@ -792,7 +792,7 @@ def _at_width(width, *, nested=False):
         batched = jax.vmap(_width_solve)
         if nested:
             batched = jax.vmap(jax.vmap(_width_solve))
-            cols = [v.reshape((groups, width // 8, 8, *v.shape[1:])) for v in cols]
+            cols = [v.reshape((groups, width // nested, nested, *v.shape[1:])) for v in cols]
         else:
             cols = [v.reshape((groups, width, *v.shape[1:])) for v in cols]
         out = jax.lax.map(lambda a: batched(*a), tuple(cols))
@@ -816,7 +816,11 @@ def test_bits_do_not_depend_on_batch_width():
         lockstep = _at_width(64)(*points)
     runs = {"width 1": _at_width(1)(*points), "width 7": _at_width(7)(*points),
             f"width {_WIDTH_N}": _at_width(_WIDTH_N)(*points),
-            "nested 8 x 8": _at_width(64, nested=True)(*points), "lockstep": lockstep}
+            # Inner vmaps of 2 and 5 lanes inside vmaps of 32 and 8: not padded (the outer
+            # lanes fill the vectors), the same bits as padded at the top level.
+            "nested 8 x 8": _at_width(64, nested=8)(*points),
+            "nested 32 x 2": _at_width(64, nested=2)(*points),
+            "nested 8 x 5": _at_width(40, nested=5)(*points), "lockstep": lockstep}
     single = jax.jit(_width_solve)
     runs["unbatched"] = jax.tree_util.tree_map(
         lambda *v: np.stack(v), *[single(*(v[i] for v in points)) for i in range(_WIDTH_N)])
@@ -1098,3 +1102,33 @@ def test_import_jaxgames_is_lazy():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = __import__("jaxgames").nope
 
+
+
+def test_nested_batches_are_not_padded_again():
+    """The rule pads a vmap's axis only as far as the enclosing vmaps' lanes leave a vector
+    unfilled: 8 lanes at the top level, none inside a vmap over a multiple of 8."""
+    from jaxgames import _solver
+
+    seen = []
+    original = _solver._enclosing_lanes
+
+    def spy(leaves):
+        seen.append(original(leaves))
+        return seen[-1]
+
+    solve = jax.vmap(_width_solve, in_axes=(0, 0, None, 0))
+    args = (np.ones((2, 4)), np.zeros(2), INF, np.ones(2))
+    axes = (0, 0, None, 0)
+
+    def outer(shape):
+        return [v if a is None else np.broadcast_to(v, (*shape, *np.shape(v)))
+                for v, a in zip(args, axes, strict=True)]
+
+    try:
+        _solver._enclosing_lanes = spy
+        jax.make_jaxpr(solve)(*args)
+        jax.make_jaxpr(jax.vmap(solve, in_axes=axes))(*outer((32,)))
+        jax.make_jaxpr(jax.vmap(jax.vmap(solve, in_axes=axes), in_axes=axes))(*outer((3, 32)))
+    finally:
+        _solver._enclosing_lanes = original
+    assert seen == [1, 32, 96]

@@ -422,7 +422,8 @@ _SHARD_SCRIPT = textwrap.dedent("""
     assert both.attrs["devices"].startswith("2 device(s)"), both.attrs["devices"]
     fn, sharding = _sweep._compiled(bk.noncooperative, bk.Params, (), ("y_r",), ("f",), False, 2)
     assert len(sharding.device_set) == 2
-    for k in ("devices",):
+    # Where and how the chunks ran: sharded chunks are one vmap, a single CPU device tiles.
+    for k in ("devices", "micro_batch"):
         both.attrs.pop(k), one.attrs.pop(k)
     both.attrs.pop("created"), one.attrs.pop("created")
     xr.testing.assert_identical(both, one)
@@ -484,3 +485,33 @@ def test_micro_batch_gives_the_same_results():
         np.testing.assert_array_equal(grouped[name].values, plain[name].values)
     with pytest.raises(ValueError, match="micro_batch"):
         jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False, micro_batch=0)
+
+
+def test_cpu_default_tiles_wide_chunks():
+    """On the CPU a chunk is solved as lax.map over vmapped tiles of at most 1,024 points by
+    default (here 2 x 560 for 1,112 padded points; the same bits as one vmap for BK); a
+    narrower chunk is one tile."""
+    axes = {"p": np.linspace(0.05, 0.95, 41), "f": np.linspace(0.1, 0.9, 27)}  # 1,107 points
+    tiled = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False)
+    plain = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False,
+                     micro_batch=10**6)
+    assert tiled.attrs["micro_batch"] == 1024 and plain.attrs["micro_batch"] == 0
+    for name in ("y_ss", "y_su", "y_r", "t_r", "status", "iterations", "residual"):
+        np.testing.assert_array_equal(tiled[name].values, plain[name].values)
+    small = jg.sweep(bk.noncooperative, bk.FIGURE3[0], {"p": [0.2, 0.5]}, progress=False)
+    assert small.attrs["micro_batch"] == 1024  # one tile of 8 lanes, inside the loop too
+
+
+def test_defender_attacker_bits_do_not_depend_on_chunking():
+    """Chunks of 1, 7 and 64 points (batches of 8, 8, 64 lanes, each run as a tile inside the
+    loop) give the same bits for defender_attacker, whose search amplifies a one-ulp difference
+    (at the top level of a program XLA's CPU code for it differs in the last bits)."""
+    from jaxgames.models import defender_attacker as da
+
+    axes = {"v": np.geomspace(0.5, 5.0, 8), "V": np.geomspace(0.5, 20.0, 8)}
+    runs = {c: jg.sweep(da.equilibrium_none, da.DEFAULT, axes, chunk_size=c, progress=False)
+            for c in (64, 7, 1)}
+    for c in (7, 1):
+        for name in runs[64].data_vars:
+            np.testing.assert_array_equal(runs[c][name].values, runs[64][name].values,
+                                          err_msg=f"chunk {c}: {name}")
