@@ -349,6 +349,48 @@ def _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticitie
     return point
 
 
+#: A sweep releases compiled programs before it compiles when this process holds more than this
+#: share of the kernel's limit on its memory mappings (``vm.max_map_count``, 65,530 by default
+#: on Linux). XLA's CPU backend maps the code of every compiled program in many pieces (one
+#: ``defender_attacker`` sweep program takes about 3,000 mappings, ``bakshi_kleindorfer``'s
+#: ``bargaining`` 1,500), so a long-lived process that has compiled a few dozen programs cannot
+#: map the next one: LLVM reports "Cannot allocate memory" and the process crashes (our test
+#: suite did, in one process, after ~550 tests). Releasing costs a recompilation of what is
+#: used again; crashing costs the process.
+MAP_SHARE = 0.5
+
+
+def _mappings() -> tuple[int, int] | None:
+    """``(memory mappings of this process, the kernel's limit)``, or ``None`` where ``/proc``
+    does not say (not Linux)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            n = f.read().count(b"\n")
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return n, limit
+
+
+def release_compiled_programs(share: float | None = None) -> bool:
+    """Drop the sweep's and JAX's caches of compiled programs (``jax.clear_caches``) if this
+    process holds more than ``share`` (default :data:`MAP_SHARE`) of its memory-mapping limit;
+    whether it did. Functions compiled again on their next call, with the same results.
+
+    :func:`sweep` calls it before it compiles; a long-lived process that compiles many programs
+    by other means (a notebook, a test suite) may call it between them."""
+    counts = _mappings()
+    if counts is None or counts[0] <= (MAP_SHARE if share is None else share) * counts[1]:
+        return False
+    _compiled.cache_clear()
+    jax.clear_caches()
+    import gc
+
+    gc.collect()  # the executables' code is unmapped when the last reference goes
+    return True
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_devices,
               micro_batch=None, elements=(), stochastic=False, dtype="float64"):
@@ -1223,6 +1265,7 @@ def _execute(plan: _Plan, study: _Study, attrs, var_attrs, coord_attrs, *, resum
         result = {v.name: np.empty((layout.n_points,) + v.shape, v.dtype)
                   for v in plan.variables}
     todo = [i for i in range(layout.n_chunks) if i not in done]
+    release_compiled_programs()  # before this sweep compiles (see MAP_SHARE)
 
     bar = _progress_bar(progress, layout.n_points,
                         study.spec.name.replace("jaxgames.models.", ""),

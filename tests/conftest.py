@@ -40,3 +40,16 @@ def _no_persistent_compilation_cache():
 
         jax.config.update("jax_compilation_cache_dir", None)
         compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """The suite compiles hundreds of programs in one process, and XLA maps each one's code in
+    many pieces: past the kernel's limit on a process's memory mappings (``vm.max_map_count``)
+    the next compilation fails ("LLVM compilation error: Cannot allocate memory") and the
+    process crashes. After a test, compiled programs are released when half the limit is used
+    (:func:`jaxgames._sweep.release_compiled_programs`); tests compile again what they need."""
+    yield
+    from jaxgames import _sweep
+
+    _sweep.release_compiled_programs()

@@ -515,3 +515,24 @@ def test_defender_attacker_bits_do_not_depend_on_chunking():
         for name in runs[64].data_vars:
             np.testing.assert_array_equal(runs[c][name].values, runs[64][name].values,
                                           err_msg=f"chunk {c}: {name}")
+
+
+@pytest.mark.skipif(_sweep._mappings() is None, reason="needs Linux /proc")
+def test_compiled_programs_are_released_before_the_mapping_limit(monkeypatch):
+    """A process near the kernel's limit on memory mappings cannot map another compiled
+    program (XLA crashes): a sweep releases the compiled programs first, and the results are
+    the same bits after recompiling."""
+    axes = {"p": [0.2, 0.5, 0.8], "f": [0.3, 0.6]}
+    before = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False)
+    assert _sweep._compiled.cache_info().currsize > 0
+    assert not _sweep.release_compiled_programs(share=1.0)
+    assert _sweep._compiled.cache_info().currsize > 0
+    monkeypatch.setattr(_sweep, "MAP_SHARE", 0.0)  # every sweep now counts as crowded
+    released = []
+    real = _sweep.release_compiled_programs
+    monkeypatch.setattr(_sweep, "release_compiled_programs",
+                        lambda share=None: released.append(real(share)) or released[-1])
+    after = jg.sweep(bk.noncooperative, bk.FIGURE3[0], axes, progress=False)
+    assert released == [True]
+    assert _sweep._compiled.cache_info().currsize == 1  # this sweep's program, compiled again
+    xr.testing.assert_identical(_stable(after), _stable(before))
