@@ -117,6 +117,7 @@ whole decision in each of them. The arithmetic is that of the order of events ab
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Literal, NamedTuple, overload
 
@@ -519,9 +520,52 @@ class _State(NamedTuple):
     count: tuple[Array, ...]  # ordering days, breached days (after warm-up)
 
 
+def _one_kernel() -> bool:
+    """Whether :func:`_run` compiles the day loop as one kernel (on a CPU backend)."""
+    return ONE_KERNEL and jax.default_backend() == "cpu"
+
+
+#: On a CPU, the day loop (``lax.scan`` over the days, with the initial state) is compiled as
+#: one function: :func:`_run` wraps it in an inner ``jit`` whose call is tagged with the frontend
+#: attributes ``xla_cpu_small_call="true"`` (XLA's CPU backend then emits the whole called
+#: computation, loop included, as a single kernel with its legacy IR emitter, as it does for the
+#: loops its ``SmallWhileLoopHoistingPass`` selects) and ``inlineable="false"`` (so that the call
+#: survives inlining). Without it, XLA's thunk runtime dispatches ~26 fusion kernels and 11
+#: buffer copies per simulated day as tasks on its thread pool; about half of the CPU time went
+#: to that dispatch (``benchmarks/README.md``). The inner call takes exactly three operands
+#: (the numeric parameters stacked, the codes stacked, the demand): the kernel emitter aborts
+#: the process on a call whose operand list names one buffer twice, which XLA's common
+#: subexpression elimination would produce from closed-over values that happen to be equal.
+#: ``False`` restores the plain thunk-runtime program (same model, same order of operations;
+#: results agree to rounding).
+ONE_KERNEL = True
+
+
 def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     """Simulate ``settings.days`` days. Parameter leaves have a batch shape ``b`` (``()`` for
-    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``."""
+    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``.
+
+    On a CPU the loop runs as one kernel (:data:`ONE_KERNEL`)."""
+    if not _one_kernel():
+        return _run_days(pr, demand, settings, trace)
+    from jax.experimental.xla_metadata import set_xla_metadata
+
+    bs = jnp.shape(pr.h)
+    numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC])
+    codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES])
+    out = _run_inner(numeric, codes, demand, settings, trace)
+    return set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _run_inner(numeric, codes, demand, settings, trace):
+    pr = Params(settings=settings, **{k: numeric[i] for i, k in enumerate(_NUMERIC)},
+                **{k: codes[i] for i, k in enumerate(_CODES)})
+    return _run_days(pr, demand, settings, trace)
+
+
+def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool):
+    """:func:`_run`'s computation."""
     dtype = pr.h.dtype
     bs = jnp.shape(pr.h)
     W = settings.window
