@@ -932,7 +932,23 @@ def _runs_program(pr: Params, demand: Array) -> Result:
     return res._replace(**{k: jnp.moveaxis(getattr(res, k), 0, -1) for k in OUTPUT_DIMS})
 
 
+#: XLA options of :func:`simulate_runs`'s program (per program, not process-wide): 512-bit
+#: vectors where the CPU has them (XLA prefers 256 bits by default; the day loop is compute
+#: bound: -25% CPU time on an AVX-512 machine, the same bits), and copy insertion by region
+#: analysis (fewer copies of the loop-carried state: -7%). Both are CPU options; other backends
+#: ignore them (``benchmarks/README.md``).
+COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512,
+                    "xla_cpu_copy_insertion_use_region_analysis": True}
+
+
 _runs_jit = jax.jit(_runs_program)
+_runs_jit_cpu = jax.jit(_runs_program, compiler_options=COMPILER_OPTIONS)
+
+
+def _runs_compiled():
+    """:func:`_runs_program` jitted, with :data:`COMPILER_OPTIONS` on a CPU backend (chosen at
+    the call: importing the module does not start a backend)."""
+    return _runs_jit_cpu if jax.default_backend() == "cpu" and COMPILER_OPTIONS else _runs_jit
 
 
 def simulate_runs(params: Params, demand: Array) -> Result:
@@ -956,8 +972,8 @@ def simulate_runs(params: Params, demand: Array) -> Result:
             lambda x, fill: jnp.concatenate([x, jnp.full((width - n, *x.shape[1:]), fill,
                                                          x.dtype)]),
             (pr, demand), (DEFAULT._replace(settings=pr.settings), 0))
-        return jax.tree.map(lambda x: x[:n], _runs_jit(pr, jnp.moveaxis(demand, 0, -1)))
-    return _runs_jit(pr, jnp.moveaxis(demand, 0, -1))
+        return jax.tree.map(lambda x: x[:n], _runs_compiled()(pr, jnp.moveaxis(demand, 0, -1)))
+    return _runs_compiled()(pr, jnp.moveaxis(demand, 0, -1))
 
 
 def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies=POLICIES,
