@@ -432,6 +432,56 @@ def test_bit_identical_across_widths():
                                    err_msg=f"simulate_runs vs vmap, {name}")
 
 
+def test_chunked_batches_bit_identical_and_equal_to_the_thunk_program(monkeypatch):
+    """A batch of more than ``isb.CHUNK`` runs is simulated in chunks inside the one-kernel day
+    loop (the demand read in place, the last chunk padded): each run gives the same bits as in
+    a batch of its own, under ``vmap`` and in ``simulate_runs``; and the one-kernel program
+    equals the plain thunk-runtime program (``ONE_KERNEL = False``) to rounding."""
+    n = 200  # 200 runs: chunks of 112 (ties go to the larger chunk), the last one padded
+    assert isb._chunking(n) == (112, 224)
+    pr, keys = _random_points(n, 8)
+    wide = _vsim(pr, keys[0])
+    demand = jax.vmap(isb.demand_draws, (None, None, 0, 0))(keys[0], _WIDTH.days,
+                                                             pr.demand_mean, pr.demand_std)
+    many = isb.simulate_runs(pr, demand)
+    for lo, hi in ((0, 16), (104, 120), (184, 200)):
+        part = jax.tree.map(lambda x, lo=lo, hi=hi: x[lo:hi], pr)
+        few = _vsim(part, keys[0])
+        runs = isb.simulate_runs(part, demand[lo:hi])
+        for name in isb.Result._fields:
+            np.testing.assert_array_equal(getattr(few, name), getattr(wide, name)[lo:hi],
+                                          err_msg=f"vmap, runs {lo}-{hi} alone vs in 200, {name}")
+            np.testing.assert_array_equal(getattr(runs, name), getattr(many, name)[lo:hi],
+                                          err_msg=f"simulate_runs, {lo}-{hi} vs 200, {name}")
+    monkeypatch.setattr(isb, "ONE_KERNEL", False)
+    plain = jax.jit(jax.vmap(isb.simulate, (0, None)))(pr, keys[0])
+    for name in isb.Result._fields:
+        np.testing.assert_allclose(getattr(plain, name), getattr(wide, name), rtol=1e-12,
+                                   err_msg=f"thunk program vs one kernel, {name}")
+
+
+def test_day_loop_is_one_kernel_on_cpu():
+    """On a CPU the day loop is one called computation tagged ``xla_cpu_small_call`` (emitted as
+    a single kernel) in both compiled paths: ``simulate_runs`` and ``vmap(simulate)``."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("CPU-only code path")
+    st = isb.Settings(days=8, warmup=0)
+    n = 16
+    pr = isb.Params(settings=st)._replace(
+        **{k: jnp.full((n,), float(getattr(isb.DEFAULT, k))) for k in isb._NUMERIC},
+        **{k: jnp.zeros((n,), jnp.int32) for k in isb._CODES})
+    hlo = isb._runs_compiled().lower(pr, jnp.ones((st.days, 2, n))).compile().as_text()
+    def day_loops(text):  # XLA also hoists the threefry draws' tiny loops this way
+        return sum(" call(" in ln and 'xla_cpu_small_call="true"' in ln and "_run_inner" in ln
+                   for ln in text.splitlines())
+
+    assert day_loops(hlo) == 1
+    assert "while(" not in hlo.split("ENTRY")[1]  # no loop left for the thunk runtime
+    vm = jax.jit(jax.vmap(lambda h: isb.simulate(isb.Params(h=h, settings=st), 0))).lower(
+        jnp.ones(n)).compile().as_text()
+    assert day_loops(vm) == 1
+
+
 def test_key_forms():
     pr = isb.make_params("WH", "III", "BP1", settings=SHORT)
     a = isb.simulate(pr, jax.random.fold_in(jax.random.key(0), 5))
