@@ -482,6 +482,42 @@ def test_day_loop_is_one_kernel_on_cpu():
     assert day_loops(vm) == 1
 
 
+_CONSTANT_INPUTS = """
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+from jaxgames.models import isb
+st = isb.Settings(days=30, warmup=5)
+d = np.full((30, 2), 10.0)
+n = 144  # parameters folded into a 12 x 144 constant: 13.8 kB
+one = jax.jit(lambda: isb.simulate(isb.make_params("NT", "II", settings=st), None, d))()
+runs = jax.jit(lambda: isb.simulate_runs(isb.make_params("NT", "II", settings=st),
+                                         np.tile(d, (n, 1, 1))))()
+vm = jax.jit(jax.vmap(lambda s_, k: isb.simulate(isb.Params(structure=s_, settings=st), k)))(
+    jnp.arange(n) % 4, isb.replication_keys(0, n))
+assert np.allclose(runs.cost_chain, one.cost_chain, rtol=1e-12, atol=0)
+assert np.isfinite(vm.cost_chain).all()
+print("ok")
+"""
+
+
+def test_one_kernel_with_constant_inputs():
+    """Inputs that XLA folds into constants (closed-over parameters and demand, unbatched
+    parameters under ``vmap``; ``simulate_runs`` inside ``jit``) compile and run. The kernel
+    emitter of the one-kernel loop aborts the process on a large constant operand; the operands
+    pass through an optimization barrier. Run in a subprocess, so that an abort fails the test
+    instead of the test session."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _CONSTANT_INPUTS], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 def test_key_forms():
     pr = isb.make_params("WH", "III", "BP1", settings=SHORT)
     a = isb.simulate(pr, jax.random.fold_in(jax.random.key(0), 5))

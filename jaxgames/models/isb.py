@@ -532,12 +532,14 @@ def _one_kernel() -> bool:
 #: loops its ``SmallWhileLoopHoistingPass`` selects) and ``inlineable="false"`` (so that the call
 #: survives inlining). Without it, XLA's thunk runtime dispatches ~26 fusion kernels and 11
 #: buffer copies per simulated day as tasks on its thread pool; about half of the CPU time went
-#: to that dispatch (``benchmarks/README.md``). The inner call takes exactly three operands
-#: (the numeric parameters stacked, the codes stacked, the demand): the kernel emitter aborts
-#: the process on a call whose operand list names one buffer twice, which XLA's common
-#: subexpression elimination would produce from closed-over values that happen to be equal.
-#: ``False`` restores the plain thunk-runtime program (same model, same order of operations;
-#: results agree to rounding).
+#: to that dispatch (``benchmarks/README.md``). The kernel emitter aborts the process (a
+#: failed check, not an exception) on some operand lists: one buffer named twice (XLA's common
+#: subexpression elimination makes that of closed-over values that happen to be equal) or a
+#: large constant (parameters XLA folds, e.g. unbatched ones under ``vmap``). So the inner call
+#: takes exactly three operands (the numeric parameters stacked, the codes stacked, the demand)
+#: and they pass through ``lax.optimization_barrier``, which XLA does not constant-fold
+#: (tested in a subprocess). ``False`` restores the plain thunk-runtime program (same model,
+#: same order of operations; results agree to rounding, tested).
 ONE_KERNEL = True
 
 
@@ -553,6 +555,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     bs = jnp.shape(pr.h)
     numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC])
     codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES])
+    numeric, codes, demand = jax.lax.optimization_barrier((numeric, codes, demand))
     out = _run_inner(numeric, codes, demand, settings, trace)
     return set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
 
@@ -946,10 +949,15 @@ _runs_jit = jax.jit(_runs_program)
 _runs_jit_cpu = jax.jit(_runs_program, compiler_options=COMPILER_OPTIONS)
 
 
-def _runs_compiled():
+def _runs_compiled(*args):
     """:func:`_runs_program` jitted, with :data:`COMPILER_OPTIONS` on a CPU backend (chosen at
-    the call: importing the module does not start a backend)."""
-    return _runs_jit_cpu if jax.default_backend() == "cpu" and COMPILER_OPTIONS else _runs_jit
+    the call: importing the module does not start a backend). Inside a trace (``jit``, ``vmap``
+    ...) the plain version: JAX accepts compiler options on top-level programs only."""
+    traced = isinstance(jnp.zeros(()), jax.core.Tracer) or any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+    if traced or not COMPILER_OPTIONS or jax.default_backend() != "cpu":
+        return _runs_jit
+    return _runs_jit_cpu
 
 
 def simulate_runs(params: Params, demand: Array) -> Result:
@@ -973,8 +981,9 @@ def simulate_runs(params: Params, demand: Array) -> Result:
             lambda x, fill: jnp.concatenate([x, jnp.full((width - n, *x.shape[1:]), fill,
                                                          x.dtype)]),
             (pr, demand), (DEFAULT._replace(settings=pr.settings), 0))
-        return jax.tree.map(lambda x: x[:n], _runs_compiled()(pr, jnp.moveaxis(demand, 0, -1)))
-    return _runs_compiled()(pr, jnp.moveaxis(demand, 0, -1))
+    demand = jnp.moveaxis(demand, 0, -1)
+    res = _runs_compiled(pr, demand)(pr, demand)
+    return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
 
 def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies=POLICIES,
