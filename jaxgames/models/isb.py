@@ -974,17 +974,24 @@ def simulate_runs(params: Params, demand: Array) -> Result:
     if demand.shape != (n, params.settings.days, 2):
         raise ValueError(f"{MODEL}: demand must have shape (runs, days, 2) = "
                          f"(n, {params.settings.days}, 2), got {demand.shape}")
+    return _simulate_runs_last(params, jnp.moveaxis(demand, 0, -1))
+
+
+def _simulate_runs_last(params: Params, demand: Array) -> Result:
+    """:func:`simulate_runs` on ``demand`` of shape ``(days, 2, n)`` (the program's layout:
+    :func:`experiment` builds it directly, without transposing 2,160 x 1,600 numbers)."""
+    dtype = jnp.result_type(float)
+    n = demand.shape[-1]
     pr = params._replace(
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
            for k in _CODES})
     width = -(-n // LANES) * LANES  # padded as under vmap: the same bits at any n
     if width != n:
-        pr, demand = jax.tree.map(
-            lambda x, fill: jnp.concatenate([x, jnp.full((width - n, *x.shape[1:]), fill,
-                                                         x.dtype)]),
-            (pr, demand), (DEFAULT._replace(settings=pr.settings), 0))
-    demand = jnp.moveaxis(demand, 0, -1)
+        pr = jax.tree.map(lambda x, fill: jnp.concatenate(
+            [x, jnp.full((width - n,), fill, x.dtype)]), pr, DEFAULT._replace(settings=pr.settings))
+        demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
+                                                    demand.dtype)], -1)
     res = _runs_compiled(pr, demand)(pr, demand)
     return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
@@ -1024,7 +1031,8 @@ def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies
     n_scen = len(s)
     runs = base._replace(structure=np.repeat(s, reps), policy=np.repeat(p, reps),
                          breach=np.repeat(b, reps))
-    res = simulate_runs(runs, jnp.tile(demand, (n_scen, 1, 1)))
+    validate(runs)
+    res = _simulate_runs_last(runs, jnp.tile(jnp.moveaxis(demand, 0, -1), n_scen))
     shape = (len(structures), len(policies), len(breaches), int(reps))
     dims = ("structure", "policy", "breach", "replication")
     data = {}
