@@ -363,7 +363,8 @@ def test_common_random_numbers_and_determinism():
     key = jax.random.fold_in(jax.random.key(11), 3)
     long = isb.demand_draws(key, 200, 10.0, 2.0)
     short = isb.demand_draws(key, 50, 10.0, 2.0)
-    np.testing.assert_array_equal(short, long[:50])  # day t's draw ignores the horizon
+    if jax.config.jax_threefry_partitionable:  # the default since jax 0.5 (README: Demand)
+        np.testing.assert_array_equal(short, long[:50])  # day t's draw ignores the horizon
     sim = jax.jit(lambda pr, k: isb.simulate(pr, k, trace=True))
     runs = [sim(isb.make_params(s, p, b, settings=MID), key) for s, p, b in
             (("S", "I", "none"), ("NT", "III", "BP2"), ("MF", "II", "BP3"))]
@@ -463,8 +464,8 @@ def test_chunked_batches_bit_identical_and_equal_to_the_thunk_program(monkeypatc
 def test_day_loop_is_one_kernel_on_cpu():
     """On a CPU the day loop is one called computation tagged ``xla_cpu_small_call`` (emitted as
     a single kernel) in both compiled paths: ``simulate_runs`` and ``vmap(simulate)``."""
-    if jax.default_backend() != "cpu":
-        pytest.skip("CPU-only code path")
+    if not isb._one_kernel():
+        pytest.skip("CPU-only code path, on a JAX that tags values with XLA metadata")
     st = isb.Settings(days=8, warmup=0)
     n = 16
     pr = isb.Params(settings=st)._replace(

@@ -121,6 +121,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from typing import Literal, NamedTuple, overload
 
@@ -524,8 +525,20 @@ class _State(NamedTuple):
 
 
 def _one_kernel() -> bool:
-    """Whether :func:`_run` compiles the day loop as one kernel (on a CPU backend)."""
-    return ONE_KERNEL and jax.default_backend() == "cpu"
+    """Whether :func:`_run` compiles the day loop as one kernel (on a CPU backend, with a JAX
+    that can tag a value with XLA metadata)."""
+    return ONE_KERNEL and _tags_values() and jax.default_backend() == "cpu"
+
+
+@functools.cache
+def _tags_values() -> bool:
+    """Whether ``set_xla_metadata(value, **attrs)`` tags a value; the older JAX releases that
+    pyproject allows (0.4.34) have only its context-manager form (which would tag every
+    operation traced inside it), so there the plain program runs (the same model; results
+    agree to rounding)."""
+    from jax.experimental.xla_metadata import set_xla_metadata
+
+    return "x" in inspect.signature(set_xla_metadata).parameters
 
 
 #: On a CPU, the day loop (``lax.scan`` over the days, with the initial state) is compiled as
@@ -949,7 +962,10 @@ COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512,
 
 
 _runs_jit = jax.jit(_runs_program)
-_runs_jit_cpu = jax.jit(_runs_program, compiler_options=COMPILER_OPTIONS)
+try:
+    _runs_jit_cpu = jax.jit(_runs_program, compiler_options=COMPILER_OPTIONS)
+except TypeError:  # jax releases before per-program options (0.4.34 has none): same bits
+    _runs_jit_cpu = _runs_jit
 
 
 def _runs_compiled(*args):
