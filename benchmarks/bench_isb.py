@@ -243,6 +243,10 @@ def main(argv=None):
                       "cpu_affinity": sorted(os.sched_getaffinity(0)), "pinned": args.pin,
                       "xla_flags": os.environ.get("XLA_FLAGS", "")}
     out["library"] = _library_info(jaxgames, args.note)
+    # How the simulator compiles its day loop on this backend (module docstring of isb).
+    out["isb_program"] = {"one_kernel": isb._one_kernel(), "chunk": isb.CHUNK,
+                          "simulate_runs_compiler_options": isb.COMPILER_OPTIONS
+                          if dev.platform == "cpu" else None}
     out["versions"] = {m: _version(m) for m in ("jax", "jaxlib", "numpy", "xarray")}
     path = Path(args.out) if args.out else HERE / "results" / (
         f"isb_{_device_tag(dev)}_{dtype}{'_pinned' if args.pin is not None else ''}"

@@ -363,7 +363,8 @@ def test_common_random_numbers_and_determinism():
     key = jax.random.fold_in(jax.random.key(11), 3)
     long = isb.demand_draws(key, 200, 10.0, 2.0)
     short = isb.demand_draws(key, 50, 10.0, 2.0)
-    np.testing.assert_array_equal(short, long[:50])  # day t's draw ignores the horizon
+    if jax.config.jax_threefry_partitionable:  # the default since jax 0.5 (README: Demand)
+        np.testing.assert_array_equal(short, long[:50])  # day t's draw ignores the horizon
     sim = jax.jit(lambda pr, k: isb.simulate(pr, k, trace=True))
     runs = [sim(isb.make_params(s, p, b, settings=MID), key) for s, p, b in
             (("S", "I", "none"), ("NT", "III", "BP2"), ("MF", "II", "BP3"))]
@@ -430,6 +431,92 @@ def test_bit_identical_across_widths():
         # A separately compiled program may contract differently: equal to rounding only.
         np.testing.assert_allclose(getattr(many, name), getattr(wide, name), rtol=1e-12,
                                    err_msg=f"simulate_runs vs vmap, {name}")
+
+
+def test_chunked_batches_bit_identical_and_equal_to_the_thunk_program(monkeypatch):
+    """A batch of more than ``isb.CHUNK`` runs is simulated in chunks inside the one-kernel day
+    loop (the demand read in place, the last chunk padded): each run gives the same bits as in
+    a batch of its own, under ``vmap`` and in ``simulate_runs``; and the one-kernel program
+    equals the plain thunk-runtime program (``ONE_KERNEL = False``) to rounding."""
+    n = 200  # 200 runs: chunks of 112 (ties go to the larger chunk), the last one padded
+    assert isb._chunking(n) == (112, 224)
+    pr, keys = _random_points(n, 8)
+    wide = _vsim(pr, keys[0])
+    demand = jax.vmap(isb.demand_draws, (None, None, 0, 0))(keys[0], _WIDTH.days,
+                                                             pr.demand_mean, pr.demand_std)
+    many = isb.simulate_runs(pr, demand)
+    for lo, hi in ((0, 16), (104, 120), (184, 200)):
+        part = jax.tree.map(lambda x, lo=lo, hi=hi: x[lo:hi], pr)
+        few = _vsim(part, keys[0])
+        runs = isb.simulate_runs(part, demand[lo:hi])
+        for name in isb.Result._fields:
+            np.testing.assert_array_equal(getattr(few, name), getattr(wide, name)[lo:hi],
+                                          err_msg=f"vmap, runs {lo}-{hi} alone vs in 200, {name}")
+            np.testing.assert_array_equal(getattr(runs, name), getattr(many, name)[lo:hi],
+                                          err_msg=f"simulate_runs, {lo}-{hi} vs 200, {name}")
+    monkeypatch.setattr(isb, "ONE_KERNEL", False)
+    plain = jax.jit(jax.vmap(isb.simulate, (0, None)))(pr, keys[0])
+    for name in isb.Result._fields:
+        np.testing.assert_allclose(getattr(plain, name), getattr(wide, name), rtol=1e-12,
+                                   err_msg=f"thunk program vs one kernel, {name}")
+
+
+def test_day_loop_is_one_kernel_on_cpu():
+    """On a CPU the day loop is one called computation tagged ``xla_cpu_small_call`` (emitted as
+    a single kernel) in both compiled paths: ``simulate_runs`` and ``vmap(simulate)``."""
+    if not isb._one_kernel():
+        pytest.skip("CPU-only code path, on a JAX that tags values with XLA metadata")
+    st = isb.Settings(days=8, warmup=0)
+    n = 16
+    pr = isb.Params(settings=st)._replace(
+        **{k: jnp.full((n,), float(getattr(isb.DEFAULT, k))) for k in isb._NUMERIC},
+        **{k: jnp.zeros((n,), jnp.int32) for k in isb._CODES})
+    hlo = isb._runs_compiled().lower(pr, jnp.ones((st.days, 2, n))).compile().as_text()
+    def day_loops(text):  # XLA also hoists the threefry draws' tiny loops this way
+        return sum(" call(" in ln and 'xla_cpu_small_call="true"' in ln and "_run_inner" in ln
+                   for ln in text.splitlines())
+
+    assert day_loops(hlo) == 1
+    assert "while(" not in hlo.split("ENTRY")[1]  # no loop left for the thunk runtime
+    vm = jax.jit(jax.vmap(lambda h: isb.simulate(isb.Params(h=h, settings=st), 0))).lower(
+        jnp.ones(n)).compile().as_text()
+    assert day_loops(vm) == 1
+
+
+_CONSTANT_INPUTS = """
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+from jaxgames.models import isb
+st = isb.Settings(days=30, warmup=5)
+d = np.full((30, 2), 10.0)
+n = 144  # parameters folded into a 12 x 144 constant: 13.8 kB
+one = jax.jit(lambda: isb.simulate(isb.make_params("NT", "II", settings=st), None, d))()
+runs = jax.jit(lambda: isb.simulate_runs(isb.make_params("NT", "II", settings=st),
+                                         np.tile(d, (n, 1, 1))))()
+vm = jax.jit(jax.vmap(lambda s_, k: isb.simulate(isb.Params(structure=s_, settings=st), k)))(
+    jnp.arange(n) % 4, isb.replication_keys(0, n))
+assert np.allclose(runs.cost_chain, one.cost_chain, rtol=1e-12, atol=0)
+assert np.isfinite(vm.cost_chain).all()
+print("ok")
+"""
+
+
+def test_one_kernel_with_constant_inputs():
+    """Inputs that XLA folds into constants (closed-over parameters and demand, unbatched
+    parameters under ``vmap``; ``simulate_runs`` inside ``jit``) compile and run. The kernel
+    emitter of the one-kernel loop aborts the process on a large constant operand; the operands
+    pass through an optimization barrier. Run in a subprocess, so that an abort fails the test
+    instead of the test session."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", _CONSTANT_INPUTS], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
 def test_key_forms():

@@ -111,12 +111,17 @@ batch width.
 **Implementation note.** A scan step runs step 8 and the accounting of day t - 1, then steps 1-7
 of day t, so that the order decided on a day reaches the state updates that use it through the
 scan's carry: XLA's CPU backend has no multi-output fusion and would otherwise recompute the
-whole decision in each of them. The arithmetic is that of the order of events above.
+whole decision in each of them. The arithmetic is that of the order of events above. On a CPU
+backend the day loop is compiled as one kernel (:data:`ONE_KERNEL`; XLA's ``xla_cpu_small_call``
+path), a batch of more than :data:`CHUNK` runs is simulated in chunks inside it, and
+:func:`simulate_runs` compiles with :data:`COMPILER_OPTIONS`; none of these changes a result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from typing import Literal, NamedTuple, overload
 
@@ -519,9 +524,114 @@ class _State(NamedTuple):
     count: tuple[Array, ...]  # ordering days, breached days (after warm-up)
 
 
+def _one_kernel() -> bool:
+    """Whether :func:`_run` compiles the day loop as one kernel (on a CPU backend, with a JAX
+    that can tag a value with XLA metadata)."""
+    return ONE_KERNEL and _tags_values() and jax.default_backend() == "cpu"
+
+
+@functools.cache
+def _tags_values() -> bool:
+    """Whether ``set_xla_metadata(value, **attrs)`` tags a value; the older JAX releases that
+    pyproject allows (0.4.34) have only its context-manager form (which would tag every
+    operation traced inside it), so there the plain program runs (the same model; results
+    agree to rounding)."""
+    from jax.experimental.xla_metadata import set_xla_metadata
+
+    return "x" in inspect.signature(set_xla_metadata).parameters
+
+
+#: On a CPU, the day loop (``lax.scan`` over the days, with the initial state) is compiled as
+#: one function: :func:`_run` wraps it in an inner ``jit`` whose call is tagged with the frontend
+#: attributes ``xla_cpu_small_call="true"`` (XLA's CPU backend then emits the whole called
+#: computation, loop included, as a single kernel with its legacy IR emitter, as it does for the
+#: loops its ``SmallWhileLoopHoistingPass`` selects) and ``inlineable="false"`` (so that the call
+#: survives inlining). Without it, XLA's thunk runtime dispatches ~26 fusion kernels and 11
+#: buffer copies per simulated day as tasks on its thread pool; about half of the CPU time went
+#: to that dispatch (``benchmarks/README.md``). The kernel emitter aborts the process (a
+#: failed check, not an exception) on some operand lists: one buffer named twice (XLA's common
+#: subexpression elimination makes that of closed-over values that happen to be equal) or a
+#: large constant (parameters XLA folds, e.g. unbatched ones under ``vmap``). So the inner call
+#: takes exactly three operands (the numeric parameters stacked, the codes stacked, the demand)
+#: and they pass through ``lax.optimization_barrier``, which XLA does not constant-fold
+#: (tested in a subprocess). ``False`` restores the plain thunk-runtime program (same model,
+#: same order of operations; results agree to rounding, tested).
+ONE_KERNEL = True
+
+
 def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
     """Simulate ``settings.days`` days. Parameter leaves have a batch shape ``b`` (``()`` for
-    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``."""
+    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``.
+
+    On a CPU the loop runs as one kernel (:data:`ONE_KERNEL`)."""
+    if not _one_kernel():
+        return _run_days(pr, demand, settings, trace)
+    from jax.experimental.xla_metadata import set_xla_metadata
+
+    bs = jnp.shape(pr.h)
+    numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC])
+    codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES])
+    numeric, codes, demand = jax.lax.optimization_barrier((numeric, codes, demand))
+    out = _run_inner(numeric, codes, demand, settings, trace)
+    return set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
+
+
+#: Runs per chunk of the one-kernel loop: a batch of more than ``CHUNK`` runs is split into
+#: chunks of at most ``CHUNK`` runs (a multiple of 16: whole 512-bit vectors of floats),
+#: simulated one after the other inside the kernel, so that a chunk's state (~1.4 kB a run in
+#: float64) and temporaries stay in the core's cache. CPU time of the 2,160 runs of the design
+#: (float64, one core): 0.104 s in one piece, 0.075 s in chunks of 240, 0.058 s in chunks of 80
+#: (``benchmarks/README.md``). Every run is computed by the same code whatever its chunk.
+CHUNK = 128
+
+
+def _chunking(n: int) -> tuple[int, int]:
+    """``(chunk, padded n)``: the chunk (a multiple of 16 from 32 to :data:`CHUNK`) that pads
+    ``n`` runs least, the larger on ties."""
+    if n <= CHUNK:
+        return n, n
+    best = None
+    for c in range(32, CHUNK + 1, 16):
+        padded = -(-n // c) * c
+        if best is None or padded <= best[1]:
+            best = (c, padded)
+    return best
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _run_inner(numeric, codes, demand, settings, trace):
+    def run(numeric, codes, offset=None):
+        pr = Params(settings=settings, **{k: numeric[i] for i, k in enumerate(_NUMERIC)},
+                    **{k: codes[i] for i, k in enumerate(_CODES)})
+        return _run_days(pr, demand, settings, trace, offset)
+
+    if numeric.ndim != 2 or numeric.shape[1] <= CHUNK:
+        return run(numeric, codes)
+    n = numeric.shape[1]
+    chunk, width = _chunking(n)
+    if width != n:  # the padding point of _simulate_core (the defaults, demand 0)
+        fill = jnp.asarray([float(getattr(DEFAULT, k)) for k in _NUMERIC], numeric.dtype)
+        numeric = jnp.concatenate([numeric, jnp.broadcast_to(fill[:, None],
+                                                             (len(_NUMERIC), width - n))], 1)
+        codes = jnp.concatenate([codes, jnp.zeros((len(_CODES), width - n), codes.dtype)], 1)
+        demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
+                                                    demand.dtype)], -1)
+
+    def split(x):  # (..., width) -> (width / chunk, ..., chunk)
+        return jnp.moveaxis(x.reshape(*x.shape[:-1], width // chunk, chunk), -2, 0)
+
+    def join(x):  # (width / chunk, ..., chunk) -> (..., n)
+        return jnp.moveaxis(x, 0, -2).reshape(*x.shape[1:-1], width)[..., :n]
+
+    # The demand stays where it is: each chunk reads its columns day by day.
+    out = jax.lax.map(lambda a: run(*a), (split(numeric), split(codes),
+                                          jnp.arange(0, width, chunk)))
+    return jax.tree.map(join, out)
+
+
+def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset=None):
+    """:func:`_run`'s computation. With ``offset``, the runs are the ``b`` runs of ``demand``'s
+    last axis from ``offset`` on (read in place day by day: one chunk of a larger batch)."""
     dtype = pr.h.dtype
     bs = jnp.shape(pr.h)
     W = settings.window
@@ -655,14 +765,18 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
 
     def day(carry, inp):
         s, pending = carry
-        t, d = inp
+        t = inp
+        if offset is None:
+            d = jax.lax.dynamic_index_in_dim(demand, t, keepdims=False)
+        else:
+            d = jax.lax.dynamic_slice(demand, (t, 0, offset), (1, 2, *bs))[0]
         s, out_b = act(s, *pending, t - 1)  # day t - 1 (a no-op before day 0: q = 0)
         s, pending, out_a = decide(s, t, d)
         return (s, pending), (out_a, out_b)
 
     zero = jnp.zeros((6, *bs), dtype)
     ts = jnp.arange(settings.days)
-    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero)), (ts, demand))
+    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero)), ts)
     final, last_b = act(s, *pending, jnp.asarray(settings.days - 1))
     tr = None
     if trace:
@@ -838,7 +952,31 @@ def _runs_program(pr: Params, demand: Array) -> Result:
     return res._replace(**{k: jnp.moveaxis(getattr(res, k), 0, -1) for k in OUTPUT_DIMS})
 
 
+#: XLA options of :func:`simulate_runs`'s program (per program, not process-wide): 512-bit
+#: vectors where the CPU has them (XLA prefers 256 bits by default; the day loop is compute
+#: bound: -25% CPU time on an AVX-512 machine, the same bits), and copy insertion by region
+#: analysis (fewer copies of the loop-carried state: -7%). Both are CPU options; other backends
+#: ignore them (``benchmarks/README.md``).
+COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512,
+                    "xla_cpu_copy_insertion_use_region_analysis": True}
+
+
 _runs_jit = jax.jit(_runs_program)
+try:
+    _runs_jit_cpu = jax.jit(_runs_program, compiler_options=COMPILER_OPTIONS)
+except TypeError:  # jax releases before per-program options (0.4.34 has none): same bits
+    _runs_jit_cpu = _runs_jit
+
+
+def _runs_compiled(*args):
+    """:func:`_runs_program` jitted, with :data:`COMPILER_OPTIONS` on a CPU backend (chosen at
+    the call: importing the module does not start a backend). Inside a trace (``jit``, ``vmap``
+    ...) the plain version: JAX accepts compiler options on top-level programs only."""
+    traced = isinstance(jnp.zeros(()), jax.core.Tracer) or any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+    if traced or not COMPILER_OPTIONS or jax.default_backend() != "cpu":
+        return _runs_jit
+    return _runs_jit_cpu
 
 
 def simulate_runs(params: Params, demand: Array) -> Result:
@@ -852,18 +990,26 @@ def simulate_runs(params: Params, demand: Array) -> Result:
     if demand.shape != (n, params.settings.days, 2):
         raise ValueError(f"{MODEL}: demand must have shape (runs, days, 2) = "
                          f"(n, {params.settings.days}, 2), got {demand.shape}")
+    return _simulate_runs_last(params, jnp.moveaxis(demand, 0, -1))
+
+
+def _simulate_runs_last(params: Params, demand: Array) -> Result:
+    """:func:`simulate_runs` on ``demand`` of shape ``(days, 2, n)`` (the program's layout:
+    :func:`experiment` builds it directly, without transposing 2,160 x 1,600 numbers)."""
+    dtype = jnp.result_type(float)
+    n = demand.shape[-1]
     pr = params._replace(
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
            for k in _CODES})
     width = -(-n // LANES) * LANES  # padded as under vmap: the same bits at any n
     if width != n:
-        pr, demand = jax.tree.map(
-            lambda x, fill: jnp.concatenate([x, jnp.full((width - n, *x.shape[1:]), fill,
-                                                         x.dtype)]),
-            (pr, demand), (DEFAULT._replace(settings=pr.settings), 0))
-        return jax.tree.map(lambda x: x[:n], _runs_jit(pr, jnp.moveaxis(demand, 0, -1)))
-    return _runs_jit(pr, jnp.moveaxis(demand, 0, -1))
+        pr = jax.tree.map(lambda x, fill: jnp.concatenate(
+            [x, jnp.full((width - n,), fill, x.dtype)]), pr, DEFAULT._replace(settings=pr.settings))
+        demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
+                                                    demand.dtype)], -1)
+    res = _runs_compiled(pr, demand)(pr, demand)
+    return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
 
 def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies=POLICIES,
@@ -901,7 +1047,8 @@ def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies
     n_scen = len(s)
     runs = base._replace(structure=np.repeat(s, reps), policy=np.repeat(p, reps),
                          breach=np.repeat(b, reps))
-    res = simulate_runs(runs, jnp.tile(demand, (n_scen, 1, 1)))
+    validate(runs)
+    res = _simulate_runs_last(runs, jnp.tile(jnp.moveaxis(demand, 0, -1), n_scen))
     shape = (len(structures), len(policies), len(breaches), int(reps))
     dims = ("structure", "policy", "breach", "replication")
     data = {}
