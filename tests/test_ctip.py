@@ -233,7 +233,7 @@ def test_restart_from_the_certificates_deviation():
     point z_2*, while chain 2 replies with z_2 ~ 19.5 (> z_2*) to the first and with z_2 = 0
     (< z_2*) to the second, so the composed reply z_2 -> z_2' never meets the diagonal.
     (A scan of chain 2's strategies, q_2 in [0, 60], z_2 in [0, 80], with replies by a fine
-    grid and golden-section search, finds |reply - strategy| >= 0.83 everywhere.)"""
+    grid refined by a bounded Brent search, finds |reply - strategy| >= 0.82 everywhere.)"""
     pts = [ctip.make_params(2, **kw) for kw, _, _ in RESTARTED] + [
         ctip.make_params(2, **NO_PURE_SP)]
     sp, moq, _ = solve_all(pts)
@@ -258,7 +258,8 @@ def test_restart_from_the_certificates_deviation():
         k = np.argmax(np.asarray(_profits_grid(pr, q, z, False))[:, i])
         return Q[k], Z[k]
 
-    # chain 2's order, the switch point z_2* of chain 1's reply there (golden-section search)
+    # chain 2's order, the switch point z_2* of chain 1's reply there (bisection on z_2, the
+    # replies by a fine z grid refined by a bounded Brent search)
     for q2, switch in ((28.0, 1.4354), (29.0, 2.8390)):
         for z2 in (0.0, switch - 0.4, switch + 0.4, switch + 5.0, 20.0):
             q1, z1 = reply(0, q2, z2)
