@@ -229,7 +229,7 @@ def test_restart_from_the_certificates_deviation():
     then reaches the equilibrium that global best-response dynamics converge to, certified by
     the brute-force deviation grid. One SP point of the same sample has no pure-strategy
     equilibrium: it stays flagged STAGNATED, and the best replies show why -- chain 1's reply
-    jumps from not investing to investing ~36 as chain 2's investment z_2 crosses a switch
+    jumps from not investing to investing 32-41 as chain 2's investment z_2 crosses a switch
     point z_2*, while chain 2 replies with z_2 ~ 19.5 (> z_2*) to the first and with z_2 = 0
     (< z_2*) to the second, so the composed reply z_2 -> z_2' never meets the diagonal.
     (A scan of chain 2's strategies, q_2 in [0, 60], z_2 in [0, 80], with replies by a fine
