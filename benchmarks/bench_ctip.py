@@ -9,7 +9,9 @@ same points.
 
 * ``engine``  ``jax.jit(jax.vmap(ctip.equilibrium))`` over chunks of ``--chunk`` points
               (semismooth Newton; MOQ: the homotopy ``ctip.HOMOTOPY`` -- four smoothed levels
-              and the exact game, more where a level fails -- and the local certificate).
+              and the exact game, more where a level fails; the local and the grid
+              certificate, and up to ``ctip.RESTARTS`` restarts from the grid's best
+              deviation where a solution fails them).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
               variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the
@@ -23,6 +25,8 @@ headline, medians in the JSON. Usage (repository root)::
 
     PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: several minutes
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
+    PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
+    PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
 """
 
 from __future__ import annotations
@@ -163,6 +167,94 @@ def run(args) -> dict:
     }
 
 
+def check_samples(Ns, n: int = 8) -> dict:
+    """``--check-samples``: MOQ equilibria at the first ``n`` points of :func:`sample` (seed
+    ``N``) for each ``N``; status counts and the failures (the README's "8 random points each
+    at N = 3, 4, 5, 6")."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxgames.models import ctip
+
+    out = {}
+    for N in Ns:
+        pts = sample(ctip, N, n, seed=N)
+        eq = jax.jit(jax.vmap(lambda p: ctip.equilibrium(p, "moq")))(stack(ctip, pts))
+        st = np.asarray(eq.status)
+        out[N] = {"converged": int(np.sum(st == 0)), "n": n,
+                  "failed": [int(k) for k in np.nonzero(st != 0)[0]]}
+        print(f"N = {N}: MOQ converged {out[N]['converged']}/{n}, failed {out[N]['failed']}")
+    return out
+
+
+def sp21_reply_scan() -> float:
+    """``--sp21-scan``: point 21 of the N = 2 sample (SP, lam = 0.86) has no pure-strategy
+    equilibrium. For given investments the SP payoff is quadratic in ``q_i`` (closed-form
+    best order); the best ``z_i`` by a grid of 15,001 points on [0, 150] refined by a bounded
+    Brent search. Prints chain 1's switch point ``z_2*`` and chain 2's replies to both
+    branches for a few ``q_2``, and returns ``min |F(s_2) - s_2|`` over a grid of chain 2's
+    strategies ``s_2 = (q_2, z_2)`` (121 x 161 on [0, 60] x [0, 80], refined around the
+    minimum), ``F`` the composed best reply: an equilibrium is a zero of it."""
+    from scipy.optimize import minimize_scalar
+
+    from jaxgames.models import ctip
+
+    p = sample(ctip, 2, 256, seed=2)[21]
+    a, b, w = float(p.a), float(p.b), float(p.w)
+    v, d, al, beta = (np.asarray(getattr(p, f), float) for f in ("v", "delta", "alpha", "beta"))
+    s, lam = float(np.asarray(p.sigma)[0]), float(p.lam)
+
+    def parts(i, zi, qj, zj):
+        j = 1 - i
+        pi_i = v[i] * (1 + al[i] * (zi + lam * zj)) ** -beta[i]
+        pi_j = v[j] * (1 + al[j] * (zj + lam * zi)) ** -beta[j]
+        r1, r2 = 1 - d[i] * pi_i, (1 - pi_i) + (1 - d[i]) ** 2 * pi_i  # E r_i, E r_i^2
+        return r1, r2, a - b * qj * (1 - d[j] * pi_j)
+
+    def q_best(i, zi, qj, zj):
+        r1, r2, m = parts(i, zi, qj, zj)
+        return np.maximum(0.0, (m * r1 - w) / (2 * b * r2))
+
+    def pay(i, zi, qj, zj):
+        r1, r2, m = parts(i, zi, qj, zj)
+        q = q_best(i, zi, qj, zj)
+        return m * r1 * q - b * r2 * q**2 - w * q - (1 - s) * zi
+
+    grid = np.linspace(0.0, 150.0, 15001)
+
+    def reply(i, qj, zj):
+        k = int(np.argmax(pay(i, grid, qj, zj)))
+        r = minimize_scalar(lambda z: -pay(i, z, qj, zj), method="bounded",
+                            bounds=(grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]),
+                            options={"xatol": 1e-10})
+        z = r.x if -r.fun > pay(i, grid[k], qj, zj) else grid[k]
+        return float(q_best(i, z, qj, zj)), float(z)
+
+    for q2 in (27.0, 28.0, 29.0):
+        lo, hi = 0.0, 5.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if reply(0, q2, mid)[1] > 1.0 else (mid, hi)
+        below, above = reply(0, q2, lo), reply(0, q2, hi)
+        print(f"q_2 = {q2}: chain 1's reply jumps at z_2* = {lo:.4f} from z_1 = {below[1]:.2f} "
+              f"to {above[1]:.2f}; chain 2 replies z_2 = {reply(1, *below)[1]:.2f} and "
+              f"{reply(1, *above)[1]:.2f}")
+
+    def scan(Q2, Z2):
+        best = (np.inf, None)
+        for q2 in Q2:
+            for z2 in Z2:
+                q2n, z2n = reply(1, *reply(0, q2, z2))
+                r = float(np.hypot(q2n - q2, z2n - z2))
+                best = min(best, (r, (float(q2), float(z2))), key=lambda t: t[0])
+        return best
+
+    r, (q2, z2) = scan(np.linspace(0, 60, 121), np.linspace(0, 80, 161))
+    r, _ = scan(np.linspace(q2 - 1, q2 + 1, 81), np.linspace(max(z2 - 2, 0), z2 + 2, 161))
+    print(f"min |F(s_2) - s_2| = {r:.3f} (no fixed point: no pure-strategy equilibrium)")
+    return r
+
+
 def methods_by_key(methods, *keys):
     d = {m.key: m for m in methods}
     return [d[k] for k in keys]
@@ -194,6 +286,11 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--note", default=None, help="free text stored in the JSON")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--check-samples", type=int, nargs="+", default=None, metavar="N",
+                    help="only: MOQ status at the first 8 sample points for each N")
+    ap.add_argument("--sp21-scan", action="store_true",
+                    help="only: the best-reply scan of the N = 2 SP point without a pure "
+                         "equilibrium")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
@@ -208,6 +305,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.sp21_scan or args.check_samples:
+        if args.sp21_scan:
+            sp21_reply_scan()
+        if args.check_samples:
+            check_samples(args.check_samples)
+        return 0
     rep = run(args)
     _print(rep)
     tag = rep["device"]["tag"]

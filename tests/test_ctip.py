@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax.test_util import check_grads
 
 from jaxgames import Status
 from jaxgames._contract import check_model
@@ -194,6 +195,81 @@ def test_no_profitable_deviation(p):
     assert solve1(p, "sp").status == Status.SUCCESS
 
 
+#: MOQ points of the benchmark's random N = 2 sample (benchmarks/bench_ctip.py, seed 2:
+#: indices 113, 146, 215) and their equilibrium (q, z). Newton from the start point converged
+#: to a first-order point where one CSC sat on a local maximum of its payoff, relying on
+#: top-ups (q_2 = 5.6, q_2 = 2.0, q_1 = 3.3; grid gains 0.45 %, 1.5 %, 0.9 %; flagged
+#: STAGNATED before the restarts); a Gauss-Seidel loop of global best responses (grid, then
+#: L-BFGS-B) from there converges to the (q, z) given.
+RESTARTED = [
+    (dict(v=[0.39953735913165167, 0.595852357164289], delta=[0.4432390071149556,
+          0.6707237996422082], alpha=[0.05590712584653215, 0.041221689550481645],
+          sigma=0.39048304204157247, lam=0.10758402602224813, M=27.638310922969236,
+          w_e=25.335493274833027), [27.7002, 26.1681], [33.604, 72.734]),
+    (dict(v=[0.3978384777954963, 0.5566635517945083], delta=[0.3789536011410346,
+          0.6812676860131808], alpha=[0.04172832451393802, 0.043915872447959976],
+          sigma=0.490313343312148, lam=0.027775390120943957, M=28.89154848573076,
+          w_e=28.02365870422986), [27.4618, 26.7690], [45.098, 86.496]),
+    (dict(v=[0.5609337797072373, 0.13395487379776858], delta=[0.5584657287393234,
+          0.570080751679311], alpha=[0.056138945595872194, 0.07834333546674406],
+          sigma=0.11691148868985074, lam=0.022116303249255908, M=24.38984213958396,
+          w_e=26.26877635966842), [25.6334, 28.2198], [46.305, 14.451]),
+]
+
+#: SP point of the same sample (index 21, lam = 0.86) without a pure-strategy equilibrium.
+NO_PURE_SP = dict(v=[0.2726384222343716, 0.43562833059946526],
+                  delta=[0.6666118632421271, 0.43261319508831986],
+                  alpha=[0.03058819007939051, 0.07463079383165688], sigma=0.4865524976320081,
+                  lam=0.860774862232466, M=5.243024969274127, w_e=28.07210422247706)
+
+
+def test_restart_from_the_certificates_deviation():
+    """Where the first solve ends at a first-order point that a unilateral deviation beats, the
+    solve restarts from that deviation (ctip.RESTARTS): at three random N = 2 points (MOQ) it
+    then reaches the equilibrium that global best-response dynamics converge to, certified by
+    the brute-force deviation grid. One SP point of the same sample has no pure-strategy
+    equilibrium: it stays flagged STAGNATED, and the best replies show why -- chain 1's reply
+    jumps from not investing to investing 32-41 as chain 2's investment z_2 crosses a switch
+    point z_2*, while chain 2 replies with z_2 ~ 19.5 (> z_2*) to the first and with z_2 = 0
+    (< z_2*) to the second, so the composed reply z_2 -> z_2' never meets the diagonal.
+    (A scan of chain 2's strategies, q_2 in [0, 60], z_2 in [0, 80], with replies by a fine
+    grid refined by a bounded Brent search, finds |reply - strategy| >= 0.82 everywhere.)"""
+    pts = [ctip.make_params(2, **kw) for kw, _, _ in RESTARTED] + [
+        ctip.make_params(2, **NO_PURE_SP)]
+    sp, moq, _ = solve_all(pts)
+    for k, (p, (_, q, z)) in enumerate(zip(pts, RESTARTED, strict=False)):
+        one = jax.tree_util.tree_map(lambda v, k=k: v[k], moq)
+        assert one.status == Status.SUCCESS and one.deviation_gain <= ctip.CERT_TOL, k
+        np.testing.assert_allclose(one.q, q, atol=2e-3)
+        np.testing.assert_allclose(one.z, z, atol=2e-2)
+        gain, tol = deviation_gain(p, one, "moq")
+        assert np.all(gain <= tol), (k, gain)
+    assert sp.status[3] == Status.STAGNATED and not sp.converged[3]
+    assert sp.deviation_gain[3] > ctip.CERT_TOL
+    # Best replies on a grid of one CSC's own (q_i, z_i) (the shape of deviation_gain's grid,
+    # so the compiled _profits_grid is reused): q in [20, 35] holds every reply.
+    pr = prepared(pts[3])
+    Q, Z = (g.ravel() for g in np.meshgrid(np.linspace(20.0, 35.0, 102),
+                                           np.linspace(0.0, 60.0, 102), indexing="ij"))
+
+    def reply(i, q_other, z_other):
+        q, z = np.empty((Q.size, 2)), np.empty((Q.size, 2))
+        q[:, i], z[:, i], q[:, 1 - i], z[:, 1 - i] = Q, Z, q_other, z_other
+        k = np.argmax(np.asarray(_profits_grid(pr, q, z, False))[:, i])
+        return Q[k], Z[k]
+
+    # chain 2's order, the switch point z_2* of chain 1's reply there (bisection on z_2, the
+    # replies by a fine z grid refined by a bounded Brent search)
+    for q2, switch in ((28.0, 1.4354), (29.0, 2.8390)):
+        for z2 in (0.0, switch - 0.4, switch + 0.4, switch + 5.0, 20.0):
+            q1, z1 = reply(0, q2, z2)
+            z2_reply = reply(1, q1, z1)[1]
+            if z2 < switch:
+                assert z1 == 0.0 and z2_reply > z2 + 15.0, (q2, z2, z1, z2_reply)
+            else:
+                assert z1 > 25.0 and z2_reply < min(z2, 4.0), (q2, z2, z1, z2_reply)
+
+
 @jax.jit
 def _q_jacobian(pr, q, z):
     return jax.jacfwd(lambda qq: ctip.outcome(pr, qq, z, "moq").Pi)(q)
@@ -245,6 +321,37 @@ _stage2_mcp = jax.jit(ctip.second_stage_mcp)
 _outcome = jax.jit(ctip.outcome, static_argnums=3)
 
 
+def test_smoothed_second_stage():
+    """The homotopy's smoothed subgame (tau > 0): symmetric in the base deliveries (tied
+    deliveries get identical top-ups), within N t log 2 of the exact subgame (its limit
+    t -> 0), its level the root of x + sum_j (y_j + t softplus((x - y_j) / t)) = c to
+    round-off, and its derivatives (implicit, custom JVP) right in forward and reverse mode
+    to second order. Eager, N = 6, ties at a kink of the exact subgame."""
+    c = 70.0  # (a - w_e) / b
+    q = c / 5.5  # the N = 6 defaults' kink (delta = 1/2)
+    y = np.array([[10.0] * 6,  # every top-up switches on here: x* = 10
+                  [q] * 4 + [q / 2] * 2,  # two disruptions at the N = 6 defaults' kink
+                  [3.0, 20.0, 5.0, 15.0, 8.0, 8.0]])  # the two smallest top up to 19/3
+    exact = np.asarray(ctip.second_stage(jnp.asarray(y), 100.0, 1.0, 30.0))
+    for t in (1.0, 1e-2, 1e-6):
+        e = np.asarray(ctip.second_stage(jnp.asarray(y), 100.0, 1.0, 30.0, t))
+        assert np.all(np.abs(e - exact) <= 6 * t * np.log(2.0) + 1e-12), t
+        for row in range(len(y)):
+            for i, j in itertools.combinations(range(6), 2):
+                if y[row, i] == y[row, j]:
+                    assert e[row, i] == e[row, j], (t, row)
+        # the level x* from the largest top-up, e_j = t softplus((x* - y_j) / t)
+        j = np.argmax(e, axis=1)
+        rows = np.arange(len(y))
+        u = e[rows, j] / t
+        x = y[rows, j] + t * (u + np.log(-np.expm1(-u)))  # softplus^-1, overflow-free
+        g = x + np.sum(y + t * np.logaddexp(0.0, (x[:, None] - y) / t), axis=1) - c
+        np.testing.assert_allclose(g, 0.0, atol=1e-12 * c)
+    f = lambda y, a, w_e, t: ctip.second_stage(y, a, 1.0, w_e, t)  # noqa: E731
+    check_grads(jax.jit(f), (jnp.asarray(y), 100.0, 30.0, 0.5), order=2,
+                              modes=("fwd", "rev"))
+
+
 @pytest.mark.parametrize("N", range(2, ctip.MAX_N + 1))
 def test_payoffs_match_numpy_oracle_for_every_n(N):
     """N = 2 ... 6: the expected profits (C4)/(C6) over all 2^N states, with the second stage,
@@ -286,18 +393,22 @@ def test_permutation_equivariance_n3():
 
 def test_six_chains():
     """N = 6 (64 disruption states): both regimes converge and pass the model's local and grid
-    certificates at five points, with the profits equal to the NumPy oracle and the shared
+    certificates at six points, with the profits equal to the NumPy oracle and the shared
     constraint's complementarity: MOQ binding (symmetric and asymmetric vulnerabilities,
-    asymmetric losses with M = 80) and slack (asymmetric losses, at a kink; the defaults).
-    The defaults sit on the kink where every state with two disruptions switches top-ups at
-    once, q_i = (a - w_e) / ((N - 1/2) b) (delta = 1/2); they and the M = 80 point failed
-    before the homotopy adapted its step and retried its first level (both were flagged
-    STAGNATED), so this test's brute-force grid of unilateral deviations checks them too."""
+    asymmetric losses with M = 80) and slack (asymmetric losses, at a kink; the defaults;
+    v = 0.5 with lam = 0.2). The defaults sit on the kink where every state with two
+    disruptions switches top-ups at once, q_i = (a - w_e) / ((N - 1/2) b) (delta = 1/2), and
+    so does v = 0.5, lam = 0.2, with interior investments. Those two failed with the
+    log-sum-exp smoothing of the sorted closed form (the defaults and the M = 80 point before
+    the homotopy adapted its step; v = 0.5, lam = 0.2 until the smoothing became symmetric in
+    the base deliveries -- all three were flagged STAGNATED), so this test's brute-force grid
+    of unilateral deviations checks them too."""
     N = ctip.MAX_N
     v, d = np.linspace(0.15, 0.45, N), np.linspace(0.3, 0.7, N)
     pts = [ctip.make_params(N, M=80.0), ctip.make_params(N, v=v, M=80.0),
            ctip.make_params(N, v=v, delta=d, M=0.0),
-           ctip.make_params(N), ctip.make_params(N, v=v, delta=d, M=80.0)]
+           ctip.make_params(N), ctip.make_params(N, v=v, delta=d, M=80.0),
+           ctip.make_params(N, v=0.5, lam=0.2)]
     sp, moq = jax.tree_util.tree_map(np.asarray, _SOLVE_6(stack(pts)))
     for k, p in enumerate(pts):
         for regime, eq in zip(ctip.REGIMES, (sp, moq), strict=True):
@@ -312,10 +423,13 @@ def test_six_chains():
                 if k >= 3:
                     gain, tol = deviation_gain(p, eq, regime)
                     assert np.all(gain <= tol), (k, gain)
-    assert list(moq.mu > 0.0) == [True, True, False, False, True]  # binding or slack
-    assert list(moq.at_kink) == [False, False, True, True, False]
-    np.testing.assert_allclose(moq.q[3], (100.0 - 30.0) / (N - 0.5), atol=1e-5)
+    assert list(moq.mu > 0.0) == [True, True, False, False, True, False]  # binding or slack
+    assert list(moq.at_kink) == [False, False, True, True, False, True]
+    for k in (3, 5):  # symmetric points on the kink: a symmetric equilibrium
+        np.testing.assert_allclose(moq.q[k], (100.0 - 30.0) / (N - 0.5), atol=1e-5)
+        np.testing.assert_allclose(moq.z[k], moq.z[k][0], rtol=1e-9)
     np.testing.assert_array_equal(moq.z[3], 0.0)
+    np.testing.assert_allclose(moq.z[5], 8.769, atol=5e-4)
 
 
 #: Both regimes at N = 6 (one point, its own program).

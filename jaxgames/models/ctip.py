@@ -68,35 +68,58 @@ How it is solved
   then crowds out the others' top-ups -- and down when a rival stops). A first-order root on a
   kink may hence not be a best response, and an equilibrium can sit exactly on a concave kink
   over a range of parameters (the first-order condition jumps over zero there, so Newton on the
-  exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`): the
-  second stage's ``min``/``max`` smoothed by log-sum-exp of width ``tau (a - w_e) / b``,
-  ``tau = 1e-2, 1e-4, 1e-6, 1e-8``, each level warm-started from the previous one, then the
-  exact game. Where this path fails, an adaptive continuation takes over from the last solved
-  level: one decade per step, halved after a failure and doubled (up to two) after a success,
-  then the exact game. Where many states switch at one point -- at the defaults with
-  ``N = 6`` every state with exactly two disruptions switches at the symmetric equilibrium
-  ``q_i = (a - w_e) / ((N - 1/2) b)``, 15 kinks at once -- a level's solution lies about the
-  previous width away from the next one's, whose first-order conditions curve on the scale of
-  its own width, and a ratio of 100 between levels leaves Newton's basin; smaller steps keep
-  the warm start inside. If no smoothed level was solved, the first one is retried from the
-  same orders without security investment (at an asymmetric point with ``N = 6`` and a
-  binding ``M = 80`` Newton wandered from :func:`start_point`'s investments to negative
-  ones and spent its 60 steps; from ``z = 0`` it converges in 13). The exact level's solution
+  exact game cannot meet it). The MOQ solve is therefore a homotopy (:data:`HOMOTOPY`) over
+  smoothed second stages of width ``t = tau (a - w_e) / b``, ``tau = 1e-2, 1e-4, 1e-6,
+  1e-8``, each level warm-started from the previous one, then the exact game. The smoothing
+  replaces ``max(0, u)`` by ``t softplus(u / t)`` in the level equation and the top-ups:
+  ``x*`` is the root of ``x + sum_j (y_j + t softplus((x - y_j) / t)) = (a - w_e) / b``
+  (increasing and convex in ``x``: Newton from the exact level, a fixed number of steps,
+  derivatives by the implicit function theorem) and ``e_j = t softplus((x* - y_j) / t)``.
+  It is symmetric in ``y`` -- CSCs with equal base deliveries get equal top-ups -- and
+  tends to the exact subgame as ``t -> 0`` (``x*`` within ``N t log 2``). (The earlier
+  smoothing, log-sum-exp of the sorted closed form's ``min``, was not smooth where base
+  deliveries tie, so symmetric points had slightly asymmetric smoothed equilibria, and at
+  ``N = 6``, ``v = 0.5``, ``lam = 0.2`` no level from ``tau = 1e-4`` on converged.)
+  Where this path fails, an adaptive continuation takes over from the last solved level: one
+  decade per step, halved after a failure and doubled (up to two) after a success, then the
+  exact game. Where many states switch at one point -- at the defaults with ``N = 6`` every
+  state with exactly two disruptions switches at the symmetric equilibrium ``q_i = (a -
+  w_e) / ((N - 1/2) b)``, 15 kinks at once -- a level's solution lies about the previous
+  width away from the next one's, whose first-order conditions curve on the scale of its own
+  width, and a ratio of 100 between levels can leave Newton's basin; smaller steps keep the
+  warm start inside (with the earlier smoothing the defaults needed this path: 319 Newton
+  iterations in all; with the symmetric one they take 33). If no smoothed level was solved,
+  the first one is retried from the same orders without security investment (at an
+  asymmetric point with ``N = 6`` and a binding ``M = 80`` Newton wandered, with the earlier
+  smoothing, from :func:`start_point`'s investments to negative ones and spent its 60 steps;
+  from ``z = 0`` it converged in 13). The exact level's solution
   is used when it converges and is certified, else the last smoothed level's, once the path
   has reached ``tau = 1e-8`` (the kink is then located to ~1e-7 relative). The path is a loop
   on constants; derivatives are the implicit ones of the reported level
-  (:func:`_moq_path_jvp`). Every solution is certified locally: each CSC's payoff at
+  (:func:`_path_jvp`). Every solution is certified locally: each CSC's payoff at
   ``q_i +- h``, ``z_i +- h`` (second stage re-solved) must not beat the reported one;
   otherwise the point is flagged ``status = STAGNATED``. ``at_kink`` reports a solution within
   ``1e-6`` (relative) of a switching point.
 * **Global certificate.** Because of the convex kinks a first-order point can be a local
   maximum of a CSC's payoff only. Every solution is checked against a grid of unilateral
   deviations over each CSC's own ``(q_i, z_i)`` (:data:`CERT_GRID`, second stage re-solved);
-  ``deviation_gain`` is the best relative gain found, and a point that a deviation improves is
-  flagged ``STAGNATED``. This happens where top-ups are nearly as cheap as base orders
-  (``w_e`` close to ``w``): a CSC then prefers to rely on the risk-free top-up, and the game
-  may have no pure-strategy equilibrium near the first-order point. Such points are reported
-  as failures, never as equilibria.
+  ``deviation_gain`` is the best relative gain found. This happens where top-ups are nearly
+  as cheap as base orders (``w_e`` close to ``w``): Newton can end at a first-order point
+  where one CSC sits on a local maximum of its payoff, relying on top-ups (a small ``q_i``),
+  while a large order pays more; in SP with much sharing a CSC can likewise sit on a local
+  maximum near free riding. A solve whose solution fails a certificate is therefore
+  restarted (at most :data:`RESTARTS` times) from the profile in which the CSC with the
+  largest grid gain plays its best grid point -- a start in another basin of Newton's
+  method (:func:`_path`). At the three such MOQ points of the benchmark's random sample of
+  256 at ``N = 2`` the first restart reaches a certified equilibrium, the point that a
+  Gauss-Seidel loop of global best responses converges to. The fourth, an SP point with
+  ``lam = 0.86``, has no pure-strategy equilibrium: one CSC's best reply jumps from not
+  investing to investing much as its partner's investment crosses a switch point, and the
+  partner's replies to the two branches lie on opposite sides of it (the best-response loop
+  cycles between the two profiles; README, tests). A point that no restart certifies is
+  flagged ``STAGNATED``: reported as a failure, never as an equilibrium. Where the first
+  solve is certified the restart loop costs one more evaluation of the deviation grid
+  (under ``vmap``: while no point of the batch restarts).
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
   determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
   the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
@@ -281,9 +304,14 @@ def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
     any leading axes, e.g. the states). Exact (see the module docstring): ``x* = min_k (c -
     sum of the N - k largest y) / (1 + k)`` with ``c = (a - w_e) / b``, ``e = max(0, x* - y)``.
 
-    ``tau > 0`` replaces ``min`` and ``max(0, .)`` by their log-sum-exp smoothings of width
-    ``tau`` (in units of ``y``); it is used only on the homotopy path of the first-stage solve
-    towards equilibria that sit on a kink (module docstring). ``tau = 0`` is exact.
+    ``tau > 0`` smooths the subgame symmetrically in ``y``: ``max(0, u)`` becomes
+    ``t softplus(u / t)`` of width ``t = tau`` (in units of ``y``), both in the level's
+    equation ``x + sum_j max(y_j, x) = c`` and in the top-ups, so ``x*`` is the root of
+    ``x + sum_j (y_j + t softplus((x - y_j) / t)) = c`` (:func:`_smooth_level`) and
+    ``e_j = t softplus((x* - y_j) / t)``. It is used only on the homotopy path of the
+    first-stage solve towards equilibria that sit on a kink (module docstring); as ``t -> 0``
+    it tends to the exact subgame (``0 <= x*_exact - x*_t <= N t log 2``). ``tau = 0`` is
+    exact.
     """
     N = y.shape[-1]
     ys = jnp.sort(y, axis=-1)
@@ -292,14 +320,59 @@ def second_stage(y: Array, a, b, w_e, tau=0.0) -> Array:
     c = (a - w_e) / b
     k1 = jnp.arange(1, N + 2, dtype=y.dtype).reshape((1,) * (y.ndim - 1) + (N + 1,))
     cand = (c - (total - below)) / k1
-    exact = jnp.maximum(jnp.min(cand, axis=-1)[..., None] - y, 0.0)
+    level = jnp.min(cand, axis=-1)
+    exact = jnp.maximum(level[..., None] - y, 0.0)
     if _static_zero(tau):  # exact by construction: keep the smoothing out of the program
         return exact
     smooth = tau > 0
-    t = jnp.where(smooth, tau, 1.0)
-    level = -t * jax.nn.logsumexp(-cand / t, axis=-1)
-    soft = t * jax.nn.softplus((level[..., None] - y) / t)
+    t = jnp.broadcast_to(jnp.where(smooth, tau, 1.0), level.shape).astype(y.dtype)
+    x = _smooth_level(y, jnp.broadcast_to(c, level.shape).astype(y.dtype), t,
+                      jax.lax.stop_gradient(level))
+    soft = t[..., None] * jax.nn.softplus((x[..., None] - y) / t[..., None])
     return jnp.where(smooth, soft, exact)
+
+
+#: Newton steps of :func:`_smooth_level` (from the exact level, the iteration decreases
+#: monotonically to the root and reaches it to round-off in at most 5 steps).
+SMOOTH_LEVEL_STEPS = 8
+
+
+@jax.custom_jvp
+def _smooth_level(y: Array, c: Array, t: Array, x0: Array) -> Array:
+    """The root ``x`` of ``g(x) = x + sum_j (y_j + t softplus((x - y_j) / t)) - c`` (last
+    axis of ``y``: CSCs; ``c``, ``t``, ``x0`` have ``y``'s leading shape).
+
+    ``g`` is increasing (``g' = 1 + sum_j sigmoid((x - y_j) / t) >= 1``) and convex, so
+    Newton's method started at a point right of the root decreases monotonically to it. The
+    start ``x0`` is the exact level (the root of ``g`` with ``max`` for ``t softplus``):
+    since ``t softplus(u / t) >= max(0, u)``, ``g(x0) >= 0``. In units of ``t`` the start is
+    at most ``N log 2`` from the root, so a fixed number of steps,
+    :data:`SMOOTH_LEVEL_STEPS`, reaches it to round-off (the iteration is scale-free in
+    ``t``; tests check the residual). Derivatives by the implicit function theorem
+    (:func:`_smooth_level_jvp`), so forward and reverse mode of any order are exact.
+    """
+
+    def newton(_, x):
+        u = (x[..., None] - y) / t[..., None]
+        g = x + jnp.sum(y + t[..., None] * jax.nn.softplus(u), axis=-1) - c
+        return x - g / (1.0 + jnp.sum(jax.nn.sigmoid(u), axis=-1))
+
+    return jax.lax.fori_loop(0, SMOOTH_LEVEL_STEPS, newton, x0)
+
+
+@_smooth_level.defjvp
+def _smooth_level_jvp(primals, tangents):
+    """Implicit function theorem on ``g(x; y, c, t) = 0``: ``dx = -(sum_j (1 - s_j) dy_j - dc
+    + sum_j (softplus(u_j) - u_j s_j) dt) / (1 + sum_j s_j)``, ``u_j = (x - y_j) / t``,
+    ``s_j = sigmoid(u_j)`` (``x0`` only starts the iteration)."""
+    y, c, t, x0 = primals
+    dy, dc, dt, _ = tangents
+    x = _smooth_level(y, c, t, x0)
+    u = (x[..., None] - y) / t[..., None]
+    s = jax.nn.sigmoid(u)
+    num = (jnp.sum((1.0 - s) * dy, axis=-1) - dc
+           + jnp.sum(jax.nn.softplus(u) - u * s, axis=-1) * dt)
+    return x, -num / (1.0 + jnp.sum(s, axis=-1))
 
 
 def second_stage_enumerated(y: np.ndarray, a: float, b: float, w_e: float) -> np.ndarray:
@@ -595,11 +668,17 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
     so a first-order point can be a local maximum only; the grid (``q_i`` from its floor to
     ``a / b``, ``z_i`` from 0 to ``max(3 z_i, 3 / alpha_i)``) catches distant better replies.
     """
+    return _grid_deviation(pr, q, z, regime, N)[0]
+
+
+def _grid_deviation(pr: Params, q, z, regime: str, N: int) -> tuple[Array, Array]:
+    """:func:`_grid_gain` and the profile ``(q, z)`` (shape ``(2N,)``) in which the CSC with
+    the largest gain plays its best grid point (the start of :data:`RESTARTS`)."""
     pr, q, z = jax.lax.stop_gradient((pr, q, z))
     q_scale, _ = _scales(pr, N)
     base = profits(pr, q, z, regime)
     nq, nz = CERT_GRID
-    gains = []
+    gains, moves = [], []
     for i in range(N):
         floor = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0) if regime == "moq" else 0.0
         qs = floor + (pr.a / pr.b - floor) * jnp.linspace(0.0, 1.0, nq, dtype=q.dtype)
@@ -611,12 +690,20 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
             return profits(pr, q.at[i].set(qi), z.at[i].set(zi), regime)[i]
 
         dev = jax.vmap(pay)(Q.ravel(), Z.ravel())
-        gains.append((jnp.max(dev) - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
-    return jnp.maximum(jnp.max(jnp.stack(gains)), 0.0)
+        k = jnp.argmax(dev)
+        gains.append((dev[k] - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
+        moves.append(jnp.concatenate([q.at[i].set(Q.ravel()[k]), z.at[i].set(Z.ravel()[k])]))
+    gains = jnp.stack(gains)
+    best = jnp.argmax(gains)
+    return jnp.maximum(gains[best], 0.0), jnp.stack(moves)[best]
 
 
 #: Relative grid gain above which a first-order point is not an equilibrium (round-off only).
 CERT_TOL = 1e-9
+
+#: Restarts of a first-stage solve whose solution the certificates reject: from the profile in
+#: which the CSC with the largest grid gain plays its best grid deviation (:func:`_path`).
+RESTARTS = 2
 
 
 class Homotopy(NamedTuple):
@@ -667,32 +754,23 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
     return eq, jnp.zeros((), x0.dtype)
 
 
-def _moq_homotopy(pr: Params, ps: Params, N: int, x0: Array, solver: Newton):
+def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
     """The MOQ first stage by the homotopy :data:`HOMOTOPY` in the smoothing width of the
     second stage (module docstring): an equilibrium on a concave kink of a payoff is the limit
     of the smoothed games' equilibria; off kinks the exact level converges in a step or two
     from the last smoothed one. ``ps`` is the point solved (``lam`` split, see
-    :data:`LAM_SPLIT_EPS`), ``pr`` the one certified. Returns the engine's solution that is
-    reported (``iterations``: of all levels), ``mu`` and whether it is certified locally.
+    :data:`LAM_SPLIT_EPS`), ``pr`` the one certified. Returns ``(x, mu, residual, iterations
+    (of all levels), status, certified locally, tau)`` of the reported level.
 
     Where the nominal path fails the step adapts: where several states switch top-ups at one
     point (e.g. the defaults at ``N = 6``: every state with two disruptions switches at the
-    symmetric equilibrium) a warm start two decades of ``tau`` away falls outside Newton's
-    basin; smaller steps keep it inside. (The smoothing of the sorted closed form is itself
-    not smooth where base deliveries tie, so a symmetric point's smoothed games have slightly
-    asymmetric equilibria; they meet the symmetric one as ``tau -> 0``.)
-    """
-    x, mu, residual, its, status, ok, _ = _moq_path(N, solver, pr, ps, x0)
-    return _GameSolution(x, mu[None], residual, its, status), mu, ok
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _moq_path(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
-    """:func:`_moq_homotopy`'s path: ``(x, mu, residual, iterations, status, certified, tau)``.
+    symmetric equilibrium) a warm start two decades of ``tau`` away can fall outside Newton's
+    basin; smaller steps keep it inside. (The smoothing, :func:`second_stage` with
+    ``tau > 0``, is symmetric in the base deliveries, so a symmetric point's smoothed games
+    have symmetric equilibria.)
 
     A ``while_loop`` (under ``vmap`` it runs until the batch's last path ends; an ended path's
-    further levels start from a non-finite point, which the engine returns at once). Its
-    derivative (:func:`_moq_path_jvp`) is the implicit one of the reported level alone.
+    further levels start from a non-finite point, which the engine returns at once).
     """
     h = HOMOTOPY
     dt = pr.a.dtype
@@ -762,17 +840,71 @@ def _moq_path(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
     return x, mu, residual, its, status, use_exact | use_smooth, tau
 
 
-@_moq_path.defjvp
-def _moq_path_jvp(N, solver, primals, tangents):
+def _attempt(N: int, solver: Newton, regime: str, pr: Params, ps: Params, x0: Array):
+    """One first-stage solve from ``x0``: ``(x, mu, residual, iterations, status, certified
+    locally, tau)``; MOQ by the homotopy (:func:`_homotopy`), SP by one engine solve."""
+    if regime == "moq":
+        return _homotopy(N, solver, pr, ps, x0)
+    zero = jnp.zeros((), pr.a.dtype)
+    eq, mu = _nash(ps, zero, N, regime, x0, solver)
+    ok = (eq.status == Status.SUCCESS) & _local_certificate(pr, eq.x[:N], eq.x[N:], regime, N)
+    return eq.x, mu, eq.residual, eq.iterations, eq.status, ok, zero
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
+def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Params,
+          x0: Array):
+    """The first stage of ``regime`` from ``x0`` (:func:`_attempt`), restarted up to
+    ``restarts`` times where the solution fails a certificate (the local one, or the grid of
+    unilateral deviations of :func:`_grid_deviation`): from the profile in which the CSC with
+    the largest grid gain plays its best grid deviation. Newton converges to a first-order
+    point of the basin it starts in, which can be a local maximum of a CSC's payoff only
+    (module docstring, "Global certificate"); a restart from the better reply the certificate
+    found starts in another basin. A restart's solution is kept only if it passes both
+    certificates; a point that never does keeps its first solution (and is flagged by
+    :func:`_solve`). Returns :func:`_attempt`'s tuple (``iterations``: of all attempts).
+
+    A ``while_loop`` on constants (under ``vmap`` it runs while any point restarts; the others'
+    attempts start from a non-finite point, which the engine returns at once); its derivative
+    (:func:`_path_jvp`) is the implicit one of the reported solution alone.
+    """
+    if restarts == 0:
+        return _attempt(N, solver, regime, pr, ps, x0)
+
+    # One loop, its first pass the solve from x0 (a single instance of the solve in the
+    # program: the homotopy compiles once).
+    def body(c):
+        r, out, its, pending, start = c
+        new = _attempt(N, solver, regime, pr, ps, jnp.where(pending, start, jnp.nan))
+        x, ok = new[0], new[5]
+        gain, x_dev = _grid_deviation(pr, x[:N], x[N:], regime, N)
+        good = ok & (gain <= CERT_TOL)
+        keep = pending & ((r == 0) | good)
+        out = jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), new, out)
+        its = its + jnp.where(pending, new[3], 0)
+        again = pending & ~good & jnp.all(jnp.isfinite(x_dev))
+        return r + 1, out, its, again, jnp.where(again, x_dev, start)
+
+    dt = pr.a.dtype
+    empty = (jnp.full_like(x0, jnp.nan), jnp.zeros((), dt), jnp.asarray(jnp.inf, dt),
+             jnp.int32(0), jnp.int32(Status.MAX_STEPS), jnp.array(False), jnp.zeros((), dt))
+    _, out, its, _, _ = jax.lax.while_loop(lambda c: (c[0] <= restarts) & c[3], body,
+                                           (jnp.int32(0), empty, jnp.int32(0),
+                                            jnp.array(True), x0))
+    return out[:3] + (its,) + out[4:]
+
+
+@_path.defjvp
+def _path_jvp(N, solver, regime, restarts, primals, tangents):
     """Implicit derivative of the reported level: one more solve of it from its solution (a
     Newton step), through the engine's implicit-function JVP; a failure's start is non-finite
     (no iterations, zero tangent). Only differentiated programs contain this solve."""
     pr, ps, x0 = primals
-    out = _moq_path(N, solver, pr, ps, x0)
+    out = _path(N, solver, regime, restarts, pr, ps, x0)
     x, mu, residual, its, status, ok, tau = out
 
     def level(p):
-        e, m = _nash(p, tau, N, "moq", jnp.where(ok, x, jnp.nan), solver)
+        e, m = _nash(p, tau, N, regime, jnp.where(ok, x, jnp.nan), solver)
         return e.x, m
 
     _, (dx, dmu) = jax.jvp(level, (ps,), (tangents[1],))
@@ -788,15 +920,10 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
     x0 = jax.lax.stop_gradient(jnp.asarray(x0, pr.a.dtype))
     split = jnp.where(pr.lam >= 1.0 - LAM_SPLIT_EPS, LAM_SPLIT_EPS, 0.0)
     ps = pr._replace(lam=pr.lam - split)
-    zero = jnp.zeros((), pr.a.dtype)
-    if regime == "sp":
-        eq, mu = _nash(ps, zero, N, regime, x0, solver)
-        certified = _local_certificate(pr, eq.x[:N], eq.x[N:], regime, N)
-        ok = (eq.status == Status.SUCCESS) & certified
-        iterations = eq.iterations
-    else:
-        eq, mu, ok = _moq_homotopy(pr, ps, N, x0, solver)
-        iterations = eq.iterations
+    # The restarts need the grid certificate; optimal_policy's inner iterations skip both.
+    x, mu, residual, iterations, status, ok, _ = _path(
+        N, solver, regime, RESTARTS if global_check else 0, pr, ps, x0)
+    eq = _GameSolution(x, mu[None], residual, iterations, status)
     q, z = eq.x[:N], eq.x[N:]
     # At lam = 1 identical CSCs get exactly equal shares of the (determined) total investment:
     # their first-order conditions coincide, so averaging within a group of identical CSCs
