@@ -233,6 +233,14 @@ p = { linspace = [0.0, 1.0, 150] }
 """  # 22,500 points in 352 chunks: seconds of chunks after a compilation
 
 
+def _sigint_default() -> None:
+    """The child starts with Ctrl-C's default disposition, as in a terminal: run as a background
+    job of a non-interactive shell (``.ci/run &``), pytest inherits SIGINT *ignored*, which the
+    command line rightly keeps ignoring (as Python does), and these tests would see the sweep
+    finish (exit 0) instead of testing the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     sweep_file = _write(tmp_path / f"{name}.toml", LONG.replace(
         "chunk_size", f'output = "{name}.zarr"\nchunk_size'))
@@ -241,7 +249,7 @@ def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     proc = subprocess.Popen([sys.executable, "-m", "jaxgames", "sweep", str(sweep_file),
                              "--no-progress", "--no-compilation-cache"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_default)
     return proc, tmp_path / f"{name}.zarr"
 
 
