@@ -233,12 +233,21 @@ p = { linspace = [0.0, 1.0, 150] }
 """  # 22,500 points in 352 chunks: seconds of chunks after a compilation
 
 
-def _sigint_default() -> None:
-    """The child starts with Ctrl-C's default disposition, as in a terminal: run as a background
-    job of a non-interactive shell (``.ci/run &``), pytest inherits SIGINT *ignored*, which the
-    command line rightly keeps ignoring (as Python does), and these tests would see the sweep
-    finish (exit 0) instead of testing the interrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _popen_with_sigint(*args, **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` whose child starts with Ctrl-C's default disposition, as in a
+    terminal. Run as a background job of a non-interactive shell (``.ci/run &``), pytest
+    inherits SIGINT *ignored*, which the child would inherit too, and the command line rightly
+    keeps an ignored SIGINT ignored (as Python does): the sweep would finish (exit 0) instead
+    of testing the interrupt. A handled signal is reset to the default at ``exec``, so SIGINT
+    is handled here while the child starts (no ``preexec_fn``: that forks a process in which
+    JAX's threads run, which JAX warns about)."""
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(*args, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
@@ -246,10 +255,10 @@ def _start(tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
         "chunk_size", f'output = "{name}.zarr"\nchunk_size'))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "jaxgames", "sweep", str(sweep_file),
+    proc = _popen_with_sigint([sys.executable, "-m", "jaxgames", "sweep", str(sweep_file),
                              "--no-progress", "--no-compilation-cache"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_sigint_default)
+                            text=True)
     return proc, tmp_path / f"{name}.zarr"
 
 
