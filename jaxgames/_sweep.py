@@ -62,6 +62,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import gc
 import hashlib
 import json
 import math
@@ -385,8 +386,6 @@ def release_compiled_programs(share: float | None = None) -> bool:
         return False
     _compiled.cache_clear()
     jax.clear_caches()
-    import gc
-
     gc.collect()  # the executables' code is unmapped when the last reference goes
     return True
 
