@@ -75,6 +75,9 @@ def main(argv=None):
                     help="A/B only: CPU time of simulate_runs on the design for this repo's isb "
                          "and each given copy of isb.py (e.g. another commit's), interleaved")
     ap.add_argument("--rounds", type=int, default=7, help="rounds of --compare")
+    ap.add_argument("--method", choices=("core", "experiment"), default="core",
+                    help="what --compare times: simulate_runs on the design (core) or the whole "
+                         "isb.experiment (draws, runs, Dataset)")
     args = ap.parse_args(argv)
     if args.pin is not None:
         # Before JAX starts its thread pools. Both sides then run on one core: XLA cannot spread
@@ -278,7 +281,8 @@ def main(argv=None):
 
 
 def compare(args):
-    """A/B of whole module versions: ``simulate_runs`` on the design's runs (``core``) for this
+    """A/B of whole module versions: ``simulate_runs`` on the design's runs (``core``; or with
+    ``--method experiment`` the whole ``isb.experiment``) for this
     repository's ``isb`` and each file of ``--compare`` (loaded as a module of its own), the
     variants interleaved round by round; process CPU time and wall time, medians and minima."""
     import importlib.util
@@ -308,7 +312,10 @@ def compare(args):
     fns, first = {}, {}
     for name, mod in mods.items():
         runs = mod.DEFAULT._replace(structure=s, policy=p, breach=b)
-        fns[name] = lambda mod=mod, runs=runs: mod.simulate_runs(runs, big).cost_chain
+        if args.method == "core":
+            fns[name] = lambda mod=mod, runs=runs: mod.simulate_runs(runs, big).cost_chain
+        else:
+            fns[name] = lambda mod=mod: mod.experiment(reps=args.reps).cost_chain.values.ravel()
         first[name] = np.asarray(fns[name]())  # compile
     diff = {k: float(np.max(np.abs(v - first["this"]) / np.abs(first["this"])))
             for k, v in first.items()}
@@ -321,7 +328,8 @@ def compare(args):
             jax.block_until_ready(fn())
             wall[k].append(time.perf_counter() - t0)
             cpu[k].append(time.process_time() - c0)
-    out = {"benchmark": "isb A/B: simulate_runs on the design, variants interleaved",
+    out = {"benchmark": f"isb A/B: {args.method} on the design, variants interleaved",
+           "method": args.method,
            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "dtype": "float32" if args.float32 else "float64", "runs": int(len(s)),
            "rounds": args.rounds, "pinned": args.pin,
@@ -330,7 +338,7 @@ def compare(args):
                             "wall_median_s": statistics.median(wall[k]),
                             "wall_min_s": min(wall[k]), "cpu_all_s": cpu[k],
                             "max_rel_diff_cost_chain_vs_this": diff[k]} for k in fns}}
-    print(f"isb A/B ({out['dtype']}, {len(s)} runs, {args.rounds} rounds, load "
+    print(f"isb A/B ({args.method}, {out['dtype']}, {len(s)} runs, {args.rounds} rounds, load "
           f"{load_start[0]:.1f} -> {out['load_avg_end'][0]:.1f}"
           f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
     for k, v in out["variants"].items():

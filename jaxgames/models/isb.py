@@ -559,18 +559,22 @@ def _tags_values() -> bool:
 ONE_KERNEL = True
 
 
-def _run(pr: Params, demand: Array, settings: Settings, trace: bool):
+def _run(pr: Params, demand: Array, settings: Settings, trace: bool, rows=None):
     """Simulate ``settings.days`` days. Parameter leaves have a batch shape ``b`` (``()`` for
-    one run); ``demand`` is ``(days, 2, *b)``; every state array is ``(agents..., *b)``.
+    one run); ``demand`` is ``(days, 2, *b)``, or with ``rows`` (ints, ``b = (n,)``) a
+    runs-first ``(m, days, 2)`` array of which run ``j`` reads row ``rows[j]``, day by day, in
+    place (:func:`simulate_runs` takes its demand as given; :func:`experiment` passes one row
+    per replication, shared by every scenario); every state array is ``(agents..., *b)``.
 
     On a CPU the loop runs as one kernel (:data:`ONE_KERNEL`)."""
     if not _one_kernel():
-        return _run_days(pr, demand, settings, trace)
+        return _run_days(pr, demand, settings, trace, rows=rows)
     from jax.experimental.xla_metadata import set_xla_metadata
 
     bs = jnp.shape(pr.h)
     numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC])
-    codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES])
+    codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES]
+                      + ([] if rows is None else [rows.astype(jnp.int32)]))
     numeric, codes, demand = jax.lax.optimization_barrier((numeric, codes, demand))
     out = _run_inner(numeric, codes, demand, settings, trace)
     return set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
@@ -603,19 +607,23 @@ def _run_inner(numeric, codes, demand, settings, trace):
     def run(numeric, codes, offset=None):
         pr = Params(settings=settings, **{k: numeric[i] for i, k in enumerate(_NUMERIC)},
                     **{k: codes[i] for i, k in enumerate(_CODES)})
-        return _run_days(pr, demand, settings, trace, offset)
+        rows = codes[len(_CODES)] if codes.shape[0] > len(_CODES) else None
+        return _run_days(pr, demand, settings, trace, offset, rows)
 
     if numeric.ndim != 2 or numeric.shape[1] <= CHUNK:
         return run(numeric, codes)
     n = numeric.shape[1]
     chunk, width = _chunking(n)
+    rows = codes.shape[0] > len(_CODES)
     if width != n:  # the padding point of _simulate_core (the defaults, demand 0)
         fill = jnp.asarray([float(getattr(DEFAULT, k)) for k in _NUMERIC], numeric.dtype)
         numeric = jnp.concatenate([numeric, jnp.broadcast_to(fill[:, None],
                                                              (len(_NUMERIC), width - n))], 1)
-        codes = jnp.concatenate([codes, jnp.zeros((len(_CODES), width - n), codes.dtype)], 1)
-        demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
-                                                    demand.dtype)], -1)
+        # With ``rows`` a padding run reads row 0 (any valid demand: it is sliced off).
+        codes = jnp.concatenate([codes, jnp.zeros((codes.shape[0], width - n), codes.dtype)], 1)
+        if not rows:
+            demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
+                                                        demand.dtype)], -1)
 
     def split(x):  # (..., width) -> (width / chunk, ..., chunk)
         return jnp.moveaxis(x.reshape(*x.shape[:-1], width // chunk, chunk), -2, 0)
@@ -629,9 +637,12 @@ def _run_inner(numeric, codes, demand, settings, trace):
     return jax.tree.map(join, out)
 
 
-def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset=None):
+def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset=None,
+              rows=None):
     """:func:`_run`'s computation. With ``offset``, the runs are the ``b`` runs of ``demand``'s
-    last axis from ``offset`` on (read in place day by day: one chunk of a larger batch)."""
+    last axis from ``offset`` on (read in place day by day: one chunk of a larger batch); with
+    ``rows``, ``demand`` is ``(m, days, 2)`` and run ``j`` reads its row ``rows[j]`` (``offset``
+    is then unused)."""
     dtype = pr.h.dtype
     bs = jnp.shape(pr.h)
     W = settings.window
@@ -766,7 +777,10 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     def day(carry, inp):
         s, pending = carry
         t = inp
-        if offset is None:
+        if rows is not None:
+            d = jnp.take(jax.lax.dynamic_index_in_dim(demand, t, axis=1, keepdims=False), rows,
+                         axis=0, mode="clip").T
+        elif offset is None:
             d = jax.lax.dynamic_index_in_dim(demand, t, keepdims=False)
         else:
             d = jax.lax.dynamic_slice(demand, (t, 0, offset), (1, 2, *bs))[0]
@@ -942,12 +956,12 @@ def replication_keys(seed: int, reps: int) -> Array:
     return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), jnp.arange(reps))
 
 
-def _runs_program(pr: Params, demand: Array) -> Result:
+def _runs_program(pr: Params, demand: Array, rows=None) -> Result:
     # Every leaf of ``pr`` has the batch shape (n,); demand is (days, 2, n). The batch is the
     # trailing (memory-contiguous) axis of every state array, so each step of the scan is a
     # few loops over n runs (several times faster on a CPU than vmap, whose batch axis leads).
     valid = inputs_valid(pr, DOMAIN)
-    final, active, _ = _run(pr, demand, pr.settings, False)
+    final, active, _ = _run(pr, demand, pr.settings, False, rows)
     res = _summarise(final, active, pr.settings, valid)
     return res._replace(**{k: jnp.moveaxis(getattr(res, k), 0, -1) for k in OUTPUT_DIMS})
 
@@ -990,14 +1004,19 @@ def simulate_runs(params: Params, demand: Array) -> Result:
     if demand.shape != (n, params.settings.days, 2):
         raise ValueError(f"{MODEL}: demand must have shape (runs, days, 2) = "
                          f"(n, {params.settings.days}, 2), got {demand.shape}")
-    return _simulate_runs_last(params, jnp.moveaxis(demand, 0, -1))
+    return _simulate_runs_last(params, demand, np.arange(n, dtype=np.int32))
 
 
-def _simulate_runs_last(params: Params, demand: Array) -> Result:
-    """:func:`simulate_runs` on ``demand`` of shape ``(days, 2, n)`` (the program's layout:
-    :func:`experiment` builds it directly, without transposing 2,160 x 1,600 numbers)."""
+def _simulate_runs_last(params: Params, demand: Array, rows=None) -> Result:
+    """:func:`simulate_runs` on ``demand`` of shape ``(days, 2, n)``, or runs-first
+    ``(m, days, 2)`` with ``rows`` (``(n,)`` ints): run ``j`` reads row ``rows[j]`` in place,
+    day by day (no transposed or tiled copy of the demand: :func:`simulate_runs` passes its
+    ``(n, days, 2)`` demand with ``rows = 0 .. n - 1``; :func:`experiment` its ``(reps, days,
+    2)`` draws, shared by the 48 scenarios)."""
     dtype = jnp.result_type(float)
-    n = demand.shape[-1]
+    n = demand.shape[-1] if rows is None else len(rows)
+    if rows is not None:
+        rows = np.asarray(rows)
     pr = params._replace(
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
         **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
@@ -1006,9 +1025,13 @@ def _simulate_runs_last(params: Params, demand: Array) -> Result:
     if width != n:
         pr = jax.tree.map(lambda x, fill: jnp.concatenate(
             [x, jnp.full((width - n,), fill, x.dtype)]), pr, DEFAULT._replace(settings=pr.settings))
-        demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
-                                                    demand.dtype)], -1)
-    res = _runs_compiled(pr, demand)(pr, demand)
+        if rows is None:
+            demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
+                                                        demand.dtype)], -1)
+        else:  # padding runs read column 0 (sliced off)
+            rows = np.concatenate([rows, np.zeros(width - n, rows.dtype)])
+    args = (pr, demand) if rows is None else (pr, demand, jnp.asarray(rows, jnp.int32))
+    res = _runs_compiled(*args)(*args)
     return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
 
@@ -1048,7 +1071,8 @@ def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies
     runs = base._replace(structure=np.repeat(s, reps), policy=np.repeat(p, reps),
                          breach=np.repeat(b, reps))
     validate(runs)
-    res = _simulate_runs_last(runs, jnp.tile(jnp.moveaxis(demand, 0, -1), n_scen))
+    res = _simulate_runs_last(runs, demand,
+                              np.tile(np.arange(int(reps), dtype=np.int32), n_scen))
     shape = (len(structures), len(policies), len(breaches), int(reps))
     dims = ("structure", "policy", "breach", "replication")
     data = {}
