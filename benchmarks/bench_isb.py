@@ -75,9 +75,10 @@ def main(argv=None):
                     help="A/B only: CPU time of simulate_runs on the design for this repo's isb "
                          "and each given copy of isb.py (e.g. another commit's), interleaved")
     ap.add_argument("--rounds", type=int, default=7, help="rounds of --compare")
-    ap.add_argument("--method", choices=("core", "experiment"), default="core",
-                    help="what --compare times: simulate_runs on the design (core) or the whole "
-                         "isb.experiment (draws, runs, Dataset)")
+    ap.add_argument("--method", choices=("core", "experiment", "vmap_keys"), default="core",
+                    help="what --compare times: simulate_runs on the design (core), the whole "
+                         "isb.experiment (draws, runs, Dataset) or jit(vmap(simulate)) over "
+                         "(scenario, key) (vmap_keys)")
     args = ap.parse_args(argv)
     if args.pin is not None:
         # Before JAX starts its thread pools. Both sides then run on one core: XLA cannot spread
@@ -314,8 +315,13 @@ def compare(args):
         runs = mod.DEFAULT._replace(structure=s, policy=p, breach=b)
         if args.method == "core":
             fns[name] = lambda mod=mod, runs=runs: mod.simulate_runs(runs, big).cost_chain
-        else:
+        elif args.method == "experiment":
             fns[name] = lambda mod=mod: mod.experiment(reps=args.reps).cost_chain.values.ravel()
+        else:
+            vsim = jax.jit(jax.vmap(lambda s_, p_, b_, k_, mod=mod: mod.simulate(
+                mod.DEFAULT._replace(structure=s_, policy=p_, breach=b_), k_).cost_chain))
+            fns[name] = lambda vsim=vsim: vsim(jnp.asarray(s), jnp.asarray(p), jnp.asarray(b),
+                                               jnp.tile(keys, 48))
         first[name] = np.asarray(fns[name]())  # compile
     diff = {k: float(np.max(np.abs(v - first["this"]) / np.abs(first["this"])))
             for k, v in first.items()}

@@ -863,14 +863,18 @@ def _simulate_core(pr: Params, valid, x: Array, settings: Settings, trace: bool,
     at different widths otherwise). Under ``vmap``
     the runs go on the trailing axis of every state array (the layout of :func:`simulate_runs`)
     rather than on the leading one, where the scan would loop over arrays with a minor dimension
-    of 6 agents (1.6x the CPU time), and the batch is padded to a multiple of :data:`LANES`.
+    of 6 agents (1.6x the CPU time), and the batch is padded to a multiple of :data:`LANES`;
+    the demand stays runs-first and each run reads its own row day by day (:func:`_run`'s
+    ``rows``), so no transposed copy of it is made.
     Derivatives are those of the plain function (``custom_vmap`` alone does not support
     reverse mode)."""
 
-    def plain(pr, valid, x):
-        if drawn:  # demand_draws: (days, 2[, runs]) against parameters ([runs])
-            x = jnp.maximum(0.0, pr.demand_mean[None, None] + pr.demand_std[None, None] * x)
-        final, active, tr = _run(pr, x, settings, trace)
+    def plain(pr, valid, x, rows=None):
+        # x: (days, 2) for one run; under vmap runs-first (runs, days, 2), read by ``rows``.
+        if drawn:  # demand_draws: ([runs,] days, 2) against parameters ([runs])
+            expand = (lambda v: v[:, None, None]) if rows is not None else (lambda v: v)
+            x = jnp.maximum(0.0, expand(pr.demand_mean) + expand(pr.demand_std) * x)
+        final, active, tr = _run(pr, x, settings, trace, rows)
         return _summarise(final, active, settings, valid), tr
 
     @jax.custom_jvp
@@ -894,16 +898,26 @@ def _simulate_core(pr: Params, valid, x: Array, settings: Settings, trace: bool,
         # another order), and its bits would differ from the same run in a wider batch.
         fill = (DEFAULT._replace(settings=pr.settings), True, 0)
 
-        def last(x, batched, fill):
+        def padded(x, batched, fill):  # (width, ...)
             if batched:
                 pad = jnp.full((width - axis_size, *jnp.shape(x)[1:]), fill, x.dtype)
-                x = jnp.concatenate([x, pad]) if width != axis_size else x
-            else:
-                x = jnp.broadcast_to(x, (width, *jnp.shape(x)))
-            return jnp.moveaxis(x, 0, -1)
+                return jnp.concatenate([x, pad]) if width != axis_size else x
+            return jnp.broadcast_to(x, (width, *jnp.shape(x)))
 
-        pr, valid, x = jax.tree.map(last, (pr, valid, x), tuple(in_batched), fill)
-        out = plain(pr, valid, x)
+        def last(x, batched, fill):
+            return jnp.moveaxis(padded(x, batched, fill), 0, -1)
+
+        pr, valid = jax.tree.map(last, (pr, valid), tuple(in_batched[:2]), fill[:2])
+        # The demand stays runs-first (no transposed copy): run j reads row rows[j]. Drawn
+        # demand depends on each run's parameters, so it has a row per run; explicit demand
+        # shared by every run is one row.
+        if in_batched[2] or drawn:
+            x = padded(x, in_batched[2], fill[2])
+            rows = jnp.arange(width, dtype=jnp.int32)
+        else:
+            x = x[None]
+            rows = jnp.zeros(width, jnp.int32)
+        out = plain(pr, valid, x, rows)
         out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0)[:axis_size], out)
         return out, jax.tree.map(lambda _: True, out)
 
