@@ -578,7 +578,9 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool, rows=None):
     from jax.experimental.xla_metadata import set_xla_metadata
 
     bs = jnp.shape(pr.h)
-    numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC])
+    # The last row is the 1 of ``_run_days``' ``unit``: after the barrier, XLA cannot see it.
+    numeric = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _NUMERIC]
+                        + [jnp.ones(bs, pr.h.dtype)])
     codes = jnp.stack([jnp.broadcast_to(getattr(pr, k), bs) for k in _CODES]
                       + ([] if rows is None else [rows.astype(jnp.int32)]))
     numeric, codes, demand = jax.lax.optimization_barrier((numeric, codes, demand))
@@ -614,7 +616,7 @@ def _run_inner(numeric, codes, demand, settings, trace):
         pr = Params(settings=settings, **{k: numeric[i] for i, k in enumerate(_NUMERIC)},
                     **{k: codes[i] for i, k in enumerate(_CODES)})
         rows = codes[len(_CODES)] if codes.shape[0] > len(_CODES) else None
-        return _run_days(pr, demand, settings, trace, offset, rows)
+        return _run_days(pr, demand, settings, trace, offset, rows, unit=numeric[-1])
 
     if numeric.ndim != 2 or numeric.shape[1] <= CHUNK:
         return run(numeric, codes)
@@ -622,9 +624,9 @@ def _run_inner(numeric, codes, demand, settings, trace):
     chunk, width = _chunking(n)
     rows = codes.shape[0] > len(_CODES)
     if width != n:  # the padding point of _simulate_core (the defaults, demand 0)
-        fill = jnp.asarray([float(getattr(DEFAULT, k)) for k in _NUMERIC], numeric.dtype)
+        fill = jnp.asarray([float(getattr(DEFAULT, k)) for k in _NUMERIC] + [1.0], numeric.dtype)
         numeric = jnp.concatenate([numeric, jnp.broadcast_to(fill[:, None],
-                                                             (len(_NUMERIC), width - n))], 1)
+                                                             (len(fill), width - n))], 1)
         # With ``rows`` a padding run reads row 0 (any valid demand: it is sliced off).
         codes = jnp.concatenate([codes, jnp.zeros((codes.shape[0], width - n), codes.dtype)], 1)
         if not rows:
@@ -644,11 +646,13 @@ def _run_inner(numeric, codes, demand, settings, trace):
 
 
 def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset=None,
-              rows=None):
+              rows=None, unit=None):
     """:func:`_run`'s computation. With ``offset``, the runs are the ``b`` runs of ``demand``'s
     last axis from ``offset`` on (read in place day by day: one chunk of a larger batch); with
     ``rows``, ``demand`` is ``(m, days, 2)`` and run ``j`` reads its row ``rows[j]`` (``offset``
-    is then unused)."""
+    is then unused). ``unit`` (batch shape): ones that XLA cannot constant-fold (the one-kernel
+    path passes them through its barrier); dividing the day's shipments by them changes no bit
+    (``x / 1 = x``) but makes XLA compute the water-filling once a day (below)."""
     dtype = pr.h.dtype
     bs = jnp.shape(pr.h)
     W = settings.window
@@ -715,6 +719,13 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         # 3. ship
         owed = s.bl + o
         ship, full = _waterfill(oh, owed)
+        if unit is not None:
+            # XLA's CPU backend has no multi-output fusion and recomputes a cheap value inside
+            # every fusion that uses it: the water-filling ran in each of the four updates that
+            # use the shipments (backlog, on-hand, transport, shortage cost). A division is
+            # "expensive" to XLA, which never duplicates it; by an exact 1 it changes no bit and
+            # the shipments are computed once (-7% CPU time, benchmarks/README.md).
+            ship = ship / par(unit)[:, None]
         bl = owed - ship
         oh = jnp.where(full, oh - (owed[:, 0] + owed[:, 1]), 0.0)
         to_r = ship[2] + ship[3]  # W_j ships ship[2 + j, l] to R_l
