@@ -111,10 +111,13 @@ batch width.
 **Implementation note.** A scan step runs step 8 and the accounting of day t - 1, then steps 1-7
 of day t, so that the order decided on a day reaches the state updates that use it through the
 scan's carry: XLA's CPU backend has no multi-output fusion and would otherwise recompute the
-whole decision in each of them. The arithmetic is that of the order of events above. On a CPU
-backend the day loop is compiled as one kernel (:data:`ONE_KERNEL`; XLA's ``xla_cpu_small_call``
-path), a batch of more than :data:`CHUNK` runs is simulated in chunks inside it, and
-:func:`simulate_runs` compiles with :data:`COMPILER_OPTIONS`; none of these changes a result.
+whole decision in each of them (for the same reason the day's shipments are divided by an
+exact 1 that XLA cannot fold: it never duplicates a division). The delay pipelines are ring
+buffers indexed by the day, and each run reads its own row of a runs-first demand array in
+place. The arithmetic is that of the order of events above. On a CPU backend the day loop is
+compiled as one kernel (:data:`ONE_KERNEL`; XLA's ``xla_cpu_small_call`` path), a batch of more
+than :data:`CHUNK` runs is simulated in chunks inside it, and :func:`simulate_runs` compiles
+with :data:`COMPILER_OPTIONS`; none of these changes a result.
 """
 
 from __future__ import annotations
@@ -558,7 +561,8 @@ def _tags_values() -> bool:
 #: failed check, not an exception) on some operand lists: one buffer named twice (XLA's common
 #: subexpression elimination makes that of closed-over values that happen to be equal) or a
 #: large constant (parameters XLA folds, e.g. unbatched ones under ``vmap``). So the inner call
-#: takes exactly three operands (the numeric parameters stacked, the codes stacked, the demand)
+#: takes exactly three operands (the numeric parameters stacked with a row of ones, the codes
+#: stacked with the runs' demand rows where given, the demand)
 #: and they pass through ``lax.optimization_barrier``, which XLA does not constant-fold
 #: (tested in a subprocess). ``False`` restores the plain thunk-runtime program (same model,
 #: same order of operations; results agree to rounding, tested).
