@@ -38,6 +38,7 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/bench_isb.py --pin 0         # the process on one core
     git show main:jaxgames/models/isb.py > /tmp/isb_main.py     # A/B against another version
     PYTHONPATH=. python benchmarks/bench_isb.py --compare /tmp/isb_main.py [--float32] [--pin 1]
+    PYTHONPATH=. python benchmarks/bench_isb.py --compare /tmp/isb_main.py --method experiment
 """
 
 from __future__ import annotations
@@ -282,10 +283,11 @@ def main(argv=None):
 
 
 def compare(args):
-    """A/B of whole module versions: ``simulate_runs`` on the design's runs (``core``; or with
-    ``--method experiment`` the whole ``isb.experiment``) for this
-    repository's ``isb`` and each file of ``--compare`` (loaded as a module of its own), the
-    variants interleaved round by round; process CPU time and wall time, medians and minima."""
+    """A/B of whole module versions: ``simulate_runs`` on the design's runs (``core``; with
+    ``--method experiment`` the whole ``isb.experiment``, with ``--method vmap_keys``
+    ``jit(vmap(simulate))`` over the runs' codes and keys) for this repository's ``isb`` and
+    each file of ``--compare`` (loaded as a module of its own), the variants interleaved round
+    by round; process CPU time and wall time, medians and minima."""
     import importlib.util
 
     import jax
