@@ -623,6 +623,13 @@ def test_experiment_dataset_matches_single_runs(small_experiment):
     np.testing.assert_allclose(ds.cost_tier.sel(structure="WH", tier="W"), w, rtol=1e-12)
     again = isb.experiment(reps=4, seed=3, settings=st, structures=("MF",), policies=("III",),
                            breaches=("BP2",))
+    # The experiment's demand (normal draws in one compiled call) is vmap(demand_draws)'s,
+    # bit for bit.
+    keys = isb.replication_keys(3, 4)
+    mean, std = jnp.asarray(10.0), jnp.asarray(2.0)
+    np.testing.assert_array_equal(
+        jnp.maximum(0.0, mean + std * isb._replication_normals(keys, st.days)),
+        jax.vmap(isb.demand_draws, (0, None, None, None))(keys, st.days, mean, std))
     np.testing.assert_array_equal(again.cost.values[0, 0, 0], ds.cost.sel(
         structure="MF", policy="III", breach="BP2").values)
 

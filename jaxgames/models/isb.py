@@ -996,6 +996,12 @@ def simulate(params: Params, key, demand: Array | None = None, trace: bool = Fal
 EXPERIMENT_BREACHES = ("none", "BP1", "BP2", "BP3")
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _replication_normals(keys: Array, days: int) -> Array:
+    """``normal(key, (days, 2))`` of each key (the draws of :func:`demand_draws`)."""
+    return jax.vmap(lambda k: jax.random.normal(k, (days, 2), jnp.result_type(float)))(keys)
+
+
 def replication_keys(seed: int, reps: int) -> Array:
     """``fold_in(key(seed), r)`` for ``r = 0 .. reps - 1``: the key of each replication."""
     return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), jnp.arange(reps))
@@ -1108,9 +1114,12 @@ def experiment(reps: int = 45, seed: int = 0, *, structures=STRUCTURES, policies
                           ("breach", breaches))], indexing="ij")
     s, p, b = (g.ravel() for g in grid)
     dtype = jnp.result_type(float)
-    demand = jax.vmap(demand_draws, (0, None, None, None))(
-        replication_keys(seed, reps), st.days, jnp.asarray(base.demand_mean, dtype),
-        jnp.asarray(base.demand_std, dtype))
+    # vmap(demand_draws) over the replications' keys, its normal draws in one compiled call
+    # (eagerly, vmap dispatched them operation by operation: 3.3 ms against 1.3 ms); the same
+    # bits (tested): max(0, mean + std eps) stays outside, as in demand_draws.
+    eps = _replication_normals(replication_keys(seed, reps), st.days)
+    demand = jnp.maximum(0.0, jnp.asarray(base.demand_mean, dtype)
+                         + jnp.asarray(base.demand_std, dtype) * eps)
     # Runs ordered (scenario, replication); replication r has the same demand in every scenario.
     n_scen = len(s)
     runs = base._replace(structure=np.repeat(s, reps), policy=np.repeat(p, reps),
