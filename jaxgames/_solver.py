@@ -601,9 +601,9 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
 
     A vmapped ``while_loop`` runs every lane until the slowest lane finishes, so one hard
     problem makes a whole batch pay for its iterations. Here every lane takes the cheap fixed
-    phase (start and unrolled fast steps) together; then the lanes still iterating are gathered
-    into a buffer of :data:`BUFFER` lanes, which runs the globalised loop until all of its
-    problems are done, and is scattered back; buffers repeat while unfinished lanes remain. A
+    phase (start and unrolled fast steps) together; then the lanes still iterating are listed
+    once, and taken :data:`BUFFER` at a time into a buffer, which runs the globalised loop until
+    all of its problems are done and is scattered back. A
     lane's arithmetic is the same as in a lockstep batch or an unbatched solve (each phase is
     the per-problem function, vmapped), and the batch is padded so that its lanes times those
     of the enclosing vmaps are a multiple of :data:`LANES` (:func:`_enclosing_lanes`), so that
@@ -639,13 +639,23 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
     if buffer is None:
         state = glob(state, *leaves)
     else:
-        def cond(state):
-            return jnp.any(_pending(solver, state) & real)
+        # The lanes still iterating, listed once, in lane order (filler: `width`, out of
+        # range). A buffer's problems all finish before the next buffer is taken (the
+        # globalised loop runs until every lane of the buffer is done), so each listed lane
+        # is taken once: the loop costs O(width) once plus O(buffer) per buffer, instead of
+        # a search over the whole width per buffer (quadratic in the width when most lanes
+        # need the globalised loop, as for ``bakshi_kleindorfer.first_best``).
+        pending = _pending(solver, state) & real
+        slots = -(-width // buffer) * buffer
+        order = jnp.nonzero(pending, size=slots, fill_value=width)[0]
+        count = jnp.sum(pending.astype(jnp.int32))
 
-        def body(state):
-            # The first `buffer` pending lanes (in lane order; fill: `width`, out of range).
-            idx = jnp.nonzero(_pending(solver, state) & real, size=buffer,
-                              fill_value=width)[0]
+        def cond(carry):
+            return carry[0] * buffer < count
+
+        def body(carry):
+            k, state = carry
+            idx = jax.lax.dynamic_slice(order, (k * buffer,), (buffer,))
             take = jnp.minimum(idx, width - 1)
             sub = jax.tree_util.tree_map(lambda v: v[take], state)
             sub_leaves = [v[take] if b else v for v, b in zip(leaves, batched, strict=True)]
@@ -654,10 +664,10 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
             sub = sub._replace(status=jnp.where(idx < width, sub.status,
                                                 jnp.int32(Status.SUCCESS)))
             sub = lanes(_global_phase, buffer)(sub, *sub_leaves)
-            return jax.tree_util.tree_map(lambda v, s: v.at[idx].set(s, mode="drop"),
-                                          state, sub)
+            return k + 1, jax.tree_util.tree_map(
+                lambda v, s: v.at[idx].set(s, mode="drop"), state, sub)
 
-        state = jax.lax.while_loop(cond, body, state)
+        _, state = jax.lax.while_loop(cond, body, (jnp.int32(0), state))
     sol = lanes(_finish, width)(state, *leaves)
     sol = jax.tree_util.tree_map(lambda v: v[:axis_size], sol)
     return sol, jax.tree_util.tree_map(lambda _: True, sol)
