@@ -425,9 +425,9 @@ def test_six_chains():
     the homotopy adapted its step; v = 0.5, lam = 0.2 until the smoothing became symmetric in
     the base deliveries -- all three were flagged STAGNATED), so this test's brute-force grid
     of unilateral deviations checks them too. The seventh point is point 4 of the benchmark's
-    N = 6 sample (benchmarks/bench_ctip.py --check-samples 6), whose first homotopy path ends
-    on a convex kink (flagged STAGNATED until the last restart, the second path of widths,
-    was added): MOQ reaches the equilibrium off any kink with M slack, also checked on the
+    N = 6 sample (benchmarks/bench_ctip.py --check-samples 6), whose first homotopy path
+    stagnates (flagged STAGNATED until the last restart, the second path of widths, was
+    added): MOQ reaches the equilibrium off any kink with M slack, also checked on the
     brute-force grid."""
     N = ctip.MAX_N
     v, d = np.linspace(0.15, 0.45, N), np.linspace(0.3, 0.7, N)

@@ -118,16 +118,17 @@ How it is solved
   ``lam = 0.86``, has no pure-strategy equilibrium: one CSC's best reply jumps from not
   investing to investing much as its partner's investment crosses a switch point, and the
   partner's replies to the two branches lie on opposite sides of it (the best-response loop
-  cycles between the two profiles; README, tests). The last restart is for paths that end
-  on a **convex** kink: at point 4 of the benchmark's ``N = 6`` sample (``v = (0.37, 0.18,
-  0.58, 0.59, 0.23, 0.58)``, ``lam = 0.62``, ``M = 42.6``, ``w_e = 27.5``) the first
-  level, ``tau = 1e-2``, takes Newton from the symmetric start to a first-order point at
-  which CSCs 4 and 6 order nothing and rely on top-ups (for a CSC that always tops up, the
-  marginal value of its order is ``w_e (1 - delta_i pi_i) - w``, here -0.86 and -0.88, so
-  ``q_i = 0`` is a local maximum), and the finer levels converge to a profile on CSC 3's
-  convex kink (its own top-up stopping), where the exact game has no first-order point
-  (Newton stagnates) and CSC 3 gains by ordering 5.3 instead of 4.1. The grid's best
-  deviation there is CSC 1's (its ``q_i`` grid step is ``(a/b) / 23``, too coarse to see
+  cycles between the two profiles; README, tests). The last restart is for paths that
+  stagnate where the grid's deviation leads back into the same basin: at point 4 of the
+  benchmark's ``N = 6`` sample (``v = (0.37, 0.18, 0.58, 0.59, 0.23, 0.58)``, ``lam = 0.62``,
+  ``M = 42.6``, ``w_e = 27.5``) the first level, ``tau = 1e-2``, takes Newton from the
+  symmetric start to a first-order point at which CSCs 4 and 6 order nothing and rely on
+  top-ups (for a CSC that always tops up, the marginal value of its order is
+  ``w_e (1 - delta_i pi_i) - w``, here -0.86 and -0.88, so ``q_i = 0`` is a local
+  maximum); the finer levels and the exact game stagnate near it (Newton's residual stays
+  ~1e-3: no first-order point found there), and the local certificate rejects the profile (at the
+  ``tau = 1e-2`` level's, CSC 3 gains 0.28 by ordering 5.3 instead of 4.1). The grid's best
+  deviation there is CSC 1's (the ``q_i`` grid step, ``(a/b) / 23``, is too coarse to see
   CSC 3's), and both restarts from it return to the same profile. Newton's basins on this
   problem are small and irregular (of 17 starts tried on the first path -- symmetric, SP,
   scaled and mixed profiles, the stagnated one with CSC 3's order raised -- two reach the
@@ -898,8 +899,8 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
     basin it starts in, which can be a local maximum of a CSC's payoff only (module
     docstring, "Global certificate"); a restart from the better reply the certificate found
     starts in another basin, and the second path solves a different sequence of smoothed
-    games, whose basins differ (module docstring: the ``N = 6`` point whose path ends on a
-    convex kink). A restart's solution is kept only if it passes both
+    games, whose basins differ (module docstring: the ``N = 6`` point whose first path
+    stagnates). A restart's solution is kept only if it passes both
     certificates; a point that never does keeps its first solution (and is flagged by
     :func:`_solve`). Returns :func:`_attempt`'s tuple (``iterations``: of all attempts).
 
