@@ -10,8 +10,9 @@ same points.
 * ``engine``  ``jax.jit(jax.vmap(ctip.equilibrium))`` over chunks of ``--chunk`` points
               (semismooth Newton; MOQ: the homotopy ``ctip.HOMOTOPY`` -- four smoothed levels
               and the exact game, more where a level fails; the local and the grid
-              certificate, and up to ``ctip.RESTARTS`` restarts from the grid's best
-              deviation where a solution fails them).
+              certificate, and where a solution fails them up to ``ctip.RESTARTS``
+              restarts: from the grid's best deviation, and for MOQ last from the
+              symmetric start on the homotopy's second path of widths).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
               variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the

@@ -62,14 +62,34 @@ _SOLVE = jax.jit(jax.vmap(_both))
 _SOLVE_MOQ = jax.jit(jax.vmap(lambda p: ctip.equilibrium(p, "moq")))
 
 
+def _key(point):
+    return b"".join(np.asarray(getattr(point, f), float).tobytes() for f in ctip.Params._fields)
+
+
+#: ``(sp, moq, compare)`` of every N = 2 point solved so far, by the point's values: a point
+#: that several tests use (the defaults, the status quo of the grid searches, both regimes of
+#: one hypothesis example) is solved once. The solve of a point does not depend on the other
+#: points of its batch (vmap), so a cached result is the one a new call would give.
+_SOLVED = {}
+
+
 def solve_all(points):
     """``(sp, moq, compare)`` at a list of points, in chunks of ``BATCH`` (one compiled
-    program per N, whatever the number of points)."""
-    P, n = batch(points)
-    outs = [_SOLVE(jax.tree_util.tree_map(lambda v, k=k: v[k:k + BATCH], P))
-            for k in range(0, n, BATCH)]
-    return jax.tree_util.tree_map(lambda *v: np.concatenate([np.asarray(x) for x in v])[:n],
-                                  *outs)
+    program per N, whatever the number of points). Each distinct point is solved once
+    (:data:`_SOLVED`; e.g. a common subsidy's lever grid is the diagonal of the targeted
+    one's)."""
+    points = list(points)
+    todo = list({k: p for p in points if (k := _key(p)) not in _SOLVED}.items())
+    if todo:
+        P, n = batch([p for _, p in todo])
+        outs = [_SOLVE(jax.tree_util.tree_map(lambda v, k=k: v[k:k + BATCH], P))
+                for k in range(0, n, BATCH)]
+        out = jax.tree_util.tree_map(lambda *v: np.concatenate([np.asarray(x) for x in v]),
+                                     *outs)
+        for i, (k, _) in enumerate(todo):
+            _SOLVED[k] = jax.tree_util.tree_map(lambda x, i=i: x[i], out)
+    return jax.tree_util.tree_map(lambda *v: np.stack(v),
+                                  *[_SOLVED[_key(p)] for p in points])
 
 
 def solve(points, regime):
@@ -277,7 +297,9 @@ def _q_jacobian(pr, q, z):
 
 def test_shared_constraint_kkt_binding_and_slack():
     """0 <= mu  perp  sum q - M >= 0, and each CSC's FOC in q_i holds with the common mu."""
-    for M, binding in ((56.0, True), (0.0, False), (40.0, False)):
+    cases = ((56.0, True), (0.0, False), (40.0, False))
+    solve_all([D._replace(M=M) for M, _ in cases])  # one batch
+    for M, binding in cases:
         p = D._replace(M=M)
         eq = solve1(p, "moq")
         assert eq.status == Status.SUCCESS
@@ -402,13 +424,17 @@ def test_six_chains():
     log-sum-exp smoothing of the sorted closed form (the defaults and the M = 80 point before
     the homotopy adapted its step; v = 0.5, lam = 0.2 until the smoothing became symmetric in
     the base deliveries -- all three were flagged STAGNATED), so this test's brute-force grid
-    of unilateral deviations checks them too."""
+    of unilateral deviations checks them too. The seventh point is point 4 of the benchmark's
+    N = 6 sample (benchmarks/bench_ctip.py --check-samples 6), whose first homotopy path
+    stagnates (flagged STAGNATED until the last restart, the second path of widths, was
+    added): MOQ reaches the equilibrium off any kink with M slack, also checked on the
+    brute-force grid."""
     N = ctip.MAX_N
     v, d = np.linspace(0.15, 0.45, N), np.linspace(0.3, 0.7, N)
     pts = [ctip.make_params(N, M=80.0), ctip.make_params(N, v=v, M=80.0),
            ctip.make_params(N, v=v, delta=d, M=0.0),
            ctip.make_params(N), ctip.make_params(N, v=v, delta=d, M=80.0),
-           ctip.make_params(N, v=0.5, lam=0.2)]
+           ctip.make_params(N, v=0.5, lam=0.2), ctip.make_params(N, **SAMPLE6_4)]
     sp, moq = jax.tree_util.tree_map(np.asarray, _SOLVE_6(stack(pts)))
     for k, p in enumerate(pts):
         for regime, eq in zip(ctip.REGIMES, (sp, moq), strict=True):
@@ -423,14 +449,28 @@ def test_six_chains():
                 if k >= 3:
                     gain, tol = deviation_gain(p, eq, regime)
                     assert np.all(gain <= tol), (k, gain)
-    assert list(moq.mu > 0.0) == [True, True, False, False, True, False]  # binding or slack
-    assert list(moq.at_kink) == [False, False, True, True, False, True]
+    assert list(moq.mu > 0.0) == [True, True, False, False, True, False, False]  # binding/slack
+    assert list(moq.at_kink) == [False, False, True, True, False, True, False]
+    np.testing.assert_allclose(moq.q[6], [17.5261, 19.7445, 10.5876, 2.2278, 19.3883, 2.7151],
+                               atol=2e-3)
+    np.testing.assert_allclose(moq.z[6], [0.0, 0.0, 27.731, 0.0, 0.0, 0.0], atol=2e-2)
     for k in (3, 5):  # symmetric points on the kink: a symmetric equilibrium
         np.testing.assert_allclose(moq.q[k], (100.0 - 30.0) / (N - 0.5), atol=1e-5)
         np.testing.assert_allclose(moq.z[k], moq.z[k][0], rtol=1e-9)
     np.testing.assert_array_equal(moq.z[3], 0.0)
     np.testing.assert_allclose(moq.z[5], 8.769, atol=5e-4)
 
+
+#: Point 4 of the benchmark's N = 6 sample (seed 6; benchmarks/bench_ctip.py, ``sample``).
+SAMPLE6_4 = dict(
+    v=[0.365406806803255, 0.1774666389182933, 0.5784776852266119, 0.5935021362534554,
+       0.2314915524598328, 0.5786680703499403],
+    alpha=[0.04998663359191191, 0.03929340483535686, 0.04502872335040957,
+           0.035640555181289044, 0.06859104576670531, 0.0442656416735782],
+    delta=[0.4041090512345795, 0.3423718626021106, 0.6661148756280435, 0.7082030729588464,
+           0.3998642680973995, 0.7768786740823743],
+    sigma=0.23795580512250447, lam=0.6239664849358348, M=42.587538119900586,
+    w_e=27.49946065480738)
 
 #: Both regimes at N = 6 (one point, its own program).
 _SOLVE_6 = jax.jit(jax.vmap(lambda p: (ctip.equilibrium(p, "sp"), ctip.equilibrium(p, "moq"))))
@@ -505,10 +545,10 @@ def test_equilibrium_on_a_kink_converges_and_is_certified():
 
 def test_lambda_one_symmetric_split():
     """At lam = 1 only the sum of investments is determined: reported, symmetric split."""
-    eq = solve([D._replace(lam=1.0)], "moq")
+    both = solve([D._replace(lam=1.0), D._replace(lam=1.0 - 1e-7)], "moq")
+    eq, near = (jax.tree_util.tree_map(lambda v, k=k: v[k:k + 1], both) for k in (0, 1))
     assert eq.status[0] == Status.SUCCESS and not eq.z_unique[0]
     np.testing.assert_allclose(eq.z[0, 0], eq.z[0, 1], rtol=1e-9)
-    near = solve([D._replace(lam=1.0 - 1e-7)], "moq")
     assert near.z_unique[0]
     np.testing.assert_allclose(near.EW, eq.EW, rtol=1e-7)
 

@@ -108,18 +108,39 @@ How it is solved
   where one CSC sits on a local maximum of its payoff, relying on top-ups (a small ``q_i``),
   while a large order pays more; in SP with much sharing a CSC can likewise sit on a local
   maximum near free riding. A solve whose solution fails a certificate is therefore
-  restarted (at most :data:`RESTARTS` times) from the profile in which the CSC with the
-  largest grid gain plays its best grid point -- a start in another basin of Newton's
-  method (:func:`_path`). At the three such MOQ points of the benchmark's random sample of
-  256 at ``N = 2`` the first restart reaches a certified equilibrium, the point that a
+  restarted (at most :data:`RESTARTS` times): twice from the profile in which the CSC with
+  the largest grid gain plays its best grid point -- a start in another basin of Newton's
+  method -- and, under MOQ, a last time from the symmetric start on a second path of
+  smoothing widths, ``1e-1, 1e-3, 1e-5, 1e-7, 1e-8`` (:attr:`Homotopy.wide_start`;
+  :func:`_path`). At the three such MOQ points of the benchmark's random sample of 256 at
+  ``N = 2`` the first restart reaches a certified equilibrium, the point that a
   Gauss-Seidel loop of global best responses converges to. The fourth, an SP point with
   ``lam = 0.86``, has no pure-strategy equilibrium: one CSC's best reply jumps from not
   investing to investing much as its partner's investment crosses a switch point, and the
   partner's replies to the two branches lie on opposite sides of it (the best-response loop
-  cycles between the two profiles; README, tests). A point that no restart certifies is
-  flagged ``STAGNATED``: reported as a failure, never as an equilibrium. Where the first
-  solve is certified the restart loop costs one more evaluation of the deviation grid
-  (under ``vmap``: while no point of the batch restarts).
+  cycles between the two profiles; README, tests). The last restart is for paths that
+  stagnate where the grid's deviation leads back into the same basin: at point 4 of the
+  benchmark's ``N = 6`` sample (``v = (0.37, 0.18, 0.58, 0.59, 0.23, 0.58)``, ``lam = 0.62``,
+  ``M = 42.6``, ``w_e = 27.5``) the first level, ``tau = 1e-2``, takes Newton from the
+  symmetric start to a first-order point at which CSCs 4 and 6 order nothing and rely on
+  top-ups (for a CSC that always tops up, the marginal value of its order is
+  ``w_e (1 - delta_i pi_i) - w``, here -0.86 and -0.88, so ``q_i = 0`` is a local
+  maximum); the finer levels and the exact game stagnate near it (Newton's residual stays
+  ~1e-3: no first-order point found there), and the local certificate rejects the profile (at the
+  ``tau = 1e-2`` level's, CSC 3 gains 0.28 by ordering 5.3 instead of 4.1). The grid's best
+  deviation there is CSC 1's (the ``q_i`` grid step, ``(a/b) / 23``, is too coarse to see
+  CSC 3's), and both restarts from it return to the same profile. Newton's basins on this
+  problem are small and irregular (of 17 starts tried on the first path -- symmetric, SP,
+  scaled and mixed profiles, the stagnated one with CSC 3's order raised -- two reach the
+  equilibrium); the second path, from the
+  symmetric start, reaches it at ``tau = 1e-5`` (its first two levels fail; 99 Newton
+  iterations) and then the exact game: ``q = (17.53, 19.74, 10.59, 2.23, 19.39, 2.72)``,
+  only CSC 3 investing (27.73), ``M`` slack, certified by both certificates and by the
+  tests' brute-force grid -- the equilibrium that the earlier, log-sum-exp smoothing found
+  on its nominal path. A point that no restart certifies is flagged ``STAGNATED``:
+  reported as a failure, never as an equilibrium. Where the first solve is certified the
+  restart loop costs one more evaluation of the deviation grid (under ``vmap``: while no
+  point of the batch restarts).
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
   determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
   the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
@@ -701,9 +722,11 @@ def _grid_deviation(pr: Params, q, z, regime: str, N: int) -> tuple[Array, Array
 #: Relative grid gain above which a first-order point is not an equilibrium (round-off only).
 CERT_TOL = 1e-9
 
-#: Restarts of a first-stage solve whose solution the certificates reject: from the profile in
-#: which the CSC with the largest grid gain plays its best grid deviation (:func:`_path`).
-RESTARTS = 2
+#: Restarts of a first-stage solve whose solution the certificates reject (:func:`_path`): all
+#: but the last from the profile in which the CSC with the largest grid gain plays its best
+#: grid deviation; under MOQ the last from the symmetric start on the homotopy's second path
+#: (:attr:`Homotopy.wide_start`), under SP none (SP makes ``RESTARTS - 1``).
+RESTARTS = 3
 
 
 class Homotopy(NamedTuple):
@@ -723,6 +746,11 @@ class Homotopy(NamedTuple):
     step: float = 2.0
     min_step: float = 0.25
     attempts: int = 24
+    #: First width of the second path, the last MOQ restart (:data:`RESTARTS`), from the
+    #: symmetric start: its nominal levels are ``1e-1, 1e-3, 1e-5, 1e-7, 1e-8`` (the decades
+    #: between the first path's, the last clipped to ``end``), then the exact game; the
+    #: adaptive steps and the retry work as on the first path.
+    wide_start: float = 1e-1
 
 
 #: The MOQ homotopy (module docstring).
@@ -754,7 +782,7 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
     return eq, jnp.zeros((), x0.dtype)
 
 
-def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
+def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array, lt0=None):
     """The MOQ first stage by the homotopy :data:`HOMOTOPY` in the smoothing width of the
     second stage (module docstring): an equilibrium on a concave kink of a payoff is the limit
     of the smoothed games' equilibria; off kinks the exact level converges in a step or two
@@ -774,9 +802,16 @@ def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
     """
     h = HOMOTOPY
     dt = pr.a.dtype
-    lt_start, lt_end = math.log10(h.start), math.log10(h.end)
-    nominal = np.arange(lt_start, lt_end - 1e-9, -h.step)  # log10 tau: -2, -4, -6, -8
-    n_nom = len(nominal)
+    lt_end = math.log10(h.end)
+    # log10 of the first width (traced: the last restart starts wider, :data:`RESTARTS`).
+    lt_start = jnp.asarray(math.log10(h.start) if lt0 is None else lt0, dt)
+    # Nominal levels lt_start - j step, the last one clipped to `end`: -2, -4, -6, -8
+    # (from -1: -1, -3, -5, -7, -8).
+    n_nom = (jnp.ceil((lt_start - lt_end) / h.step - 1e-9) + 1).astype(jnp.int32)
+
+    def nominal(j):
+        return jnp.maximum(lt_start - h.step * jnp.minimum(j, n_nom - 1), lt_end)
+
     x_alt = x0.at[N:].set(0.0)  # the same orders, no security investment
     nan = jnp.full_like(x0, jnp.nan)
     NOMINAL, RETRY, SMOOTH, DONE = range(4)
@@ -791,10 +826,9 @@ def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
         ada_exact = (phase == SMOOTH) & ((lt_s <= lt_end) | (d < h.min_step)
                                          | (k == h.attempts - 1))
         is_exact = nom_exact | ada_exact
-        lt_try = jnp.where(phase == NOMINAL, jnp.asarray(nominal, dt)[jnp.minimum(j, n_nom - 1)],
+        lt_try = jnp.where(phase == NOMINAL, nominal(j),
                            jnp.where(phase == RETRY, lt_start, jnp.maximum(lt_s - d, lt_end)))
-        tau = jnp.where(is_exact, zero, jnp.where(phase == NOMINAL, jnp.asarray(
-            10.0 ** nominal, dt)[jnp.minimum(j, n_nom - 1)], 10.0 ** lt_try))
+        tau = jnp.where(is_exact, zero, 10.0 ** lt_try)
         start = jnp.where(phase == NOMINAL, x_nom, jnp.where(phase == RETRY, x_alt, smooth[0]))
         start = jnp.where(live, start, nan)
         e, m = _nash(ps, tau, N, "moq", start, solver)
@@ -840,11 +874,13 @@ def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array):
     return x, mu, residual, its, status, use_exact | use_smooth, tau
 
 
-def _attempt(N: int, solver: Newton, regime: str, pr: Params, ps: Params, x0: Array):
+def _attempt(N: int, solver: Newton, regime: str, pr: Params, ps: Params, x0: Array,
+             lt0=None):
     """One first-stage solve from ``x0``: ``(x, mu, residual, iterations, status, certified
-    locally, tau)``; MOQ by the homotopy (:func:`_homotopy`), SP by one engine solve."""
+    locally, tau)``; MOQ by the homotopy (:func:`_homotopy`, first width ``10**lt0``), SP by
+    one engine solve."""
     if regime == "moq":
-        return _homotopy(N, solver, pr, ps, x0)
+        return _homotopy(N, solver, pr, ps, x0, lt0)
     zero = jnp.zeros((), pr.a.dtype)
     eq, mu = _nash(ps, zero, N, regime, x0, solver)
     ok = (eq.status == Status.SUCCESS) & _local_certificate(pr, eq.x[:N], eq.x[N:], regime, N)
@@ -854,13 +890,17 @@ def _attempt(N: int, solver: Newton, regime: str, pr: Params, ps: Params, x0: Ar
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
 def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Params,
           x0: Array):
-    """The first stage of ``regime`` from ``x0`` (:func:`_attempt`), restarted up to
-    ``restarts`` times where the solution fails a certificate (the local one, or the grid of
-    unilateral deviations of :func:`_grid_deviation`): from the profile in which the CSC with
-    the largest grid gain plays its best grid deviation. Newton converges to a first-order
-    point of the basin it starts in, which can be a local maximum of a CSC's payoff only
-    (module docstring, "Global certificate"); a restart from the better reply the certificate
-    found starts in another basin. A restart's solution is kept only if it passes both
+    """The first stage of ``regime`` from ``x0`` (:func:`_attempt`), restarted where the
+    solution fails a certificate (the local one, or the grid of unilateral deviations of
+    :func:`_grid_deviation`): ``restarts - 1`` times from the profile in which the CSC with
+    the largest grid gain plays its best grid deviation, then (MOQ only) once from ``x0`` on
+    the homotopy's second path of widths (:attr:`Homotopy.wide_start`; directly if a solve
+    left no finite profile to deviate from). Newton converges to a first-order point of the
+    basin it starts in, which can be a local maximum of a CSC's payoff only (module
+    docstring, "Global certificate"); a restart from the better reply the certificate found
+    starts in another basin, and the second path solves a different sequence of smoothed
+    games, whose basins differ (module docstring: the ``N = 6`` point whose first path
+    stagnates). A restart's solution is kept only if it passes both
     certificates; a point that never does keeps its first solution (and is flagged by
     :func:`_solve`). Returns :func:`_attempt`'s tuple (``iterations``: of all attempts).
 
@@ -873,22 +913,34 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
 
     # One loop, its first pass the solve from x0 (a single instance of the solve in the
     # program: the homotopy compiles once).
+    h = HOMOTOPY
+    lt_nominal, lt_wide = math.log10(h.start), math.log10(h.wide_start)
+
     def body(c):
         r, out, its, pending, start = c
-        new = _attempt(N, solver, regime, pr, ps, jnp.where(pending, start, jnp.nan))
+        # MOQ: the last restart is from the symmetric start x0 with a wider first smoothing.
+        wide = (regime == "moq") & (r == restarts)
+        lt0 = jnp.where(wide, lt_wide, lt_nominal)
+        new = _attempt(N, solver, regime, pr, ps,
+                       jnp.where(pending, jnp.where(wide, x0, start), jnp.nan), lt0)
         x, ok = new[0], new[5]
         gain, x_dev = _grid_deviation(pr, x[:N], x[N:], regime, N)
         good = ok & (gain <= CERT_TOL)
         keep = pending & ((r == 0) | good)
         out = jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), new, out)
         its = its + jnp.where(pending, new[3], 0)
-        again = pending & ~good & jnp.all(jnp.isfinite(x_dev))
-        return r + 1, out, its, again, jnp.where(again, x_dev, start)
+        found = jnp.all(jnp.isfinite(x_dev))
+        again = pending & ~good & (found | (regime == "moq"))
+        # Without a deviation to start from (no finite solution), MOQ goes on to the wide one.
+        r_next = jnp.where(found, r + 1, jnp.maximum(r + 1, restarts))
+        return r_next, out, its, again, jnp.where(again & found, x_dev, start)
 
     dt = pr.a.dtype
     empty = (jnp.full_like(x0, jnp.nan), jnp.zeros((), dt), jnp.asarray(jnp.inf, dt),
              jnp.int32(0), jnp.int32(Status.MAX_STEPS), jnp.array(False), jnp.zeros((), dt))
-    _, out, its, _, _ = jax.lax.while_loop(lambda c: (c[0] <= restarts) & c[3], body,
+    # SP: restarts - 1 from the deviations (no wide one).
+    last = restarts if regime == "moq" else restarts - 1
+    _, out, its, _, _ = jax.lax.while_loop(lambda c: (c[0] <= last) & c[3], body,
                                            (jnp.int32(0), empty, jnp.int32(0),
                                             jnp.array(True), x0))
     return out[:3] + (its,) + out[4:]
