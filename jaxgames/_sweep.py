@@ -79,6 +79,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from jaxgames._batching import map_tiles, tiling
 from jaxgames._contract import (
     Axis,
     Combined,
@@ -398,42 +399,32 @@ def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_d
     point = _point_function(solve_fn, base_type, settings, derivatives, wrt, elasticities,
                             elements, stochastic)
     if micro_batch is None:
-        batched = jax.vmap(point, in_axes=(0, None))
+        def batched(values, base):
+            # The sweep decides the batch layout itself (a solve function would tile a wide
+            # vmap on the CPU, see jaxgames._batching).
+            with tiling(None):
+                return jax.vmap(point, in_axes=(0, None))(values, base)
     else:
         def batched(values, base):
-            # Tiles of equal width (a multiple of 8 lanes), the last point repeated to fill
-            # them; always inside the loop, also a single tile (see _tiles).
-            n = jax.tree_util.tree_leaves(values)[0].shape[0]
-            groups, tile = _tiles(n, micro_batch)
+            # Tiles of equal width (a multiple of 8 lanes, jaxgames._batching.tiles), the last
+            # point repeated to fill them; always inside the loop, also a single tile: XLA
+            # compiles the top level of a program differently from a loop body (on the CPU the
+            # same vmapped defender_attacker.equilibrium gave different last bits at the top
+            # level than inside a loop, while inside a loop widths 64, 512 and 1,024 agreed),
+            # so results do not depend on the chunking.
+            leaves, tree = jax.tree_util.tree_flatten(values)
 
-            def split(v):
-                if groups * tile != n:
-                    v = jnp.concatenate([v, jnp.repeat(v[-1:], groups * tile - n, axis=0)])
-                return v.reshape((groups, tile, *v.shape[1:]))
+            def solve(*vals):
+                return point(jax.tree_util.tree_unflatten(tree, vals), base)
 
-            out = jax.lax.map(jax.vmap(lambda v: point(v, base)),
-                              jax.tree_util.tree_map(split, values))
-            return jax.tree_util.tree_map(
-                lambda v: v.reshape((groups * tile, *v.shape[2:]))[:n], out)
+            with tiling(None):
+                return map_tiles(solve, leaves[0].shape[0], micro_batch, [True] * len(leaves),
+                                 leaves)
     if n_devices == 1:
         return jax.jit(batched), None
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:n_devices]), ("points",))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
     return jax.jit(batched), sharding
-
-
-def _tiles(n: int, micro_batch: int) -> tuple[int, int]:
-    """``(groups, tile)`` for a batch of ``n`` points in tiles of at most ``micro_batch``:
-    the fewest groups, of equal width rounded up to a multiple of 8 lanes (``n`` = 1,112 with
-    tiles of 1,024 runs 2 x 560, not 2 x 1,024).
-
-    Every tile runs inside ``lax.map``'s loop, a single one too: XLA compiles the top level of
-    a program differently from a loop body (on the CPU, the same vmapped
-    ``defender_attacker.equilibrium`` gave different last bits at the top level than inside a
-    loop, while inside a loop widths 64, 512 and 1,024 agreed), so results do not depend on
-    the chunking."""
-    groups = math.ceil(n / micro_batch)
-    return groups, math.ceil(math.ceil(n / groups) / 8) * 8
 
 
 def _precision(dtype: str):
@@ -1037,7 +1028,7 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
                    else _check_positive_int("micro_batch", micro_batch))
     if micro_batch is not None and (n_devices > 1 or (micro_batch >= batch and not default)):
         # Sharded chunks, and an explicit micro_batch of at least the batch: one vmap. (The
-        # platform default runs a narrower chunk as one tile inside the loop, see _tiles.)
+        # platform default runs a narrower chunk as one tile inside the loop.)
         micro_batch = None
     point = study.point
     return _Plan(

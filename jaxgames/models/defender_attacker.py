@@ -89,6 +89,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgames._batching import tiled
 from jaxgames._games import best_response
 from jaxgames._solver import Newton, Status, solve_mcp
 from jaxgames._validation import (
@@ -958,6 +959,7 @@ def _select(pr: Params, subs: _Candidate, keys, allowed, valid, solver_f: Newton
     )
 
 
+@tiled
 def equilibrium(params: Params, mechanism: str = "combined", *, search: Search = SEARCH,
                 solver: Newton = SOLVER, follower_solver: Newton = FOLLOWER_SOLVER
                 ) -> Equilibrium:
@@ -1016,6 +1018,7 @@ class Mechanisms(NamedTuple):
     assumptions_hold: Array
 
 
+@tiled
 def compare_mechanisms(params: Params, *, search: Search = SEARCH, solver: Newton = SOLVER,
                        follower_solver: Newton = FOLLOWER_SOLVER) -> Mechanisms:
     """All four mechanisms at once (Figure 7): the four ``(k, inventory)`` subproblems are
