@@ -26,13 +26,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgames._solver import LANES, _enclosing_lanes
+
 #: Tile width per platform: a ``vmap`` of a :func:`tiled` function wider than this runs as
 #: ``lax.map`` over tiles. Platforms not listed run one ``vmap``.
 TILE = {"cpu": 1024}
-#: Lanes of the vector unit: tiles are a multiple of this many, so that every lane runs the
-#: same vectorised code (see ``jaxgames._solver.LANES``).
-LANES = 8
-
 _override: list = []
 
 
@@ -57,7 +55,8 @@ def tile_width() -> int | None:
 
 def tiles(n: int, width: int) -> tuple[int, int]:
     """``(groups, tile)`` for ``n`` points in tiles of at most ``width``: the fewest groups, of
-    equal width rounded up to a multiple of :data:`LANES`."""
+    equal width rounded up to a multiple of ``jaxgames._solver.LANES`` (so that every lane
+    runs the same vectorised code)."""
     groups = math.ceil(n / width)
     return groups, math.ceil(math.ceil(n / groups) / LANES) * LANES
 
@@ -88,14 +87,6 @@ def map_tiles(fn: Callable, n: int, width: int, batched: list[bool], leaves: lis
     return jax.tree_util.tree_map(lambda v: v.reshape((groups * tile, *v.shape[2:]))[:n], out)
 
 
-def _batched(leaves) -> bool:
-    try:
-        from jax._src.interpreters.batching import BatchTracer
-    except ImportError:  # pragma: no cover
-        return False
-    return any(isinstance(v, BatchTracer) for v in leaves)
-
-
 def tiled(fn: Callable) -> Callable:
     """Decorator for a solve function: under ``vmap`` a batch wider than the tile runs as
     tiles (module docstring). Arguments that are not JAX arrays are static."""
@@ -103,7 +94,9 @@ def tiled(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
-        if not _batched(leaves) or tile_width() is None:
+        # Not under a vmap (the solver's reading of JAX's batch tracers; 1 where it fails):
+        # the function itself.
+        if _enclosing_lanes(leaves) <= 1 or tile_width() is None:
             return fn(*args, **kwargs)
         dyn = [i for i, v in enumerate(leaves) if isinstance(v, jax.Array)]
 
