@@ -511,22 +511,26 @@ def _seq_sum(x):
 
 class _State(NamedTuple):
     # Agent (or pipeline) dims first, then the batch dims of the parameters (trailing, so that
-    # a batched run vectorises over runs, the long axis, in memory order).
+    # a batched run vectorises over runs, the long axis, in memory order). Arrays that only
+    # some tiers use hold those tiers' slots only: what is sent upstream and in transport,
+    # R and W (slots 0-3: 4); the production queue and pipeline, M (slots 4-5: 2). The other
+    # slots' entries were zeros that the day's arithmetic added or kept (``x + 0 = x``: the
+    # same bits); computing them took 12% of the CPU time (benchmarks/README.md).
     oh: Array  # (6, *b) on hand
     bl: Array  # (6, 2, *b) backlog per downstream link
     oo: Array  # (6, *b) on order
     win: Array  # (W, 6, *b) last W daily incoming totals (ring buffer, slot t mod W)
     held: Array  # (6, *b) orders held during a breach (R, W) or kept out of the queue (M)
-    queue: Array  # (6, *b) production queue (M)
-    info: Array  # (tau_I, 6, 2, *b) orders in information transit [sender, upstream slot]
+    queue: Array  # (2, *b) production queue (M)
+    info: Array  # (tau_I, 4, 2, *b) orders in information transit [sender R, W; upstream slot]
     # Ring buffers indexed by the day (slot t mod tau): slot t mod tau_T holds the material
     # that arrives on day t (shipped on t - tau_T), slot t mod tau_P the production started on
     # t - tau_P; a slot is read on its day and then rewritten with the new shipment / start,
     # due tau days later. (Shift registers cost two copies of each pipeline a day: the shift
     # and a copy XLA inserts because the old pipeline is still read after the new one is
     # written; ~8% of the CPU time.)
-    trans: Array  # (tau_T, 6, *b) material in transport to an agent
-    prod: Array  # (tau_P, 6, *b) production started (M)
+    trans: Array  # (tau_T, 4, *b) material in transport to an agent (R, W)
+    prod: Array  # (tau_P, 2, *b) production started (M)
     # Separate (6, *b) arrays, not one stacked array: XLA's CPU backend emits a stacked
     # (concatenated) result with a branch per element, which costs more than the sums.
     sums: tuple[Array, ...]  # holding, backlog, ordering cost; sum of Q (after warm-up)
@@ -675,13 +679,12 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     a_wm = batch_first(jnp.take(jnp.asarray(A_WM, dtype), pr.structure, axis=0))
     active = jnp.moveaxis(jnp.take(jnp.asarray(ACTIVE), pr.structure, axis=0), -1, 0)
     # up[a, u]: share of agent a's order sent to upstream slot u (M: none, it produces).
-    up = jnp.concatenate([a_rw, a_wm, jnp.zeros((2, 2, *bs), dtype)])
+    up = jnp.concatenate([a_rw, a_wm])  # R and W only (slots 0-3)
     lt1 = col(jnp.asarray(settings.lead_times + 1.0, dtype))
     sqrt_lt1 = jnp.sqrt(lt1)
-    is_m = col(np.arange(6) >= 4)
     mask = col(settings.mask)
     n_m = active[4].astype(dtype) + active[5].astype(dtype)
-    cap = jnp.where(is_m, par(pr.capacity / n_m), 0.0)
+    cap = par(pr.capacity / n_m)  # per active manufacturer
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
     policy = par(pr.policy)
     breach_on = _breach_rule(pr, settings.days)
@@ -693,9 +696,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     state = _State(
         oh=mu0 * lt1, bl=jnp.zeros((6, 2, *bs), dtype), oo=jnp.zeros((6, *bs), dtype),
         win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((6, *bs), dtype),
-        queue=jnp.zeros((6, *bs), dtype), info=jnp.zeros((settings.tau_I, 6, 2, *bs), dtype),
-        trans=jnp.zeros((settings.tau_T, 6, *bs), dtype),
-        prod=jnp.zeros((settings.tau_P, 6, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
+        queue=jnp.zeros((2, *bs), dtype), info=jnp.zeros((settings.tau_I, 4, 2, *bs), dtype),
+        trans=jnp.zeros((settings.tau_T, 4, *bs), dtype),
+        prod=jnp.zeros((settings.tau_P, 2, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
         count=(jnp.zeros((6, *bs), dtype),) * 2)
 
     def shift(pipe):
@@ -710,8 +713,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
 
     def decide(s: _State, t, d):
         # 1. receive
-        received = (jax.lax.dynamic_index_in_dim(s.trans, t % settings.tau_T, keepdims=False)
-                    + jax.lax.dynamic_index_in_dim(s.prod, t % settings.tau_P, keepdims=False))
+        received = jnp.concatenate(
+            [jax.lax.dynamic_index_in_dim(s.trans, t % settings.tau_T, keepdims=False),
+             jax.lax.dynamic_index_in_dim(s.prod, t % settings.tau_P, keepdims=False)])
         oh = s.oh + received
         oo = s.oo - received
         # 2. incoming orders per link: R its demand; W link l = orders of R_l; M link l: W_l
@@ -737,7 +741,7 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         # Shipped today, due on t + tau_T: written to the ring by ``act`` (through the carry, as
         # ``q``), after ``decide`` of day t has read that slot. ``0 +``: the former shift
         # register added it to an emptied slot.
-        to = 0.0 + jnp.concatenate([to_r, to_w, jnp.zeros_like(to_r)])
+        to = 0.0 + jnp.concatenate([to_r, to_w])
         # 4. costs (holding h OH is computed by ``act`` from the carried OH)
         short = (o > 0) & (ship < owed)
         back_c = b * (bl[:, 0] + bl[:, 1]) + s_f * (
@@ -777,16 +781,16 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         breached = par(breach_on(t)) & mask & active
         release = jnp.where(breached, 0.0, s.held + q)
         held = jnp.where(breached, s.held + q, 0.0)
-        sent = release[:, None] * up
+        sent = release[:4, None] * up
         info = s.info.at[-1].set(sent)
-        queue = s.queue + jnp.where(is_m, release, 0.0)
+        queue = s.queue + release[4:]
         tau_p = settings.tau_P
         # WIP: the starts of days t - tau_P + 1 .. t - 1, oldest first, then the slot of day t
         # (consumed by ``decide``) as 0: the order of the former shift register's sum.
         wip = _seq_sum(jnp.stack([jax.lax.dynamic_index_in_dim(s.prod, (t + k) % tau_p,
                                                                keepdims=False)
-                                  for k in range(1, tau_p)] + [jnp.zeros_like(s.oh)]))
-        start = jnp.where(is_m, jnp.maximum(0.0, jnp.minimum(queue, cap - wip)), 0.0)
+                                  for k in range(1, tau_p)] + [jnp.zeros_like(s.queue)]))
+        start = jnp.maximum(0.0, jnp.minimum(queue, cap - wip))
         queue = queue - start
         prod = jax.lax.dynamic_update_index_in_dim(s.prod, start, t % tau_p, 0)
         trans = jax.lax.dynamic_update_index_in_dim(s.trans, to, t % settings.tau_T, 0)
@@ -801,7 +805,10 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
                          count=count)
         out = None
         if trace:
-            out = (s.oh, s.bl, oo, q, sent, held, breached, queue, start, wip, hold_c, back_c,
+            z4 = jnp.zeros((4, *bs), dtype)
+            out = (s.oh, s.bl, oo, q, jnp.concatenate([sent, jnp.zeros((2, 2, *bs), dtype)]),
+                   held, breached, *(jnp.concatenate([z4, x]) for x in (queue, start, wip)),
+                   hold_c, back_c,
                    order_c)
         return new, out
 
@@ -821,7 +828,7 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
 
     zero = jnp.zeros((6, *bs), dtype)
     ts = jnp.arange(settings.days)
-    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero, zero)), ts)
+    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero, zero[:4])), ts)
     final, last_b = act(s, *pending, jnp.asarray(settings.days - 1))
     tr = None
     if trace:
