@@ -520,7 +520,8 @@ class _State(NamedTuple):
     bl: Array  # (6, 2, *b) backlog per downstream link
     oo: Array  # (6, *b) on order
     win: Array  # (W, 6, *b) last W daily incoming totals (ring buffer, slot t mod W)
-    held: Array  # (6, *b) orders held during a breach (R, W) or kept out of the queue (M)
+    held: Array  # (k, *b) orders held during a breach (R, W) or kept out of the queue (M), for
+    # the k agents of the breach mask (default R1, R2)
     queue: Array  # (2, *b) production queue (M)
     info: Array  # (tau_I, 4, 2, *b) orders in information transit [sender R, W; upstream slot]
     # Ring buffers indexed by the day (slot t mod tau): slot t mod tau_T holds the material
@@ -534,7 +535,9 @@ class _State(NamedTuple):
     # Separate (6, *b) arrays, not one stacked array: XLA's CPU backend emits a stacked
     # (concatenated) result with a branch per element, which costs more than the sums.
     sums: tuple[Array, ...]  # holding, backlog, ordering cost; sum of Q (after warm-up)
-    count: tuple[Array, ...]  # ordering days, breached days (after warm-up)
+    # The day counts are integers (int32: exact, half the bytes of a float64 and twice the
+    # lanes of a vector), converted once at the end: the same numbers, the same bits.
+    count: tuple[Array, ...]  # ordering days (6, *b), breached days (k, *b; after warm-up), int32
 
 
 def _one_kernel() -> bool:
@@ -682,7 +685,18 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     up = jnp.concatenate([a_rw, a_wm])  # R and W only (slots 0-3)
     lt1 = col(jnp.asarray(settings.lead_times + 1.0, dtype))
     sqrt_lt1 = jnp.sqrt(lt1)
-    mask = col(settings.mask)
+    # The agents a breach can hit (the static ``breach_mask``; default R1, R2): only they hold
+    # orders, so only their slots carry held orders and the breach test. Every other agent
+    # releases ``0 + q = q`` each day (q is never -0), exactly what it did as a slot of zeros.
+    hit = np.flatnonzero(settings.mask)
+
+    def on_hit(y, x):  # x (6, *b) with rows ``hit`` replaced by y (len(hit), *b)
+        # Concatenated runs of rows (the one-kernel emitter has no scatter).
+        parts, a = [], 0
+        for j, i in enumerate(hit):
+            parts += [x[a:i], y[j:j + 1]]
+            a = i + 1
+        return jnp.concatenate([*parts, x[a:]]) if len(hit) else x
     n_m = active[4].astype(dtype) + active[5].astype(dtype)
     cap = par(pr.capacity / n_m)  # per active manufacturer
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
@@ -695,11 +709,11 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     mu0 = jnp.concatenate([mu_r, mu_w, mu_m]) * active
     state = _State(
         oh=mu0 * lt1, bl=jnp.zeros((6, 2, *bs), dtype), oo=jnp.zeros((6, *bs), dtype),
-        win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((6, *bs), dtype),
+        win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((len(hit), *bs), dtype),
         queue=jnp.zeros((2, *bs), dtype), info=jnp.zeros((settings.tau_I, 4, 2, *bs), dtype),
         trans=jnp.zeros((settings.tau_T, 4, *bs), dtype),
         prod=jnp.zeros((settings.tau_P, 2, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
-        count=(jnp.zeros((6, *bs), dtype),) * 2)
+        count=(jnp.zeros((6, *bs), jnp.int32), jnp.zeros((len(hit), *bs), jnp.int32)))
 
     def shift(pipe):
         return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
@@ -778,9 +792,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         order_c = jnp.where(ordered, f, 0.0)
         hold_c = h * s.oh
         # 8. send (R, W) or queue and produce (M)
-        breached = par(breach_on(t)) & mask & active
-        release = jnp.where(breached, 0.0, s.held + q)
-        held = jnp.where(breached, s.held + q, 0.0)
+        breached = par(breach_on(t)) & active[hit]
+        release = on_hit(jnp.where(breached, 0.0, s.held + q[hit]), q)
+        held = jnp.where(breached, s.held + q[hit], 0.0)
         sent = release[:4, None] * up
         info = s.info.at[-1].set(sent)
         queue = s.queue + release[4:]
@@ -798,16 +812,16 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         after = (t >= settings.warmup).astype(dtype)
         sums = tuple(x + after * y for x, y in zip(s.sums, (hold_c, back_c, order_c, q),
                                                    strict=True))
-        count = tuple(x + after * y.astype(dtype) for x, y in zip(s.count, (ordered, breached),
-                                                                  strict=True))
+        count = tuple(x + (y & (t >= settings.warmup)).astype(jnp.int32)
+                      for x, y in zip(s.count, (ordered, breached), strict=True))
         new = s._replace(oo=oo, held=held, info=info, queue=queue, prod=prod, trans=trans,
-                         sums=sums,
-                         count=count)
+                         sums=sums, count=count)
         out = None
         if trace:
             z4 = jnp.zeros((4, *bs), dtype)
             out = (s.oh, s.bl, oo, q, jnp.concatenate([sent, jnp.zeros((2, 2, *bs), dtype)]),
-                   held, breached, *(jnp.concatenate([z4, x]) for x in (queue, start, wip)),
+                   on_hit(held, jnp.zeros_like(q)), on_hit(breached, jnp.zeros_like(ordered)),
+                   *(jnp.concatenate([z4, x]) for x in (queue, start, wip)),
                    hold_c, back_c,
                    order_c)
         return new, out
@@ -830,6 +844,7 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     ts = jnp.arange(settings.days)
     (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero, zero[:4])), ts)
     final, last_b = act(s, *pending, jnp.asarray(settings.days - 1))
+    final = final._replace(count=(final.count[0], on_hit(final.count[1], final.count[0] * 0)))
     tr = None
     if trace:
         # ``act`` of day t ran in step t + 1 (and after the scan for the last day).
@@ -853,7 +868,7 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
     # XLA turns the divisions into products, which LLVM contracts into a fused multiply-add
     # differently in vectorised and scalar code (width-dependent last bits).
     cost = (final.sums[0] + final.sums[1] + final.sums[2]) / n
-    n_orders, breached_days = final.count
+    n_orders, breached_days = (x.astype(dtype) for x in final.count)
     rate = n_orders / n
     qty = jnp.where(n_orders > 0, qsum / jnp.where(n_orders > 0, n_orders, 1.0), nan)
     act = active.astype(dtype)
