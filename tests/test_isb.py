@@ -626,6 +626,12 @@ def test_experiment_dataset_matches_single_runs(small_experiment):
     # The experiment's demand (normal draws in one compiled call) is vmap(demand_draws)'s,
     # bit for bit.
     keys = isb.replication_keys(3, 4)
+    # The replication keys (one compiled call) are fold_in(key(seed), r), the sweep's.
+    for seed in (3, 2**31 + 5):
+        np.testing.assert_array_equal(
+            jax.random.key_data(isb.replication_keys(seed, 4)),
+            jax.random.key_data(jnp.stack([jax.random.fold_in(jax.random.key(seed), r)
+                                           for r in range(4)])))
     mean, std = jnp.asarray(10.0), jnp.asarray(2.0)
     np.testing.assert_array_equal(
         jnp.maximum(0.0, mean + std * isb._replication_normals(keys, st.days)),
