@@ -114,10 +114,13 @@ scan's carry: XLA's CPU backend has no multi-output fusion and would otherwise r
 whole decision in each of them (for the same reason the day's shipments are divided by an
 exact 1 that XLA cannot fold: it never duplicates a division). The delay pipelines are ring
 buffers indexed by the day, and each run reads its own row of a runs-first demand array in
-place. The arithmetic is that of the order of events above. On a CPU backend the day loop is
-compiled as one kernel (:data:`ONE_KERNEL`; XLA's ``xla_cpu_small_call`` path), a batch of more
-than :data:`CHUNK` runs is simulated in chunks inside it, and :func:`simulate_runs` compiles
-with :data:`COMPILER_OPTIONS`; none of these changes a result.
+place. State arrays hold only the agents that use them (production: M; what is sent and in
+transport: R and W; held orders: the breach mask's agents), not slots of zeros for the
+others; day counts are int32. The arithmetic is that of the order of events above. On a CPU
+backend the day loop is compiled as one kernel (:data:`ONE_KERNEL`; XLA's
+``xla_cpu_small_call`` path), a batch of more than :data:`CHUNK` runs is simulated in chunks
+inside it, and :func:`simulate_runs` compiles with :data:`COMPILER_OPTIONS`; none of these
+changes a result.
 """
 
 from __future__ import annotations
@@ -601,7 +604,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool, rows=None):
 
 #: Runs per chunk of the one-kernel loop: a batch of more than ``CHUNK`` runs is split into
 #: chunks of at most ``CHUNK`` runs (a multiple of 16: whole 512-bit vectors of floats),
-#: simulated one after the other inside the kernel, so that a chunk's state (~1.4 kB a run in
+#: simulated one after the other inside the kernel, so that a chunk's state (~1.2 kB a run in
 #: float64) and temporaries stay in the core's cache. CPU time of the 2,160 runs of the design
 #: (float64, one core): 0.104 s in one piece, 0.075 s in chunks of 240, 0.058 s in chunks of 80
 #: (``benchmarks/README.md``). Every run is computed by the same code whatever its chunk.
@@ -697,6 +700,7 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
             parts += [x[a:i], y[j:j + 1]]
             a = i + 1
         return jnp.concatenate([*parts, x[a:]]) if len(hit) else x
+
     n_m = active[4].astype(dtype) + active[5].astype(dtype)
     cap = par(pr.capacity / n_m)  # per active manufacturer
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
