@@ -327,6 +327,19 @@ def compare(args):
         first[name] = np.asarray(fns[name]())  # compile
     diff = {k: float(np.max(np.abs(v - first["this"]) / np.abs(first["this"])))
             for k, v in first.items()}
+    # Every Result field of simulate_runs on the design, bit for bit (NaN = NaN, and the sign
+    # of zeros), against this repository's module.
+    full = {name: mod.simulate_runs(mod.DEFAULT._replace(structure=s, policy=p, breach=b), big)
+            for name, mod in mods.items()}
+
+    def same_bits(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        return x.shape == y.shape and np.array_equal(x, y, equal_nan=True) and (
+            x.dtype.kind != "f" or np.array_equal(np.signbit(x), np.signbit(y)))
+
+    bits = {k: [f for f in isb.Result._fields if not same_bits(getattr(r, f),
+                                                               getattr(full["this"], f))]
+            for k, r in full.items()}
     cpu = {k: [] for k in fns}
     wall = {k: [] for k in fns}
     load_start = os.getloadavg()
@@ -345,13 +358,15 @@ def compare(args):
            "variants": {k: {"cpu_median_s": statistics.median(cpu[k]), "cpu_min_s": min(cpu[k]),
                             "wall_median_s": statistics.median(wall[k]),
                             "wall_min_s": min(wall[k]), "cpu_all_s": cpu[k],
-                            "max_rel_diff_cost_chain_vs_this": diff[k]} for k in fns}}
+                            "max_rel_diff_cost_chain_vs_this": diff[k],
+                            "simulate_runs_fields_differing_from_this": bits[k]} for k in fns}}
     print(f"isb A/B ({args.method}, {out['dtype']}, {len(s)} runs, {args.rounds} rounds, load "
           f"{load_start[0]:.1f} -> {out['load_avg_end'][0]:.1f}"
           f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
     for k, v in out["variants"].items():
         print(f"  {k}: CPU median {v['cpu_median_s']:.3f} s (min {v['cpu_min_s']:.3f}), wall "
-              f"median {v['wall_median_s']:.3f} s; max rel diff {diff[k]:.1e}")
+              f"median {v['wall_median_s']:.3f} s; max rel diff {diff[k]:.1e}; "
+              f"simulate_runs fields differing: {bits[k] or 'none (same bits)'}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 

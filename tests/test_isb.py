@@ -250,8 +250,11 @@ def test_matches_reference_stressed():
 def test_matches_reference_other_delays_and_window():
     """Delays and window other than the source's (information 2 days, transport 1, production
     4; a window of 5): the pipelines are ring buffers indexed by the day, checked here for
-    every scenario against the reference's explicit lists of due arrivals."""
-    st = isb.Settings(days=60, warmup=10, window=5, tau_I=2, tau_T=1, tau_P=4)
+    every scenario against the reference's explicit lists of due arrivals. With a scattered
+    breach mask (R2, W1, M2): held orders are kept for the mask's agents only, joined back
+    into the day's releases row by row."""
+    st = isb.Settings(days=60, warmup=10, window=5, tau_I=2, tau_T=1, tau_P=4,
+                      breach_mask=("R2", "W1", "M2"))
     demand = _demand(st.days, 4.0, 5)
     res, tr = _run(SCENARIOS, isb.Params(settings=st), demand)
     for k, sc in enumerate(SCENARIOS):
@@ -626,6 +629,12 @@ def test_experiment_dataset_matches_single_runs(small_experiment):
     # The experiment's demand (normal draws in one compiled call) is vmap(demand_draws)'s,
     # bit for bit.
     keys = isb.replication_keys(3, 4)
+    # The replication keys (one compiled call) are fold_in(key(seed), r), the sweep's.
+    for seed in (3, 2**31 + 5):
+        np.testing.assert_array_equal(
+            jax.random.key_data(isb.replication_keys(seed, 4)),
+            jax.random.key_data(jnp.stack([jax.random.fold_in(jax.random.key(seed), r)
+                                           for r in range(4)])))
     mean, std = jnp.asarray(10.0), jnp.asarray(2.0)
     np.testing.assert_array_equal(
         jnp.maximum(0.0, mean + std * isb._replication_normals(keys, st.days)),

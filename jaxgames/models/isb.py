@@ -114,10 +114,13 @@ scan's carry: XLA's CPU backend has no multi-output fusion and would otherwise r
 whole decision in each of them (for the same reason the day's shipments are divided by an
 exact 1 that XLA cannot fold: it never duplicates a division). The delay pipelines are ring
 buffers indexed by the day, and each run reads its own row of a runs-first demand array in
-place. The arithmetic is that of the order of events above. On a CPU backend the day loop is
-compiled as one kernel (:data:`ONE_KERNEL`; XLA's ``xla_cpu_small_call`` path), a batch of more
-than :data:`CHUNK` runs is simulated in chunks inside it, and :func:`simulate_runs` compiles
-with :data:`COMPILER_OPTIONS`; none of these changes a result.
+place. State arrays hold only the agents that use them (production: M; what is sent and in
+transport: R and W; held orders: the breach mask's agents), not slots of zeros for the
+others; day counts are int32. The arithmetic is that of the order of events above. On a CPU
+backend the day loop is compiled as one kernel (:data:`ONE_KERNEL`; XLA's
+``xla_cpu_small_call`` path), a batch of more than :data:`CHUNK` runs is simulated in chunks
+inside it, and :func:`simulate_runs` compiles with :data:`COMPILER_OPTIONS`; none of these
+changes a result.
 """
 
 from __future__ import annotations
@@ -511,26 +514,33 @@ def _seq_sum(x):
 
 class _State(NamedTuple):
     # Agent (or pipeline) dims first, then the batch dims of the parameters (trailing, so that
-    # a batched run vectorises over runs, the long axis, in memory order).
+    # a batched run vectorises over runs, the long axis, in memory order). Arrays that only
+    # some tiers use hold those tiers' slots only: what is sent upstream and in transport,
+    # R and W (slots 0-3: 4); the production queue and pipeline, M (slots 4-5: 2). The other
+    # slots' entries were zeros that the day's arithmetic added or kept (``x + 0 = x``: the
+    # same bits); computing them took 12% of the CPU time (benchmarks/README.md).
     oh: Array  # (6, *b) on hand
     bl: Array  # (6, 2, *b) backlog per downstream link
     oo: Array  # (6, *b) on order
     win: Array  # (W, 6, *b) last W daily incoming totals (ring buffer, slot t mod W)
-    held: Array  # (6, *b) orders held during a breach (R, W) or kept out of the queue (M)
-    queue: Array  # (6, *b) production queue (M)
-    info: Array  # (tau_I, 6, 2, *b) orders in information transit [sender, upstream slot]
+    held: Array  # (k, *b) orders held during a breach (R, W) or kept out of the queue (M), for
+    # the k agents of the breach mask (default R1, R2)
+    queue: Array  # (2, *b) production queue (M)
+    info: Array  # (tau_I, 4, 2, *b) orders in information transit [sender R, W; upstream slot]
     # Ring buffers indexed by the day (slot t mod tau): slot t mod tau_T holds the material
     # that arrives on day t (shipped on t - tau_T), slot t mod tau_P the production started on
     # t - tau_P; a slot is read on its day and then rewritten with the new shipment / start,
     # due tau days later. (Shift registers cost two copies of each pipeline a day: the shift
     # and a copy XLA inserts because the old pipeline is still read after the new one is
     # written; ~8% of the CPU time.)
-    trans: Array  # (tau_T, 6, *b) material in transport to an agent
-    prod: Array  # (tau_P, 6, *b) production started (M)
+    trans: Array  # (tau_T, 4, *b) material in transport to an agent (R, W)
+    prod: Array  # (tau_P, 2, *b) production started (M)
     # Separate (6, *b) arrays, not one stacked array: XLA's CPU backend emits a stacked
     # (concatenated) result with a branch per element, which costs more than the sums.
     sums: tuple[Array, ...]  # holding, backlog, ordering cost; sum of Q (after warm-up)
-    count: tuple[Array, ...]  # ordering days, breached days (after warm-up)
+    # The day counts are integers (int32: exact, half the bytes of a float64 and twice the
+    # lanes of a vector), converted once at the end: the same numbers, the same bits.
+    count: tuple[Array, ...]  # ordering days (6, *b), breached days (k, *b; after warm-up), int32
 
 
 def _one_kernel() -> bool:
@@ -594,7 +604,7 @@ def _run(pr: Params, demand: Array, settings: Settings, trace: bool, rows=None):
 
 #: Runs per chunk of the one-kernel loop: a batch of more than ``CHUNK`` runs is split into
 #: chunks of at most ``CHUNK`` runs (a multiple of 16: whole 512-bit vectors of floats),
-#: simulated one after the other inside the kernel, so that a chunk's state (~1.4 kB a run in
+#: simulated one after the other inside the kernel, so that a chunk's state (~1.2 kB a run in
 #: float64) and temporaries stay in the core's cache. CPU time of the 2,160 runs of the design
 #: (float64, one core): 0.104 s in one piece, 0.075 s in chunks of 240, 0.058 s in chunks of 80
 #: (``benchmarks/README.md``). Every run is computed by the same code whatever its chunk.
@@ -675,13 +685,24 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     a_wm = batch_first(jnp.take(jnp.asarray(A_WM, dtype), pr.structure, axis=0))
     active = jnp.moveaxis(jnp.take(jnp.asarray(ACTIVE), pr.structure, axis=0), -1, 0)
     # up[a, u]: share of agent a's order sent to upstream slot u (M: none, it produces).
-    up = jnp.concatenate([a_rw, a_wm, jnp.zeros((2, 2, *bs), dtype)])
+    up = jnp.concatenate([a_rw, a_wm])  # R and W only (slots 0-3)
     lt1 = col(jnp.asarray(settings.lead_times + 1.0, dtype))
     sqrt_lt1 = jnp.sqrt(lt1)
-    is_m = col(np.arange(6) >= 4)
-    mask = col(settings.mask)
+    # The agents a breach can hit (the static ``breach_mask``; default R1, R2): only they hold
+    # orders, so only their slots carry held orders and the breach test. Every other agent
+    # releases ``0 + q = q`` each day (q is never -0), exactly what it did as a slot of zeros.
+    hit = np.flatnonzero(settings.mask)
+
+    def on_hit(y, x):  # x (6, *b) with rows ``hit`` replaced by y (len(hit), *b)
+        # Concatenated runs of rows (the one-kernel emitter has no scatter).
+        parts, a = [], 0
+        for j, i in enumerate(hit):
+            parts += [x[a:i], y[j:j + 1]]
+            a = i + 1
+        return jnp.concatenate([*parts, x[a:]]) if len(hit) else x
+
     n_m = active[4].astype(dtype) + active[5].astype(dtype)
-    cap = jnp.where(is_m, par(pr.capacity / n_m), 0.0)
+    cap = par(pr.capacity / n_m)  # per active manufacturer
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
     policy = par(pr.policy)
     breach_on = _breach_rule(pr, settings.days)
@@ -692,11 +713,11 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     mu0 = jnp.concatenate([mu_r, mu_w, mu_m]) * active
     state = _State(
         oh=mu0 * lt1, bl=jnp.zeros((6, 2, *bs), dtype), oo=jnp.zeros((6, *bs), dtype),
-        win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((6, *bs), dtype),
-        queue=jnp.zeros((6, *bs), dtype), info=jnp.zeros((settings.tau_I, 6, 2, *bs), dtype),
-        trans=jnp.zeros((settings.tau_T, 6, *bs), dtype),
-        prod=jnp.zeros((settings.tau_P, 6, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
-        count=(jnp.zeros((6, *bs), dtype),) * 2)
+        win=jnp.broadcast_to(mu0, (W, 6, *bs)), held=jnp.zeros((len(hit), *bs), dtype),
+        queue=jnp.zeros((2, *bs), dtype), info=jnp.zeros((settings.tau_I, 4, 2, *bs), dtype),
+        trans=jnp.zeros((settings.tau_T, 4, *bs), dtype),
+        prod=jnp.zeros((settings.tau_P, 2, *bs), dtype), sums=(jnp.zeros((6, *bs), dtype),) * 4,
+        count=(jnp.zeros((6, *bs), jnp.int32), jnp.zeros((len(hit), *bs), jnp.int32)))
 
     def shift(pipe):
         return jnp.concatenate([pipe[1:], jnp.zeros_like(pipe[:1])])
@@ -710,8 +731,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
 
     def decide(s: _State, t, d):
         # 1. receive
-        received = (jax.lax.dynamic_index_in_dim(s.trans, t % settings.tau_T, keepdims=False)
-                    + jax.lax.dynamic_index_in_dim(s.prod, t % settings.tau_P, keepdims=False))
+        received = jnp.concatenate(
+            [jax.lax.dynamic_index_in_dim(s.trans, t % settings.tau_T, keepdims=False),
+             jax.lax.dynamic_index_in_dim(s.prod, t % settings.tau_P, keepdims=False)])
         oh = s.oh + received
         oo = s.oo - received
         # 2. incoming orders per link: R its demand; W link l = orders of R_l; M link l: W_l
@@ -737,7 +759,7 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         # Shipped today, due on t + tau_T: written to the ring by ``act`` (through the carry, as
         # ``q``), after ``decide`` of day t has read that slot. ``0 +``: the former shift
         # register added it to an emptied slot.
-        to = 0.0 + jnp.concatenate([to_r, to_w, jnp.zeros_like(to_r)])
+        to = 0.0 + jnp.concatenate([to_r, to_w])
         # 4. costs (holding h OH is computed by ``act`` from the carried OH)
         short = (o > 0) & (ship < owed)
         back_c = b * (bl[:, 0] + bl[:, 1]) + s_f * (
@@ -774,19 +796,19 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         order_c = jnp.where(ordered, f, 0.0)
         hold_c = h * s.oh
         # 8. send (R, W) or queue and produce (M)
-        breached = par(breach_on(t)) & mask & active
-        release = jnp.where(breached, 0.0, s.held + q)
-        held = jnp.where(breached, s.held + q, 0.0)
-        sent = release[:, None] * up
+        breached = par(breach_on(t)) & active[hit]
+        release = on_hit(jnp.where(breached, 0.0, s.held + q[hit]), q)
+        held = jnp.where(breached, s.held + q[hit], 0.0)
+        sent = release[:4, None] * up
         info = s.info.at[-1].set(sent)
-        queue = s.queue + jnp.where(is_m, release, 0.0)
+        queue = s.queue + release[4:]
         tau_p = settings.tau_P
         # WIP: the starts of days t - tau_P + 1 .. t - 1, oldest first, then the slot of day t
         # (consumed by ``decide``) as 0: the order of the former shift register's sum.
         wip = _seq_sum(jnp.stack([jax.lax.dynamic_index_in_dim(s.prod, (t + k) % tau_p,
                                                                keepdims=False)
-                                  for k in range(1, tau_p)] + [jnp.zeros_like(s.oh)]))
-        start = jnp.where(is_m, jnp.maximum(0.0, jnp.minimum(queue, cap - wip)), 0.0)
+                                  for k in range(1, tau_p)] + [jnp.zeros_like(s.queue)]))
+        start = jnp.maximum(0.0, jnp.minimum(queue, cap - wip))
         queue = queue - start
         prod = jax.lax.dynamic_update_index_in_dim(s.prod, start, t % tau_p, 0)
         trans = jax.lax.dynamic_update_index_in_dim(s.trans, to, t % settings.tau_T, 0)
@@ -794,14 +816,17 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         after = (t >= settings.warmup).astype(dtype)
         sums = tuple(x + after * y for x, y in zip(s.sums, (hold_c, back_c, order_c, q),
                                                    strict=True))
-        count = tuple(x + after * y.astype(dtype) for x, y in zip(s.count, (ordered, breached),
-                                                                  strict=True))
+        count = tuple(x + (y & (t >= settings.warmup)).astype(jnp.int32)
+                      for x, y in zip(s.count, (ordered, breached), strict=True))
         new = s._replace(oo=oo, held=held, info=info, queue=queue, prod=prod, trans=trans,
-                         sums=sums,
-                         count=count)
+                         sums=sums, count=count)
         out = None
         if trace:
-            out = (s.oh, s.bl, oo, q, sent, held, breached, queue, start, wip, hold_c, back_c,
+            z4 = jnp.zeros((4, *bs), dtype)
+            out = (s.oh, s.bl, oo, q, jnp.concatenate([sent, jnp.zeros((2, 2, *bs), dtype)]),
+                   on_hit(held, jnp.zeros_like(q)), on_hit(breached, jnp.zeros_like(ordered)),
+                   *(jnp.concatenate([z4, x]) for x in (queue, start, wip)),
+                   hold_c, back_c,
                    order_c)
         return new, out
 
@@ -821,8 +846,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
 
     zero = jnp.zeros((6, *bs), dtype)
     ts = jnp.arange(settings.days)
-    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero, zero)), ts)
+    (s, pending), (tr_a, tr_b) = jax.lax.scan(day, (state, (zero, zero, zero[:4])), ts)
     final, last_b = act(s, *pending, jnp.asarray(settings.days - 1))
+    final = final._replace(count=(final.count[0], on_hit(final.count[1], final.count[0] * 0)))
     tr = None
     if trace:
         # ``act`` of day t ran in step t + 1 (and after the scan for the last day).
@@ -846,7 +872,7 @@ def _summarise(final: _State, active: Array, settings: Settings, valid) -> Resul
     # XLA turns the divisions into products, which LLVM contracts into a fused multiply-add
     # differently in vectorised and scalar code (width-dependent last bits).
     cost = (final.sums[0] + final.sums[1] + final.sums[2]) / n
-    n_orders, breached_days = final.count
+    n_orders, breached_days = (x.astype(dtype) for x in final.count)
     rate = n_orders / n
     qty = jnp.where(n_orders > 0, qsum / jnp.where(n_orders > 0, n_orders, 1.0), nan)
     act = active.astype(dtype)
@@ -1004,6 +1030,13 @@ def _replication_normals(keys: Array, days: int) -> Array:
 
 def replication_keys(seed: int, reps: int) -> Array:
     """``fold_in(key(seed), r)`` for ``r = 0 .. reps - 1``: the key of each replication."""
+    return _replication_keys(seed, int(reps))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _replication_keys(seed, reps: int) -> Array:
+    # One compiled call (eagerly, vmap dispatched fold_in's operations one by one: 0.9 ms of
+    # CPU per experiment); integer hashing, the same keys (tested).
     return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), jnp.arange(reps))
 
 
