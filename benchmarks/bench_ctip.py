@@ -15,16 +15,24 @@ same points.
               symmetric start on the homotopy's second path of widths).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
-              variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the
+              variational equilibrium). A per-point loop, so its rate does not depend on how
+              many points it runs: it solves a documented subsample, the first
+              ``--n-scipy`` points at N = 2 (half of them at N = 4 SP, a quarter at N = 4
+              MOQ, where one point costs minutes), once (nothing compiles, so there is no
+              warm-up call), each point timed on its own (``per_point_s`` in the JSON). The
               two are compared on those points (max |dq|).
 * ``policy``  ``jax.jit(jax.vmap(ctip.optimal_policy))`` (per-CSC sigma, all three levers) over
               ``--n-policy`` risk profiles ``v ~ U(0.1, 0.6)^2``.
 
-Timing protocol as in ``bench_bakshi_kleindorfer.py``: one untimed (compiling) call, then
-``--repeats`` rounds round-robin, each ending in ``block_until_ready``; best times are the
-headline, medians in the JSON. Usage (repository root)::
+Engine points: the first ``--n`` of the sample per (N, regime), but ``--n-moq`` at N = 4 MOQ
+(each N = 4 MOQ equilibrium costs ~100x an SP one; the rate is per point either way).
 
-    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: several minutes
+Timing protocol as in ``bench_bakshi_kleindorfer.py`` for the engine and the policy: one untimed
+(compiling) call, then ``--repeats`` rounds round-robin, each ending in ``block_until_ready``;
+best times are the headline, medians in the JSON. The SciPy loop runs once, in the first round
+(see above). Usage (repository root)::
+
+    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: ~25 min on 2 idle cores
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
@@ -38,6 +46,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +60,6 @@ from bench_bakshi_kleindorfer import (  # noqa: E402
     _jsonable,
     _library_info,
     _summary,
-    _time_round_robin,
     _version,
 )
 
@@ -84,10 +92,11 @@ def run(args) -> dict:
     results = {}
     methods = []
     for N in args.N:
-        pts = sample(ctip, N, args.n, seed=N)
         for regime in ctip.REGIMES:
+            n = args.n_for(N, regime)
+            pts = sample(ctip, N, n, seed=N)
             fn = jax.jit(jax.vmap(lambda p, r=regime: ctip.equilibrium(p, r)))
-            chunks = [stack(ctip, pts[i:i + args.chunk]) for i in range(0, args.n, args.chunk)]
+            chunks = [stack(ctip, pts[i:i + args.chunk]) for i in range(0, n, args.chunk)]
             chunks = [jax.device_put(c) for c in chunks]
 
             def run_engine(fn=fn, chunks=chunks):
@@ -104,16 +113,22 @@ def run(args) -> dict:
                                           zip(*np.unique(st, return_counts=True), strict=True)},
                         "at_kink_fraction": float(np.mean(kink)), "q": q}
 
-            methods.append(Timed(f"engine_N{N}_{regime}", f"engine N={N} {regime}", args.n,
-                                 run_engine, collect, chunk=args.chunk))
-            sub = pts[: args.n_scipy_for(N)]
+            methods.append(Timed(f"engine_N{N}_{regime}", f"engine N={N} {regime}", n,
+                                 run_engine, collect, chunk=min(args.chunk, n)))
+            sub = pts[: args.n_scipy_for(N, regime)]
 
             def run_scipy(sub=sub, regime=regime):
-                return [ctip.best_response_scipy(p, regime, tol=1e-8) for p in sub]
+                outs, per_point = [], []
+                for p in sub:
+                    t0 = time.perf_counter()
+                    outs.append(ctip.best_response_scipy(p, regime, tol=1e-8))
+                    per_point.append(time.perf_counter() - t0)
+                return outs, per_point
 
-            def collect_scipy(outs):
+            def collect_scipy(res):
+                outs, per_point = res
                 return {"q": np.stack([o[0] for o in outs]),
-                        "rounds": [int(o[3]) for o in outs]}
+                        "rounds": [int(o[3]) for o in outs], "per_point_s": per_point}
 
             methods.append(Timed(f"scipy_N{N}_{regime}", f"scipy BR loop N={N} {regime}",
                                  len(sub), run_scipy, collect_scipy))
@@ -137,7 +152,7 @@ def run(args) -> dict:
     methods.append(Timed("policy", "optimal_policy (per-CSC sigma, lam, M)", args.n_policy,
                          run_policy, collect_policy))
     load_before = os.getloadavg()
-    _time_round_robin(methods, args.repeats)
+    _time_rounds(methods, args.repeats)
     load_after = os.getloadavg()
     for m in methods:
         res = _summary(m)
@@ -163,9 +178,33 @@ def run(args) -> dict:
                      "numpy": _version("numpy"), "scipy": _version("scipy"),
                      "optax": _version("optax")},
         "library": _library_info(jaxgames, args.note),
-        "settings": {k: v for k, v in vars(args).items() if k != "n_scipy_for"},
+        "settings": {k: v for k, v in vars(args).items()
+                     if k not in ("n_scipy_for", "n_for")},
         "results": results, "comparisons": comparisons,
     }
+
+
+def _time_rounds(methods, repeats: int) -> None:
+    """``_time_round_robin`` of ``bench_bakshi_kleindorfer.py``, except that the SciPy loop
+    (nothing to compile) runs once, in the first round, and that run is its timing."""
+    for m in methods:
+        t0 = time.perf_counter()
+        out = m.run()
+        dt = time.perf_counter() - t0
+        if m.key.startswith("scipy"):
+            m.times.append(dt)
+        else:
+            m.first_call_s = dt
+        m.result = m.collect(out)
+        del out
+    for _ in range(repeats):
+        for m in methods:
+            if m.key.startswith("scipy"):
+                continue
+            t0 = time.perf_counter()
+            out = m.run()
+            m.times.append(time.perf_counter() - t0)
+            del out
 
 
 def check_samples(Ns, n: int = 8) -> dict:
@@ -281,7 +320,9 @@ def parse_args(argv=None):
     ap.add_argument("--N", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--n", type=int, default=None, help="engine points per (N, regime)")
     ap.add_argument("--chunk", type=int, default=None)
-    ap.add_argument("--n-scipy", type=int, default=None, help="scipy points at N = 2")
+    ap.add_argument("--n-moq", type=int, default=None, help="engine points at N >= 3, MOQ")
+    ap.add_argument("--n-scipy", type=int, default=None,
+                    help="scipy points at N = 2 (N >= 3: half, MOQ a quarter)")
     ap.add_argument("--n-policy", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--quick", action="store_true")
@@ -295,12 +336,16 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
+    args.n_moq = args.n_moq or (64 if quick else 256)
     args.chunk = args.chunk or (64 if quick else 256)
     args.n_scipy = args.n_scipy or (2 if quick else 8)
     args.n_policy = args.n_policy or (4 if quick else 16)
     args.repeats = args.repeats or (1 if quick else 3)
-    # The SciPy loop at N = 4 costs ~8x N = 2 per point (16 states, 4 players): half the points.
-    args.n_scipy_for = lambda N: max(1, args.n_scipy if N <= 2 else args.n_scipy // 2)
+    args.n_for = lambda N, regime: args.n if N <= 2 or regime == "sp" else args.n_moq
+    # The SciPy loop at N = 4 costs ~8x N = 2 per point (16 states, 4 players), and MOQ there
+    # (brentq on mu around the loop) minutes a point: half the points, a quarter for MOQ.
+    args.n_scipy_for = lambda N, regime: max(
+        1, args.n_scipy if N <= 2 else args.n_scipy // (2 if regime == "sp" else 4))
     return args
 
 
