@@ -36,6 +36,7 @@ best times are the headline, medians in the JSON. The SciPy loop runs once, in t
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
+    PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan  # the N = 4 MOQ point without one
 """
 
 from __future__ import annotations
@@ -295,6 +296,116 @@ def sp21_reply_scan() -> float:
     return r
 
 
+def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
+    """``--moq4-scan``: point 11 of the ``N = 4`` sample (seed 4; MOQ, flagged ``STAGNATED``)
+    has no pure-strategy equilibrium that any of these finds. Prints (i) the engine's solution
+    and its grid deviation; (ii) the solve (:func:`ctip._attempt` and the grid certificate) from
+    ``starts`` random starts ``q_i, z_i ~ U(0, 40)`` and four profiles built from the SciPy
+    loop's (CSCs 2 and 4 ordering or not), each on both homotopy paths: the distinct
+    first-order points that pass the local certificate and each one's grid gain; (iii) the
+    SciPy loop's answer and its grid gain; (iv) ``rounds`` rounds of Gauss-Seidel global best
+    replies with the exact second stage (each CSC's reply by a 401 x 241 grid over its own
+    ``(q_i, z_i)``, ``q_i`` from its MOQ floor to 100, ``z_i`` to 120, zoomed five times around
+    the best point), from the engine's solution: they settle on a cycle of three profiles;
+    (v) CSCs 1 and 3 best-replying to CSCs 2 and 4 ordering and investing nothing, and then
+    the gains of CSCs 2 and 4 from their best replies there."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxgames.models import ctip
+
+    N = 4
+    p = sample(ctip, N, 64, seed=N)[11]
+    pr = ctip._prepare(p)[0]
+    np.set_printoptions(precision=4, suppress=True, linewidth=150)
+    out = {}
+
+    eq = jax.jit(lambda p: ctip.equilibrium(p, "moq"))(p)
+    gain, x_dev = jax.jit(lambda q, z: ctip._grid_deviation(pr, q, z, "moq", N))(eq.q, eq.z)
+    print(f"(i) equilibrium: status {int(eq.status)}, q = {np.asarray(eq.q)}, z = "
+          f"{np.asarray(eq.z)}, grid gain {float(gain):.3e}; the grid's best deviation: "
+          f"{np.asarray(x_dev)}")
+
+    def attempt(x0, lt0):
+        x, mu, _, _, st, ok, tau = ctip._attempt(N, ctip.SOLVER, "moq", pr, pr, x0, lt0)
+        return x, st, ok, ctip._grid_deviation(pr, x[:N], x[N:], "moq", N)[0]
+
+    q_sc, z_sc, _, rounds_sc = ctip.best_response_scipy(p, "moq", tol=1e-8)
+    rng = np.random.default_rng(0)
+    X0 = [np.concatenate([rng.uniform(0, 40, N), rng.uniform(0, 40, N)]) for _ in range(starts)]
+    for off2 in (False, True):
+        for off4 in (False, True):
+            q, z = q_sc.copy(), z_sc.copy()
+            for i, off in ((1, off2), (3, off4)):
+                if off:
+                    q[i] = z[i] = 0.0
+            X0.append(np.concatenate([q, z]))
+    X0 = np.array(X0 + X0)
+    LT = np.repeat([np.log10(ctip.HOMOTOPY.start), np.log10(ctip.HOMOTOPY.wide_start)],
+                   len(X0) // 2)
+    x, st, ok, g = (np.asarray(v) for v in jax.jit(jax.vmap(attempt))(jnp.asarray(X0),
+                                                                      jnp.asarray(LT)))
+    local = (st == 0) & ok
+    print(f"(ii) {len(X0)} solves: {int(local.sum())} end at a first-order point that passes "
+          f"the local certificate, {int(np.sum(local & (g <= ctip.CERT_TOL)))} pass the grid too")
+    distinct = []
+    for k in np.argsort(np.where(local, g, np.inf)):
+        if not local[k]:
+            break
+        if not any(np.allclose(x[k], d, atol=2e-3) for d, _ in distinct):
+            distinct.append((x[k], g[k]))
+    for xk, gk in distinct:
+        print(f"    q = {xk[:N]}, z = {xk[N:]}: grid gain {gk:.3e}")
+    g_sc = float(jax.jit(lambda q, z: ctip._grid_deviation(pr, q, z, "moq", N)[0])(
+        jnp.asarray(q_sc), jnp.asarray(z_sc)))
+    print(f"(iii) SciPy loop ({rounds_sc} rounds): q = {q_sc}, z = {z_sc}, grid gain {g_sc:.3e}")
+
+    @jax.jit
+    def pay(q, z, i, Q, Z):
+        return jax.vmap(lambda qi, zi: ctip.profits(pr, q.at[i].set(qi), z.at[i].set(zi),
+                                                    "moq")[i])(Q, Z)
+
+    def reply(q, z, i):
+        lo = max(0.0, float(pr.M) - (q.sum() - q[i]))
+        qs, zs = np.linspace(lo, 100.0, 401), np.linspace(0.0, 120.0, 241)
+        for _ in range(6):
+            Q, Z = (v.ravel() for v in np.meshgrid(qs, zs, indexing="ij"))
+            val = np.asarray(pay(jnp.asarray(q), jnp.asarray(z), i, jnp.asarray(Q),
+                                 jnp.asarray(Z)))
+            k = int(np.argmax(val))
+            dq, dz = 2 * (qs[1] - qs[0]), 2 * (zs[1] - zs[0])
+            qs = np.clip(np.linspace(Q[k] - dq, Q[k] + dq, 401), lo, None)
+            zs = np.clip(np.linspace(Z[k] - dz, Z[k] + dz, 241), 0.0, None)
+        return Q[k], Z[k], val[k]
+
+    q, z = np.asarray(eq.q, float).copy(), np.asarray(eq.z, float).copy()
+    history = []
+    for r in range(rounds):
+        for i in range(N):
+            q[i], z[i], _ = reply(q, z, i)
+        history.append(np.concatenate([q, z]))
+        print(f"(iv) round {r}: q = {q}, z = {z}")
+    period = next((d for d in range(1, rounds // 2)
+                   if np.allclose(history[-1], history[-1 - d], atol=1e-3)), None)
+    print(f"    the last rounds repeat with period {period}")
+    q, z = np.asarray(eq.q, float).copy(), np.asarray(eq.z, float).copy()
+    q[[1, 3]] = z[[1, 3]] = 0.0
+    for _ in range(40):
+        before = np.concatenate([q, z])
+        for i in (0, 2):
+            q[i], z[i], _ = reply(q, z, i)
+        if np.max(np.abs(np.concatenate([q, z]) - before)) < 1e-7:
+            break
+    base = np.asarray(ctip.profits(pr, jnp.asarray(q), jnp.asarray(z), "moq"))
+    print(f"(v) CSCs 2 and 4 order nothing; 1 and 3 reply: q = {q}, z = {z}")
+    for i in (1, 3):
+        qi, zi, best = reply(q, z, i)
+        print(f"    CSC {i + 1}: best reply q = {qi:.3f}, z = {zi:.3f}, gain {best - base[i]:.3f}")
+    out.update(distinct=len(distinct), period=period)
+    return out
+
+
 def methods_by_key(methods, *keys):
     d = {m.key: m for m in methods}
     return [d[k] for k in keys]
@@ -333,6 +444,8 @@ def parse_args(argv=None):
     ap.add_argument("--sp21-scan", action="store_true",
                     help="only: the best-reply scan of the N = 2 SP point without a pure "
                          "equilibrium")
+    ap.add_argument("--moq4-scan", action="store_true",
+                    help="only: the N = 4 MOQ point without a pure equilibrium (sample 11)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
@@ -351,9 +464,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.sp21_scan or args.check_samples:
+    if args.sp21_scan or args.check_samples or args.moq4_scan:
         if args.sp21_scan:
             sp21_reply_scan()
+        if args.moq4_scan:
+            moq4_scan()
         if args.check_samples:
             check_samples(args.check_samples)
         return 0
