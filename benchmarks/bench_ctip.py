@@ -32,7 +32,7 @@ Timing protocol as in ``bench_bakshi_kleindorfer.py`` for the engine and the pol
 best times are the headline, medians in the JSON. The SciPy loop runs once, in the first round
 (see above). Usage (repository root)::
 
-    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: ~25 min on 2 idle cores
+    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: ~12 min of CPU time
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
@@ -306,9 +306,7 @@ def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
     SciPy loop's answer and its grid gain; (iv) ``rounds`` rounds of Gauss-Seidel global best
     replies with the exact second stage (each CSC's reply by a 401 x 241 grid over its own
     ``(q_i, z_i)``, ``q_i`` from its MOQ floor to 100, ``z_i`` to 120, zoomed five times around
-    the best point), from the engine's solution: they settle on a cycle of three profiles;
-    (v) CSCs 1 and 3 best-replying to CSCs 2 and 4 ordering and investing nothing, and then
-    the gains of CSCs 2 and 4 from their best replies there."""
+    the best point), from the engine's solution: they settle on a cycle of three profiles."""
     import jax
     import jax.numpy as jnp
 
@@ -389,19 +387,6 @@ def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
     period = next((d for d in range(1, rounds // 2)
                    if np.allclose(history[-1], history[-1 - d], atol=1e-3)), None)
     print(f"    the last rounds repeat with period {period}")
-    q, z = np.asarray(eq.q, float).copy(), np.asarray(eq.z, float).copy()
-    q[[1, 3]] = z[[1, 3]] = 0.0
-    for _ in range(40):
-        before = np.concatenate([q, z])
-        for i in (0, 2):
-            q[i], z[i], _ = reply(q, z, i)
-        if np.max(np.abs(np.concatenate([q, z]) - before)) < 1e-7:
-            break
-    base = np.asarray(ctip.profits(pr, jnp.asarray(q), jnp.asarray(z), "moq"))
-    print(f"(v) CSCs 2 and 4 order nothing; 1 and 3 reply: q = {q}, z = {z}")
-    for i in (1, 3):
-        qi, zi, best = reply(q, z, i)
-        print(f"    CSC {i + 1}: best reply q = {qi:.3f}, z = {zi:.3f}, gain {best - base[i]:.3f}")
     out.update(distinct=len(distinct), period=period)
     return out
 
