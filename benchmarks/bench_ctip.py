@@ -36,7 +36,7 @@ best times are the headline, medians in the JSON. The SciPy loop runs once, in t
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
-    PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan  # the N = 4 MOQ point without one
+    PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan [249]  # N = 4 MOQ points without one
 """
 
 from __future__ import annotations
@@ -296,12 +296,15 @@ def sp21_reply_scan() -> float:
     return r
 
 
-def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
-    """``--moq4-scan``: point 11 of the ``N = 4`` sample (seed 4; MOQ, flagged ``STAGNATED``)
-    has no pure-strategy equilibrium that any of these finds. Prints (i) the engine's solution
+def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
+    """``--moq4-scan [INDEX]``: point ``index`` of the ``N = 4`` sample (seed 4; MOQ), one of
+    the two flagged ``STAGNATED`` among the first 256: 11 (the default) has no pure-strategy
+    equilibrium that any of these finds; at 249 they find the equilibrium that the solve's
+    restarts miss. Prints (i) the engine's solution
     and its grid deviation; (ii) the solve (:func:`ctip._attempt` and the grid certificate) from
     ``starts`` random starts ``q_i, z_i ~ U(0, 40)`` and four profiles built from the SciPy
-    loop's (CSCs 2 and 4 ordering or not), each on both homotopy paths: the distinct
+    loop's (the two CSCs with the largest ``delta`` ordering and investing nothing or not;
+    at point 11 CSCs 2 and 4), each on both homotopy paths: the distinct
     first-order points that pass the local certificate and each one's grid gain; (iii) the
     SciPy loop's answer and its grid gain; (iv) ``rounds`` rounds of Gauss-Seidel global best
     replies with the exact second stage (each CSC's reply by a 401 x 241 grid over its own
@@ -314,7 +317,7 @@ def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
     from jaxgames.models import ctip
 
     N = 4
-    p = sample(ctip, N, 64, seed=N)[11]
+    p = sample(ctip, N, max(64, index + 1), seed=N)[index]
     pr = ctip._prepare(p)[0]
     np.set_printoptions(precision=4, suppress=True, linewidth=150)
     out = {}
@@ -331,11 +334,12 @@ def moq4_scan(starts: int = 96, rounds: int = 15) -> dict:
 
     q_sc, z_sc, _, rounds_sc = ctip.best_response_scipy(p, "moq", tol=1e-8)
     rng = np.random.default_rng(0)
+    heavy = np.sort(np.argsort(np.asarray(p.delta))[-2:])  # point 11: CSCs 2 and 4
     X0 = [np.concatenate([rng.uniform(0, 40, N), rng.uniform(0, 40, N)]) for _ in range(starts)]
     for off2 in (False, True):
         for off4 in (False, True):
             q, z = q_sc.copy(), z_sc.copy()
-            for i, off in ((1, off2), (3, off4)):
+            for i, off in zip(heavy, (off2, off4), strict=True):
                 if off:
                     q[i] = z[i] = 0.0
             X0.append(np.concatenate([q, z]))
@@ -429,8 +433,9 @@ def parse_args(argv=None):
     ap.add_argument("--sp21-scan", action="store_true",
                     help="only: the best-reply scan of the N = 2 SP point without a pure "
                          "equilibrium")
-    ap.add_argument("--moq4-scan", action="store_true",
-                    help="only: the N = 4 MOQ point without a pure equilibrium (sample 11)")
+    ap.add_argument("--moq4-scan", type=int, nargs="?", const=11, default=None,
+                    metavar="INDEX", help="only: an N = 4 MOQ sample point without a pure "
+                    "equilibrium (11, the default, or 249)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
@@ -449,11 +454,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.sp21_scan or args.check_samples or args.moq4_scan:
+    if args.sp21_scan or args.check_samples or args.moq4_scan is not None:
         if args.sp21_scan:
             sp21_reply_scan()
-        if args.moq4_scan:
-            moq4_scan()
+        if args.moq4_scan is not None:
+            moq4_scan(args.moq4_scan)
         if args.check_samples:
             check_samples(args.check_samples)
         return 0
