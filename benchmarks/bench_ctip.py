@@ -309,7 +309,10 @@ def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     SciPy loop's answer and its grid gain; (iv) ``rounds`` rounds of Gauss-Seidel global best
     replies with the exact second stage (each CSC's reply by a 401 x 241 grid over its own
     ``(q_i, z_i)``, ``q_i`` from its MOQ floor to 100, ``z_i`` to 120, zoomed five times around
-    the best point), from the engine's solution: they settle on a cycle of three profiles."""
+    the best point), from the engine's solution (point 11: a cycle of three profiles); (v) up
+    to three solves (first path) from Gauss-Seidel passes of the grid certificate's best
+    replies (each CSC in turn), the first from the engine's solution, each next from the last
+    solve's profile (its start where it left none)."""
     import jax
     import jax.numpy as jnp
 
@@ -391,6 +394,33 @@ def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     period = next((d for d in range(1, rounds // 2)
                    if np.allclose(history[-1], history[-1 - d], atol=1e-3)), None)
     print(f"    the last rounds repeat with period {period}")
+
+    @jax.jit
+    def gs_pass(q, z):
+        """Each CSC in turn plays its best point on the grid certificate's own grid."""
+        nq, nz = ctip.CERT_GRID
+        for i in range(N):
+            lo = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0)
+            qs = lo + (pr.a / pr.b - lo) * jnp.linspace(0.0, 1.0, nq)
+            zs = jnp.maximum(3.0 * z[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3)) * jnp.linspace(
+                0.0, 1.0, nz)
+            Q, Z = (v.ravel() for v in jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]),
+                                                    indexing="ij"))
+            k = jnp.argmax(pay(q, z, i, Q, Z))
+            q, z = q.at[i].set(Q[k]), z.at[i].set(Z[k])
+        return q, z
+
+    x = np.asarray(eq.q), np.asarray(eq.z)
+    solve1 = jax.jit(lambda x0: attempt(x0, np.log10(ctip.HOMOTOPY.start)))
+    for r in range(3):  # restarts from Gauss-Seidel passes of the grid's best replies
+        q, z = gs_pass(jnp.asarray(x[0], float), jnp.asarray(x[1], float))
+        xn, st, ok, g = (np.asarray(v) for v in solve1(jnp.concatenate([q, z])))
+        print(f"(v) restart from a Gauss-Seidel pass of grid best replies {r + 1}: start q = "
+              f"{np.asarray(q)}, z = {np.asarray(z)}; status {int(st)}, local certificate "
+              f"{bool(ok)}, grid gain {float(g):.3e}, q = {xn[:N]}, z = {xn[N:]}")
+        if int(st) == 0 and bool(ok) and float(g) <= ctip.CERT_TOL:
+            break
+        x = (xn[:N], xn[N:]) if np.all(np.isfinite(xn)) else (np.asarray(q), np.asarray(z))
     out.update(distinct=len(distinct), period=period)
     return out
 
