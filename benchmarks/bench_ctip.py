@@ -15,19 +15,28 @@ same points.
               symmetric start on the homotopy's second path of widths).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
-              variational equilibrium). Only the first ``--n-scipy`` points (it is slow); the
+              variational equilibrium). A per-point loop, so its rate does not depend on how
+              many points it runs: it solves a documented subsample, the first
+              ``--n-scipy`` points at N = 2 (half of them at N = 4 SP, a quarter at N = 4
+              MOQ, where one point costs minutes), once (nothing compiles, so there is no
+              warm-up call), each point timed on its own (``per_point_s`` in the JSON). The
               two are compared on those points (max |dq|).
 * ``policy``  ``jax.jit(jax.vmap(ctip.optimal_policy))`` (per-CSC sigma, all three levers) over
               ``--n-policy`` risk profiles ``v ~ U(0.1, 0.6)^2``.
 
-Timing protocol as in ``bench_bakshi_kleindorfer.py``: one untimed (compiling) call, then
-``--repeats`` rounds round-robin, each ending in ``block_until_ready``; best times are the
-headline, medians in the JSON. Usage (repository root)::
+Engine points: the first ``--n`` of the sample per (N, regime), but ``--n-moq`` at N = 4 MOQ
+(each N = 4 MOQ equilibrium costs ~100x an SP one; the rate is per point either way).
 
-    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: several minutes
+Timing protocol as in ``bench_bakshi_kleindorfer.py`` for the engine and the policy: one untimed
+(compiling) call, then ``--repeats`` rounds round-robin, each ending in ``block_until_ready``;
+best times are the headline, medians in the JSON. The SciPy loop runs once, in the first round
+(see above). Usage (repository root)::
+
+    PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: ~12 min of CPU time
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
+    PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan [249]  # N = 4 MOQ points without one
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +61,6 @@ from bench_bakshi_kleindorfer import (  # noqa: E402
     _jsonable,
     _library_info,
     _summary,
-    _time_round_robin,
     _version,
 )
 
@@ -84,10 +93,11 @@ def run(args) -> dict:
     results = {}
     methods = []
     for N in args.N:
-        pts = sample(ctip, N, args.n, seed=N)
         for regime in ctip.REGIMES:
+            n = args.n_for(N, regime)
+            pts = sample(ctip, N, n, seed=N)
             fn = jax.jit(jax.vmap(lambda p, r=regime: ctip.equilibrium(p, r)))
-            chunks = [stack(ctip, pts[i:i + args.chunk]) for i in range(0, args.n, args.chunk)]
+            chunks = [stack(ctip, pts[i:i + args.chunk]) for i in range(0, n, args.chunk)]
             chunks = [jax.device_put(c) for c in chunks]
 
             def run_engine(fn=fn, chunks=chunks):
@@ -104,16 +114,22 @@ def run(args) -> dict:
                                           zip(*np.unique(st, return_counts=True), strict=True)},
                         "at_kink_fraction": float(np.mean(kink)), "q": q}
 
-            methods.append(Timed(f"engine_N{N}_{regime}", f"engine N={N} {regime}", args.n,
-                                 run_engine, collect, chunk=args.chunk))
-            sub = pts[: args.n_scipy_for(N)]
+            methods.append(Timed(f"engine_N{N}_{regime}", f"engine N={N} {regime}", n,
+                                 run_engine, collect, chunk=min(args.chunk, n)))
+            sub = pts[: args.n_scipy_for(N, regime)]
 
             def run_scipy(sub=sub, regime=regime):
-                return [ctip.best_response_scipy(p, regime, tol=1e-8) for p in sub]
+                outs, per_point = [], []
+                for p in sub:
+                    t0 = time.perf_counter()
+                    outs.append(ctip.best_response_scipy(p, regime, tol=1e-8))
+                    per_point.append(time.perf_counter() - t0)
+                return outs, per_point
 
-            def collect_scipy(outs):
+            def collect_scipy(res):
+                outs, per_point = res
                 return {"q": np.stack([o[0] for o in outs]),
-                        "rounds": [int(o[3]) for o in outs]}
+                        "rounds": [int(o[3]) for o in outs], "per_point_s": per_point}
 
             methods.append(Timed(f"scipy_N{N}_{regime}", f"scipy BR loop N={N} {regime}",
                                  len(sub), run_scipy, collect_scipy))
@@ -137,7 +153,7 @@ def run(args) -> dict:
     methods.append(Timed("policy", "optimal_policy (per-CSC sigma, lam, M)", args.n_policy,
                          run_policy, collect_policy))
     load_before = os.getloadavg()
-    _time_round_robin(methods, args.repeats)
+    _time_rounds(methods, args.repeats)
     load_after = os.getloadavg()
     for m in methods:
         res = _summary(m)
@@ -163,9 +179,33 @@ def run(args) -> dict:
                      "numpy": _version("numpy"), "scipy": _version("scipy"),
                      "optax": _version("optax")},
         "library": _library_info(jaxgames, args.note),
-        "settings": {k: v for k, v in vars(args).items() if k != "n_scipy_for"},
+        "settings": {k: v for k, v in vars(args).items()
+                     if k not in ("n_scipy_for", "n_for")},
         "results": results, "comparisons": comparisons,
     }
+
+
+def _time_rounds(methods, repeats: int) -> None:
+    """``_time_round_robin`` of ``bench_bakshi_kleindorfer.py``, except that the SciPy loop
+    (nothing to compile) runs once, in the first round, and that run is its timing."""
+    for m in methods:
+        t0 = time.perf_counter()
+        out = m.run()
+        dt = time.perf_counter() - t0
+        if m.key.startswith("scipy"):
+            m.times.append(dt)
+        else:
+            m.first_call_s = dt
+        m.result = m.collect(out)
+        del out
+    for _ in range(repeats):
+        for m in methods:
+            if m.key.startswith("scipy"):
+                continue
+            t0 = time.perf_counter()
+            out = m.run()
+            m.times.append(time.perf_counter() - t0)
+            del out
 
 
 def check_samples(Ns, n: int = 8) -> dict:
@@ -256,6 +296,135 @@ def sp21_reply_scan() -> float:
     return r
 
 
+def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
+    """``--moq4-scan [INDEX]``: point ``index`` of the ``N = 4`` sample (seed 4; MOQ), one of
+    the two flagged ``STAGNATED`` among the first 256: 11 (the default) has no pure-strategy
+    equilibrium that any of these finds; at 249 they find the equilibrium that the solve's
+    restarts miss. Prints (i) the engine's solution
+    and its grid deviation; (ii) the solve (:func:`ctip._attempt` and the grid certificate) from
+    ``starts`` random starts ``q_i, z_i ~ U(0, 40)`` and four profiles built from the SciPy
+    loop's (the two CSCs with the largest ``delta`` ordering and investing nothing or not;
+    at point 11 CSCs 2 and 4), each on both homotopy paths: the distinct
+    first-order points that pass the local certificate and each one's grid gain; (iii) the
+    SciPy loop's answer and its grid gain; (iv) ``rounds`` rounds of Gauss-Seidel global best
+    replies with the exact second stage (each CSC's reply by a 401 x 241 grid over its own
+    ``(q_i, z_i)``, ``q_i`` from its MOQ floor to 100, ``z_i`` to 120, zoomed five times around
+    the best point), from the engine's solution (point 11: a cycle of three profiles); (v) up
+    to three solves (first path) from Gauss-Seidel passes of the grid certificate's best
+    replies (each CSC in turn), the first from the engine's solution, each next from the last
+    solve's profile (its start where it left none)."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxgames.models import ctip
+
+    N = 4
+    p = sample(ctip, N, max(64, index + 1), seed=N)[index]
+    pr = ctip._prepare(p)[0]
+    np.set_printoptions(precision=4, suppress=True, linewidth=150)
+    out = {}
+
+    eq = jax.jit(lambda p: ctip.equilibrium(p, "moq"))(p)
+    gain, x_dev = jax.jit(lambda q, z: ctip._grid_deviation(pr, q, z, "moq", N))(eq.q, eq.z)
+    print(f"(i) equilibrium: status {int(eq.status)}, q = {np.asarray(eq.q)}, z = "
+          f"{np.asarray(eq.z)}, grid gain {float(gain):.3e}; the grid's best deviation: "
+          f"{np.asarray(x_dev)}")
+
+    def attempt(x0, lt0):
+        x, mu, _, _, st, ok, tau = ctip._attempt(N, ctip.SOLVER, "moq", pr, pr, x0, lt0)
+        return x, st, ok, ctip._grid_deviation(pr, x[:N], x[N:], "moq", N)[0]
+
+    q_sc, z_sc, _, rounds_sc = ctip.best_response_scipy(p, "moq", tol=1e-8)
+    rng = np.random.default_rng(0)
+    heavy = np.sort(np.argsort(np.asarray(p.delta))[-2:])  # point 11: CSCs 2 and 4
+    X0 = [np.concatenate([rng.uniform(0, 40, N), rng.uniform(0, 40, N)]) for _ in range(starts)]
+    for off2 in (False, True):
+        for off4 in (False, True):
+            q, z = q_sc.copy(), z_sc.copy()
+            for i, off in zip(heavy, (off2, off4), strict=True):
+                if off:
+                    q[i] = z[i] = 0.0
+            X0.append(np.concatenate([q, z]))
+    X0 = np.array(X0 + X0)
+    LT = np.repeat([np.log10(ctip.HOMOTOPY.start), np.log10(ctip.HOMOTOPY.wide_start)],
+                   len(X0) // 2)
+    x, st, ok, g = (np.asarray(v) for v in jax.jit(jax.vmap(attempt))(jnp.asarray(X0),
+                                                                      jnp.asarray(LT)))
+    local = (st == 0) & ok
+    print(f"(ii) {len(X0)} solves: {int(local.sum())} end at a first-order point that passes "
+          f"the local certificate, {int(np.sum(local & (g <= ctip.CERT_TOL)))} pass the grid too")
+    distinct = []
+    for k in np.argsort(np.where(local, g, np.inf)):
+        if not local[k]:
+            break
+        if not any(np.allclose(x[k], d, atol=2e-3) for d, _ in distinct):
+            distinct.append((x[k], g[k]))
+    for xk, gk in distinct:
+        print(f"    q = {xk[:N]}, z = {xk[N:]}: grid gain {gk:.3e}")
+    g_sc = float(jax.jit(lambda q, z: ctip._grid_deviation(pr, q, z, "moq", N)[0])(
+        jnp.asarray(q_sc), jnp.asarray(z_sc)))
+    print(f"(iii) SciPy loop ({rounds_sc} rounds): q = {q_sc}, z = {z_sc}, grid gain {g_sc:.3e}")
+
+    @jax.jit
+    def pay(q, z, i, Q, Z):
+        return jax.vmap(lambda qi, zi: ctip.profits(pr, q.at[i].set(qi), z.at[i].set(zi),
+                                                    "moq")[i])(Q, Z)
+
+    def reply(q, z, i):
+        lo = max(0.0, float(pr.M) - (q.sum() - q[i]))
+        qs, zs = np.linspace(lo, 100.0, 401), np.linspace(0.0, 120.0, 241)
+        for _ in range(6):
+            Q, Z = (v.ravel() for v in np.meshgrid(qs, zs, indexing="ij"))
+            val = np.asarray(pay(jnp.asarray(q), jnp.asarray(z), i, jnp.asarray(Q),
+                                 jnp.asarray(Z)))
+            k = int(np.argmax(val))
+            dq, dz = 2 * (qs[1] - qs[0]), 2 * (zs[1] - zs[0])
+            qs = np.clip(np.linspace(Q[k] - dq, Q[k] + dq, 401), lo, None)
+            zs = np.clip(np.linspace(Z[k] - dz, Z[k] + dz, 241), 0.0, None)
+        return Q[k], Z[k], val[k]
+
+    q, z = np.asarray(eq.q, float).copy(), np.asarray(eq.z, float).copy()
+    history = []
+    for r in range(rounds):
+        for i in range(N):
+            q[i], z[i], _ = reply(q, z, i)
+        history.append(np.concatenate([q, z]))
+        print(f"(iv) round {r}: q = {q}, z = {z}")
+    period = next((d for d in range(1, rounds // 2)
+                   if np.allclose(history[-1], history[-1 - d], atol=1e-3)), None)
+    print(f"    the last rounds repeat with period {period}")
+
+    @jax.jit
+    def gs_pass(q, z):
+        """Each CSC in turn plays its best point on the grid certificate's own grid."""
+        nq, nz = ctip.CERT_GRID
+        for i in range(N):
+            lo = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0)
+            qs = lo + (pr.a / pr.b - lo) * jnp.linspace(0.0, 1.0, nq)
+            zs = jnp.maximum(3.0 * z[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3)) * jnp.linspace(
+                0.0, 1.0, nz)
+            Q, Z = (v.ravel() for v in jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]),
+                                                    indexing="ij"))
+            k = jnp.argmax(pay(q, z, i, Q, Z))
+            q, z = q.at[i].set(Q[k]), z.at[i].set(Z[k])
+        return q, z
+
+    x = np.asarray(eq.q), np.asarray(eq.z)
+    solve1 = jax.jit(lambda x0: attempt(x0, np.log10(ctip.HOMOTOPY.start)))
+    for r in range(3):  # restarts from Gauss-Seidel passes of the grid's best replies
+        q, z = gs_pass(jnp.asarray(x[0], float), jnp.asarray(x[1], float))
+        xn, st, ok, g = (np.asarray(v) for v in solve1(jnp.concatenate([q, z])))
+        print(f"(v) restart from a Gauss-Seidel pass of grid best replies {r + 1}: start q = "
+              f"{np.asarray(q)}, z = {np.asarray(z)}; status {int(st)}, local certificate "
+              f"{bool(ok)}, grid gain {float(g):.3e}, q = {xn[:N]}, z = {xn[N:]}")
+        if int(st) == 0 and bool(ok) and float(g) <= ctip.CERT_TOL:
+            break
+        x = (xn[:N], xn[N:]) if np.all(np.isfinite(xn)) else (np.asarray(q), np.asarray(z))
+    out.update(distinct=len(distinct), period=period)
+    return out
+
+
 def methods_by_key(methods, *keys):
     d = {m.key: m for m in methods}
     return [d[k] for k in keys]
@@ -281,7 +450,9 @@ def parse_args(argv=None):
     ap.add_argument("--N", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--n", type=int, default=None, help="engine points per (N, regime)")
     ap.add_argument("--chunk", type=int, default=None)
-    ap.add_argument("--n-scipy", type=int, default=None, help="scipy points at N = 2")
+    ap.add_argument("--n-moq", type=int, default=None, help="engine points at N >= 3, MOQ")
+    ap.add_argument("--n-scipy", type=int, default=None,
+                    help="scipy points at N = 2 (N >= 3: half, MOQ a quarter)")
     ap.add_argument("--n-policy", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--quick", action="store_true")
@@ -292,23 +463,32 @@ def parse_args(argv=None):
     ap.add_argument("--sp21-scan", action="store_true",
                     help="only: the best-reply scan of the N = 2 SP point without a pure "
                          "equilibrium")
+    ap.add_argument("--moq4-scan", type=int, nargs="?", const=11, default=None,
+                    metavar="INDEX", help="only: an N = 4 MOQ sample point without a pure "
+                    "equilibrium (11, the default, or 249)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
+    args.n_moq = args.n_moq or (64 if quick else 256)
     args.chunk = args.chunk or (64 if quick else 256)
     args.n_scipy = args.n_scipy or (2 if quick else 8)
     args.n_policy = args.n_policy or (4 if quick else 16)
     args.repeats = args.repeats or (1 if quick else 3)
-    # The SciPy loop at N = 4 costs ~8x N = 2 per point (16 states, 4 players): half the points.
-    args.n_scipy_for = lambda N: max(1, args.n_scipy if N <= 2 else args.n_scipy // 2)
+    args.n_for = lambda N, regime: args.n if N <= 2 or regime == "sp" else args.n_moq
+    # The SciPy loop at N = 4 costs ~8x N = 2 per point (16 states, 4 players), and MOQ there
+    # (brentq on mu around the loop) minutes a point: half the points, a quarter for MOQ.
+    args.n_scipy_for = lambda N, regime: max(
+        1, args.n_scipy if N <= 2 else args.n_scipy // (2 if regime == "sp" else 4))
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.sp21_scan or args.check_samples:
+    if args.sp21_scan or args.check_samples or args.moq4_scan is not None:
         if args.sp21_scan:
             sp21_reply_scan()
+        if args.moq4_scan is not None:
+            moq4_scan(args.moq4_scan)
         if args.check_samples:
             check_samples(args.check_samples)
         return 0

@@ -138,9 +138,31 @@ How it is solved
   only CSC 3 investing (27.73), ``M`` slack, certified by both certificates and by the
   tests' brute-force grid -- the equilibrium that the earlier, log-sum-exp smoothing found
   on its nominal path. A point that no restart certifies is flagged ``STAGNATED``:
-  reported as a failure, never as an equilibrium. Where the first solve is certified the
-  restart loop costs one more evaluation of the deviation grid (under ``vmap``: while no
-  point of the batch restarts).
+  reported as a failure, never as an equilibrium. That is the right answer at point 11 of the
+  benchmark's ``N = 4`` sample (``v = (0.44, 0.60, 0.34, 0.57)``,
+  ``delta = (0.31, 0.78, 0.38, 0.72)``, ``lam = 0.68``, ``sigma = 0.01``, ``M = 46.0``,
+  ``w_e = 27.5``), which has no pure-strategy equilibrium that any method finds. CSCs 2 and 4
+  lose most of a disrupted order and each has two local best replies: order and invest nothing,
+  relying on top-ups, or order (and, for CSC 2, invest). The first path converges (the exact
+  game) to a profile that passes the local certificate, ``q = (29.99, 0, 29.32, 5.65)``,
+  ``z = (11.75, 0, 8.35, 0)``, but CSC 4 gains 6.0e-4 (relative) by ordering nothing; from that
+  deviation and from the next one (CSC 1's), profiles in which CSCs 2 and 4 both order nothing,
+  no level of the homotopy converges, and the second path stops
+  at a smoothed level that the local certificate rejects. Of 200 solves from random and
+  structured starts on both paths, 114 end at a locally certified first-order point, and those
+  are only three profiles, each beaten by a unilateral grid deviation (relative gains 6.0e-4,
+  5.8e-3, 1.2e-2): the one above, ``q = (22.70, 15.18, 21.87, 7.77)``, ``z = (0, 32.67, 0, 0)``
+  (where CSC 2 gains by ordering nothing; the SciPy loop stops there, its L-BFGS-B replies
+  being local) and ``q = (24.29, 6.58, 23.86, 12.63)``, ``z = (0, 0, 0, 24.28)``. Gauss-Seidel
+  *global* best replies (exact second stage, each reply by a zoomed grid over the CSC's own
+  ``(q_i, z_i)``), from the solve's profile, settle on a cycle of three profiles in which
+  CSC 2 orders 0, 4.7, 11.5 and CSC 4 0, 0, 3.2 (``benchmarks/bench_ctip.py --moq4-scan``
+  prints all of it; a test pins the flag and that the three first-order points are beaten).
+  A mixed-strategy equilibrium is outside this model. (Point 249 of the same sample is
+  flagged too, but an equilibrium exists there, which the SciPy loop finds: the restarts miss
+  it -- open, see the README.) Where the first solve is certified the restart loop costs one
+  more evaluation of the deviation grid (under ``vmap``: while no point of the batch
+  restarts).
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
   determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
   the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
