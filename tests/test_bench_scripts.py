@@ -102,3 +102,35 @@ def test_report_imports_without_scipy_zarr_dask_pytest():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_width_bits_counts_differing_points(tmp_path):
+    """``width_bits.py``: NaN equals NaN, a last-bit difference is counted per point with its
+    size, and a function whose bits do not depend on the width is reported identical."""
+    import collections
+
+    import numpy as np
+
+    wb = _script("width_bits")
+    Out = collections.namedtuple("Out", "a status")
+    a = Out(np.array([1.0, np.nan, 3.0, 4.0]), np.array([0, 1, 0, 0]))
+    b = Out(np.array([1.0, np.nan, np.nextafter(3.0, 4.0), 4.0]), np.array([0, 1, 0, 2]))
+    diff = wb.differences(a, b, 4)
+    assert diff[".a"]["points"] == 1
+    assert diff[".a"]["max_absolute"] == np.nextafter(3.0, 4.0) - 3.0
+    assert diff[".status"] == {"points": 1, "max_absolute": None, "max_relative": None}
+    assert wb.differences(a, b, 2) == {}
+    out = tmp_path / "bits.json"
+    res = wb.main(["bakshi_kleindorfer.noncooperative", "--n", "16", "--widths", "8", "16",
+                   "--out", str(out)])
+    assert res["widths"] == {"16": {}}  # the solver's arithmetic is width-independent
+    assert json.loads(out.read_text())["function"] == "bakshi_kleindorfer.noncooperative"
