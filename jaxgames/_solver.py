@@ -583,6 +583,29 @@ def _enclosing_lanes(leaves) -> int:
         return 1
 
 
+#: Lanes that ``vmap``s invisible to :func:`_enclosing_lanes` add (see :func:`hidden_lanes`).
+_hidden: list = []
+
+
+@contextlib.contextmanager
+def hidden_lanes(lanes: int):
+    """Within this context (at trace time), solves count ``lanes`` more enclosing lanes than
+    :func:`_enclosing_lanes` sees.
+
+    The body of a ``lax.fori_loop`` / ``while_loop`` is traced on its own, without the batch
+    tracers of the ``vmap``s around the loop: a ``vmap`` over 2 in the body of a loop that runs
+    inside ``vmap``s over ``m`` lanes looks like a top-level batch of 2 and would be padded to
+    8 lanes (4x the work) although it runs ``2 m`` lanes side by side. A caller that knows
+    ``m`` (or a factor of it: the lanes are padded only to what the known factor leaves
+    missing) says so here, inside the loop body. Only the factor matters, so the padding, and
+    the bits, do not depend on the width of a batch."""
+    _hidden.append(int(lanes))
+    try:
+        yield
+    finally:
+        _hidden.pop()
+
+
 @contextlib.contextmanager
 def lockstep():
     """Within this context, solves *traced* under ``vmap`` run every lane in lockstep until
@@ -606,7 +629,8 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
     all of its problems are done and is scattered back. A
     lane's arithmetic is the same as in a lockstep batch or an unbatched solve (each phase is
     the per-problem function, vmapped), and the batch is padded so that its lanes times those
-    of the enclosing vmaps are a multiple of :data:`LANES` (:func:`_enclosing_lanes`), so that
+    of the enclosing vmaps are a multiple of :data:`LANES` (:func:`_enclosing_lanes`, and
+    :func:`hidden_lanes` for those a loop body cannot see), so that
     every lane runs the same vectorised code: results are the same bits whatever the batch
     width.
     """
@@ -616,7 +640,7 @@ def _batched_newton_loop(fn, solver: Newton, pattern, axis_size, in_batched, x0,
     batched = jax.tree_util.tree_leaves(tuple(in_batched))
     # Pad to a multiple of the lanes this axis must add so that, with the enclosing vmaps'
     # lanes, every vector is full (8 at the top level; none inside a vmap over a multiple of 8).
-    step = LANES // math.gcd(_enclosing_lanes(leaves), LANES)
+    step = LANES // math.gcd(_enclosing_lanes(leaves) * math.prod(_hidden), LANES)
     width = -(-axis_size // step) * step
     # Padding lanes repeat the last problem; they are never iterated and are sliced off.
     leaves = [jnp.concatenate([v, jnp.repeat(v[-1:], width - axis_size, axis=0)])

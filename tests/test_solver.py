@@ -8,6 +8,7 @@ starting points) are arguments: one compile serves many cases.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -1132,3 +1133,38 @@ def test_nested_batches_are_not_padded_again():
     finally:
         _solver._enclosing_lanes = original
     assert seen == [1, 32, 96]
+
+
+def test_hidden_lanes_of_a_loop_body():
+    """A loop body is traced without the batch tracers of the vmaps around the loop, so a
+    vmap over 2 in it looks like a top-level batch and is padded to 8 lanes; inside
+    ``hidden_lanes(m)`` it is padded only to what ``m`` leaves unfilled (not at all for
+    ``m = 4``). The bits are those of every other batch width."""
+    from jaxgames import _solver
+
+    points = _width_points()
+    ref = _at_width(64)(*points)
+
+    def pair(hidden, *cols):  # a vmap over 2 points inside a loop body
+        solve = jax.vmap(_width_solve)
+        init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                      jax.eval_shape(solve, *cols))
+
+        def body(_, out):
+            with _solver.hidden_lanes(hidden):
+                return solve(*cols)
+
+        return jax.lax.fori_loop(0, 1, body, init)
+
+    def pairs(hidden):  # 100 of them side by side: 200 lanes
+        return jax.jit(lambda *c: jax.vmap(functools.partial(pair, hidden))(
+            *[v.reshape((_WIDTH_N // 2, 2, *v.shape[1:])) for v in c]))
+
+    one = [v[:2] for v in points]
+    assert "[8" in str(jax.make_jaxpr(functools.partial(pair, 1))(*one))
+    assert "[8" not in str(jax.make_jaxpr(functools.partial(pair, 4))(*one))
+    out = pairs(4)(*points)
+    for field in Solution._fields:
+        np.testing.assert_array_equal(
+            np.asarray(getattr(out, field)).reshape(np.shape(getattr(ref, field))),
+            np.asarray(getattr(ref, field)), err_msg=field)

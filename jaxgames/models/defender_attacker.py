@@ -91,7 +91,7 @@ import numpy as np
 
 from jaxgames._batching import tiled
 from jaxgames._games import best_response
-from jaxgames._solver import Newton, Status, solve_mcp
+from jaxgames._solver import Newton, Status, hidden_lanes, solve_mcp
 from jaxgames._validation import (
     Interval,
     as_point,
@@ -632,9 +632,9 @@ def _feasible_cover(pr: Params, k, c_hi):
 
 
 def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
-                follower_solver: Newton) -> _Candidate:
+                follower_solver: Newton, lanes: int = 1) -> _Candidate:
     """Global maximum of ``u_G`` over ``(s, c)`` for a fixed ``k`` (``c = 0`` without
-    inventory).
+    inventory); ``lanes``: the subproblems solved side by side with this one (a vmap).
 
     1. Profile ``psi(c) = max_s u_G(s, c)`` on a grid of ``c`` (at fixed ``c`` the problem in
        ``s`` is a concave quadratic: parabolic interpolation, no derivatives).
@@ -727,6 +727,14 @@ def _subproblem(pr: Params, k, inventory, search: Search, solver: Newton,
         state = (a, b, x1, x2, f1, f2, first_failure(st[0], st[1]))
 
         def step(_, st):
+            # The loop body is traced without the vmaps around it (brackets, subproblems,
+            # points): tell the attacker's solves in it that these run side by side, so that
+            # their vmap over 2 values of s is not padded to 8 lanes (4x the work of the
+            # search's longest stage; the same bits, see jaxgames._solver.hidden_lanes).
+            with hidden_lanes(idx.shape[0] * lanes):
+                return golden_step(st)
+
+        def golden_step(st):
             a, b, x1, x2, f1, f2, status = st
             keep_left = f1 >= f2  # the maximum lies in [a, x2]
             a = jnp.where(keep_left, a, x1)
@@ -821,8 +829,8 @@ def _solve_subproblems(pr: Params, keys, search: Search, solver: Newton,
     dt = pr.E_X.dtype
     ks = jnp.asarray([float(k) for k, _ in keys], dt)
     inv = jnp.asarray([bool(i) for _, i in keys])
-    return jax.vmap(lambda k, i: _subproblem(pr, k, i, search, solver, follower_solver))(
-        ks, inv)
+    return jax.vmap(lambda k, i: _subproblem(pr, k, i, search, solver, follower_solver,
+                                             len(keys)))(ks, inv)
 
 
 #: Table 3 of the source: the case number for (r = 0, I = 0) rows and (R > 0, k) columns.
