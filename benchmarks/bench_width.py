@@ -7,9 +7,11 @@ solve function of every registered model (``jaxgames.models.REGISTRY``, read thr
 
 * ``N`` random points are drawn once per solve function over the model's allowed domain (see
   :func:`draw_points`); the SAME points are used at every width.
-* At width ``w`` the ``N`` points are processed as ``lax.map`` over ``N / w`` vmapped groups of
-  ``w`` points (``w = N``: one ``vmap``), under ``jit``. The last group is padded by repeating the
-  final point when ``w`` does not divide ``N``; throughput counts the ``N`` real points only.
+* At width ``w`` the ``N`` points are processed as ``N / w`` vmapped groups of ``w`` points in
+  the engine's tile loop (``jaxgames._batching.tile_loop``: a ``fori_loop`` over the groups,
+  the layout of the sweep's CPU chunks; ``w = N``: one ``vmap``), under ``jit``. The last
+  group is padded by repeating the final point when ``w`` does not divide ``N``; throughput
+  counts the ``N`` real points only.
 * Compilation is excluded: every width is compiled ahead of time (``jit(...).lower().compile()``)
   before any timing. Then ``--repeats`` rounds are run round-robin over the widths (a burst of
   load on a shared machine hits every width alike); each call ends with ``block_until_ready``.
@@ -235,8 +237,10 @@ def draw_points(model: str, spec, base, n: int, seed: int):
 
 def make_runner(fn, base, stochastic: bool, seed: int, n: int, width: int):
     """``jit`` of: the points' values ``{name: (n_pad, ...)}`` -> outputs, processed as
-    ``lax.map`` over vmapped groups of ``width`` (one vmap when ``width >= n``)."""
+    the engine's tile loop over vmapped groups of ``width`` (one vmap when ``width >= n``)."""
     import jax
+
+    from jaxgames._batching import tile_loop
 
     key = jax.random.fold_in(jax.random.key(seed), 0) if stochastic else None
 
@@ -250,8 +254,10 @@ def make_runner(fn, base, stochastic: bool, seed: int, n: int, width: int):
     def run(vals):
         if groups == 1:
             return batched(vals)
-        xs = jax.tree.map(lambda a: a.reshape((groups, width, *a.shape[1:])), vals)
-        out = jax.lax.map(batched, xs)
+        names = list(vals)
+        xs = [vals[k].reshape((groups, width, *vals[k].shape[1:])) for k in names]
+        # The engine's tile loop (the sweep's layout on the CPU, and ``tiled``'s).
+        out = tile_loop(lambda tile: batched(dict(zip(names, tile, strict=True))), xs, groups)
         return jax.tree.map(lambda a: a.reshape((groups * width, *a.shape[2:])), out)
 
     return jax.jit(run)

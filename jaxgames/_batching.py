@@ -4,9 +4,9 @@ On a CPU a batch much wider than about a thousand points streams every lane's in
 through memory instead of the caches, so the cost per point of a vmapped solve can grow with the
 width (benchmarks/README.md, width scan). :func:`tiled` makes a model's solve function immune to
 that: under ``vmap``, on a platform listed in :data:`TILE`, a batch wider than the tile runs as
-``lax.map`` over vmapped tiles of equal width (at most :data:`TILE` lanes, a multiple of 8, the
-last point repeated to fill them) -- the layout of the sweep engine's CPU chunks, so a bare
-``vmap`` and a sweep compute the same bits. On accelerators (not listed) a batch stays one
+:func:`tile_loop` over vmapped tiles of equal width (at most :data:`TILE` lanes, a multiple
+of 8, the last point repeated to fill them) -- the layout of the sweep engine's CPU chunks, so
+a bare ``vmap`` and a sweep compute the same bits. On accelerators (not listed) a batch stays one
 ``vmap``: a GPU needs the width.
 
 The decorator changes nothing else: an unbatched call runs the function itself (validation of
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jaxgames._solver import LANES, _enclosing_lanes
 
 #: Tile width per platform: a ``vmap`` of a :func:`tiled` function wider than this runs as
-#: ``lax.map`` over tiles. Platforms not listed run one ``vmap``.
+#: :func:`tile_loop` over tiles. Platforms not listed run one ``vmap``.
 TILE = {"cpu": 1024}
 _override: list = []
 
@@ -63,7 +63,7 @@ def tiles(n: int, width: int) -> tuple[int, int]:
 
 def map_tiles(fn: Callable, n: int, width: int, batched: list[bool], leaves: list):
     """``vmap(fn)`` over the leading axis (length ``n``) of the ``batched`` leaves, computed
-    as ``lax.map`` over tiles of at most ``width`` lanes; the other leaves are shared."""
+    as :func:`tile_loop` over tiles of at most ``width`` lanes; the other leaves are shared."""
     groups, tile = tiles(n, width)
     pad = groups * tile - n
 
@@ -83,8 +83,30 @@ def map_tiles(fn: Callable, n: int, width: int, batched: list[bool], leaves: lis
 
         return jax.vmap(one)(*xs)
 
-    out = jax.lax.map(group, [split(leaves[i]) for i in idx])
+    out = tile_loop(group, [split(leaves[i]) for i in idx], groups)
     return jax.tree_util.tree_map(lambda v: v.reshape((groups * tile, *v.shape[2:]))[:n], out)
+
+
+def tile_loop(group: Callable, xs: list, groups: int):
+    """``lax.map(group, xs)`` written as a ``fori_loop`` whose body reads tile ``g`` of the
+    (closed-over) inputs and writes its outputs into arrays carried by the loop.
+
+    The same tiles and the same bits as ``lax.map``, but cheaper on the CPU: for
+    ``bakshi_kleindorfer.noncooperative`` (16 tiles of 1,024 points, float64) the ``lax.map``
+    program took 41 ms of CPU per call and this one 31 ms (one vmap of all 16,384 points: 29
+    ms; medians of 25 shuffled rounds, benchmarks/README.md, "Session 11")."""
+    # Traced once: the shapes of the outputs and the loop body come from one jitted function
+    # (its trace is cached; XLA inlines the call).
+    group = jax.jit(group)
+    out = jax.eval_shape(group, [v[0] for v in xs])
+    init = jax.tree_util.tree_map(lambda s: jnp.zeros((groups, *s.shape), s.dtype), out)
+
+    def body(g, acc):
+        o = group([jax.lax.dynamic_index_in_dim(v, g, keepdims=False) for v in xs])
+        return jax.tree_util.tree_map(
+            lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, g, 0), acc, o)
+
+    return jax.lax.fori_loop(0, groups, body, init)
 
 
 def tiled(fn: Callable) -> Callable:

@@ -13,7 +13,7 @@ How a sweep runs
   arrays it is written to (no two chunks share a storage chunk: concurrent writers never race,
   and a chunk is either complete or rewritten). Every chunk is padded to the same length and
   solved by one call of a single jit-compiled ``vmap`` of the model function (on the CPU as
-  ``lax.map`` over vmapped tiles of 1,024 points, see :data:`MICRO_BATCH`): compiled once,
+  a loop over vmapped tiles of 1,024 points, see :data:`MICRO_BATCH`): compiled once,
   reused for every chunk, so peak memory scales with ``chunk_size``, not with the grid.
 * **Pipelining.** JAX dispatches asynchronously: chunk ``i + 1`` is submitted before chunk ``i``
   is copied back and written, so the device computes while the host writes.
@@ -102,15 +102,15 @@ VOLATILE_ATTRS = ("created", "device", "devices")
 _MARKER_DIR = "jaxgames_progress"  # a Zarr subgroup, so readers of the root ignore it
 _DEFAULT_CHUNK = {"cpu": 2**16}  # points; accelerators default to 2**20
 
-#: Default ``micro_batch`` per platform, the same for every model: on the CPU a chunk is
-#: solved as ``lax.map`` over vmapped tiles of 1,024 points, elsewhere as one ``vmap`` (a batch
-#: as wide as the chunk, which is what an accelerator needs). Batched Newton solves cost what
-#: their hard points cost, not the batch width (the solver's ``vmap`` rule iterates only the
-#: lanes still unfinished), but on a CPU a batch much wider than ~1,000 points streams its
-#: working set (every lane's intermediates) through memory instead of the caches: in the same
-#: run, 16,384 random points as one vmap ran at 0.45x (``defender_attacker.equilibrium``) and
-#: 0.59x (``bakshi_kleindorfer.first_best``) of their rate in vmaps of 1,024
-#: (benchmarks/README.md, width scan).
+#: Default ``micro_batch`` per platform, the same for every model: on the CPU a chunk is solved as a
+#: loop over vmapped tiles of 1,024 points (``_batching.tile_loop``), elsewhere as one ``vmap`` (a
+#: batch as wide as the chunk, which is what an accelerator needs). Batched Newton solves cost what
+#: their hard points cost, not the batch width (the solver's ``vmap`` rule iterates only the lanes
+#: still unfinished), but on a CPU a batch much wider than ~1,000 points streams its working set
+#: (every lane's intermediates) through memory instead of the caches: in the same run, 16,384 random
+#: points as one vmap ran at 0.45x (``defender_attacker.equilibrium``) and 0.59x
+#: (``bakshi_kleindorfer.first_best``) of their rate in vmaps of 1,024 (benchmarks/README.md, width
+#: scan).
 _DEFAULT_MICRO_BATCH = {"cpu": 1024}
 #: Overrides the platform default for every sweep when set (``micro_batch=`` overrides both).
 MICRO_BATCH: int | None = None
@@ -1192,9 +1192,9 @@ def sweep(
         dask: a ``distributed.Client`` or scheduler address: solve chunks as tasks on that
             cluster (needs ``store``; workers write their own regions).
         devices: number of local devices to shard each chunk across (default: all).
-        micro_batch: solve a chunk as ``jax.lax.map`` over vmapped groups of this many
-            points; ``None`` takes the platform's default, the same for every model (on the
-            CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,
+        micro_batch: solve a chunk as a loop (``_batching.tile_loop``) over vmapped groups of
+            this many points; ``None`` takes the platform's default, the same for every model
+            (on the CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,
             always inside the loop so that no chunking changes a bit; one ``vmap`` over the
             whole chunk on an accelerator; :data:`MICRO_BATCH` overrides it). An explicit
             value of at least the chunk gives one ``vmap``. Single-device runs only. Results
