@@ -11,8 +11,9 @@ same points.
               (semismooth Newton; MOQ: the homotopy ``ctip.HOMOTOPY`` -- four smoothed levels
               and the exact game, more where a level fails; the local and the grid
               certificate, and where a solution fails them up to ``ctip.RESTARTS``
-              restarts: from the grid's best deviation, and for MOQ last from the
-              symmetric start on the homotopy's second path of widths).
+              restarts: from the grid's best deviation, then from a Gauss-Seidel pass
+              of all CSCs' best grid replies, and for MOQ last from the symmetric start
+              on the homotopy's second path of widths).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
               variational equilibrium). A per-point loop, so its rate does not depend on how
@@ -329,9 +330,10 @@ def sp21_reply_scan() -> float:
 
 def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     """``--moq4-scan [INDEX]``: point ``index`` of the ``N = 4`` sample (seed 4; MOQ), one of
-    the two flagged ``STAGNATED`` among the first 256: 11 (the default) has no pure-strategy
-    equilibrium that any of these finds; at 249 they find the equilibrium that the solve's
-    restarts miss. Prints (i) the engine's solution
+    the two flagged ``STAGNATED`` among the first 256 before the Gauss-Seidel restart: 11 (the
+    default) has no pure-strategy equilibrium that any of these finds; at 249 they find the
+    equilibrium that the solve's restarts missed and its second restart (part (v)'s rule)
+    now reaches. Prints (i) the engine's solution
     and its grid deviation; (ii) the solve (:func:`ctip._attempt` and the grid certificate) from
     ``starts`` random starts ``q_i, z_i ~ U(0, 40)`` and four profiles built from the SciPy
     loop's (the two CSCs with the largest ``delta`` ordering and investing nothing or not;

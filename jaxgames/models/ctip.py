@@ -132,7 +132,8 @@ How it is solved
   ~1e-3: no first-order point found there), and the local certificate rejects the profile (at the
   ``tau = 1e-2`` level's, CSC 3 gains 0.28 by ordering 5.3 instead of 4.1). The grid's best
   deviation there is CSC 1's (the ``q_i`` grid step, ``(a/b) / 23``, is too coarse to see
-  CSC 3's), and both restarts from it return to the same profile. Newton's basins on this
+  CSC 3's); the restart from it returns to the same profile, the Gauss-Seidel pass after it
+  (CSCs 1 and 3 move a grid step) to a nearby one. Newton's basins on this
   problem are small and irregular (of 17 starts tried on the first path -- symmetric, SP,
   scaled and mixed profiles, the stagnated one with CSC 3's order raised -- two reach the
   equilibrium); the second path, from the
@@ -149,9 +150,9 @@ How it is solved
   relying on top-ups, or order (and, for CSC 2, invest). The first path converges (the exact
   game) to a profile that passes the local certificate, ``q = (29.99, 0, 29.32, 5.65)``,
   ``z = (11.75, 0, 8.35, 0)``, but CSC 4 gains 6.0e-4 (relative) by ordering nothing; from that
-  deviation and from the next one (CSC 1's), profiles in which CSCs 2 and 4 both order nothing,
-  no level of the homotopy converges, and the second path stops
-  at a smoothed level that the local certificate rejects. Of 200 solves from random and
+  deviation and from the Gauss-Seidel pass after it (CSCs 1 and 3 order more), profiles in
+  which CSCs 2 and 4 both order nothing, no level of the homotopy converges, and the second
+  path stops at a smoothed level that the local certificate rejects. Of 200 solves from random and
   structured starts on both paths, 114 end at a locally certified first-order point, and those
   are only three profiles, each beaten by a unilateral grid deviation (relative gains 6.0e-4,
   5.8e-3, 1.2e-2): the one above, ``q = (22.70, 15.18, 21.87, 7.77)``, ``z = (0, 32.67, 0, 0)``
