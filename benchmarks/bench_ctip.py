@@ -11,8 +11,9 @@ same points.
               (semismooth Newton; MOQ: the homotopy ``ctip.HOMOTOPY`` -- four smoothed levels
               and the exact game, more where a level fails; the local and the grid
               certificate, and where a solution fails them up to ``ctip.RESTARTS``
-              restarts: from the grid's best deviation, and for MOQ last from the
-              symmetric start on the homotopy's second path of widths).
+              restarts: from the grid's best deviation, then from a Gauss-Seidel pass
+              of all CSCs' best grid replies, and for MOQ last from the symmetric start
+              on the homotopy's second path of widths).
 * ``scipy``   :func:`jaxgames.models.ctip.best_response_scipy`: Gauss-Seidel best responses by
               L-BFGS-B on the NumPy profits; MOQ: brentq on the common multiplier (the
               variational equilibrium). A per-point loop, so its rate does not depend on how
@@ -35,6 +36,7 @@ best times are the headline, medians in the JSON. The SciPy loop runs once, in t
     PYTHONPATH=. python benchmarks/bench_ctip.py            # CPU: ~12 min of CPU time
     PYTHONPATH=. python benchmarks/bench_ctip.py --quick    # smoke run
     PYTHONPATH=. python benchmarks/bench_ctip.py --check-samples 3 4 5 6  # MOQ, 8 points each
+    PYTHONPATH=. python benchmarks/bench_ctip.py --engine-only --N 4 --regime moq  # statuses
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
     PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan [249]  # N = 4 MOQ points without one
 """
@@ -228,6 +230,36 @@ def check_samples(Ns, n: int = 8) -> dict:
     return out
 
 
+def engine_check(Ns, regimes, args) -> dict:
+    """``--engine-only``: the engine part alone, one (compiling) call per (N, regime) over the
+    benchmark's points (``--n``, ``--n-moq``, ``--chunk``), no timing rounds: status counts
+    and the failed indices, with wall and CPU time."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxgames.models import ctip
+
+    out = {}
+    for N in Ns:
+        for regime in regimes:
+            n = args.n_for(N, regime)
+            pts = sample(ctip, N, n, seed=N)
+            fn = jax.jit(jax.vmap(lambda p, r=regime: ctip.equilibrium(p, r)))
+            t0, c0 = time.perf_counter(), time.process_time()
+            st = np.concatenate([np.asarray(fn(stack(ctip, pts[i:i + args.chunk])).status)
+                                 for i in range(0, n, args.chunk)])
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            failed = [int(k) for k in np.nonzero(st != 0)[0]]
+            out[f"N{N}_{regime}"] = {"converged": int(np.sum(st == 0)), "n": n,
+                                     "failed": failed,
+                                     "failed_status": [int(st[k]) for k in failed]}
+            print(f"engine N = {N} {regime}: converged {int(np.sum(st == 0))}/{n}, failed "
+                  f"{failed} (status {[int(st[k]) for k in failed]}); {wall:.0f} s wall, "
+                  f"{cpu:.0f} s CPU (compile included), load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+    return out
+
+
 def sp21_reply_scan() -> float:
     """``--sp21-scan``: point 21 of the N = 2 sample (SP, lam = 0.86) has no pure-strategy
     equilibrium. For given investments the SP payoff is quadratic in ``q_i`` (closed-form
@@ -298,9 +330,10 @@ def sp21_reply_scan() -> float:
 
 def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     """``--moq4-scan [INDEX]``: point ``index`` of the ``N = 4`` sample (seed 4; MOQ), one of
-    the two flagged ``STAGNATED`` among the first 256: 11 (the default) has no pure-strategy
-    equilibrium that any of these finds; at 249 they find the equilibrium that the solve's
-    restarts miss. Prints (i) the engine's solution
+    the two flagged ``STAGNATED`` among the first 256 before the Gauss-Seidel restart: 11 (the
+    default) has no pure-strategy equilibrium that any of these finds; at 249 they find the
+    equilibrium that the solve's restarts missed and its second restart (part (v)'s rule)
+    now reaches. Prints (i) the engine's solution
     and its grid deviation; (ii) the solve (:func:`ctip._attempt` and the grid certificate) from
     ``starts`` random starts ``q_i, z_i ~ U(0, 40)`` and four profiles built from the SciPy
     loop's (the two CSCs with the largest ``delta`` ordering and investing nothing or not;
@@ -460,6 +493,10 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None)
     ap.add_argument("--check-samples", type=int, nargs="+", default=None, metavar="N",
                     help="only: MOQ status at the first 8 sample points for each N")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="only: the engine's status counts, one call per (N, regime)")
+    ap.add_argument("--regime", nargs="+", default=["sp", "moq"], choices=["sp", "moq"],
+                    help="regimes of --engine-only")
     ap.add_argument("--sp21-scan", action="store_true",
                     help="only: the best-reply scan of the N = 2 SP point without a pure "
                          "equilibrium")
@@ -484,6 +521,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.engine_only:
+        engine_check(args.N, args.regime, args)
+        return 0
     if args.sp21_scan or args.check_samples or args.moq4_scan is not None:
         if args.sp21_scan:
             sp21_reply_scan()

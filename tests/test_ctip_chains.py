@@ -6,6 +6,7 @@ the expected profits for every N against a NumPy oracle, N = 3 permutation equiv
 equilibria at N = 6, and the N = 4 point without a pure-strategy equilibrium.
 """
 
+import functools
 import itertools
 from types import SimpleNamespace
 
@@ -203,14 +204,31 @@ MOQ4_FIRST_ORDER = [
 ]
 
 
+#: Point 249 of the same sample: an equilibrium exists, reached by the Gauss-Seidel restart.
+SAMPLE4_249 = dict(
+    v=[0.34974659831181676, 0.27053319276440113, 0.31689683896478527, 0.41795572180300644],
+    alpha=[0.06878145062655475, 0.07717582377783061, 0.04604646646350771,
+           0.04740141422825634],
+    delta=[0.5652328001252711, 0.48957746507876343, 0.5874301566138922, 0.7608763389298117],
+    sigma=0.23589320484132115, lam=0.7980989865216452, M=14.866714796443041,
+    w_e=25.740677103729343)
+
+
+@functools.cache
+def _moq4_points():
+    """Points 11 and 249 of the N = 4 sample, one batch (one program, shared by two tests)."""
+    pts = [ctip.make_params(4, **SAMPLE4_11), ctip.make_params(4, **SAMPLE4_249)]
+    return pts, jax.tree_util.tree_map(np.asarray, _SOLVE_MOQ(stack(pts)))
+
+
 def test_n4_point_without_pure_equilibrium():
     """Point 11 of the benchmark's N = 4 sample has no pure-strategy equilibrium that any
     method finds (module docstring): it stays flagged STAGNATED, for a reason -- the solve's
     first-order point is beaten by CSC 4 ordering nothing, on the brute-force deviation grid
     (second stage re-solved) -- and so are the two other first-order points of a multi-start
     scan (the first is where the SciPy loop stops; CSC 2 gains by ordering nothing there)."""
-    p = ctip.make_params(4, **SAMPLE4_11)
-    eq = jax.tree_util.tree_map(lambda v: np.asarray(v)[0], _SOLVE_MOQ(stack([p])))
+    (p, _), eqs = _moq4_points()
+    eq = jax.tree_util.tree_map(lambda v: v[0], eqs)
     assert eq.status == Status.STAGNATED and not eq.converged
     assert eq.deviation_gain > ctip.CERT_TOL
     np.testing.assert_allclose(eq.q, [29.9921, 0.0, 29.3171, 5.6538], atol=2e-3)
@@ -224,3 +242,23 @@ def test_n4_point_without_pure_equilibrium():
         assert np.max(gain - tol) > 1.0, (k, gain)
         if k == 0:
             assert np.argmax(gain) == 1, gain  # CSC 2
+
+
+def test_n4_point_249_solved_by_gauss_seidel_restart():
+    """Point 249 of the N = 4 sample: the first path and the restart from the one best grid
+    deviation end at local equilibria that CSC 4 beats by ordering and investing nothing; the
+    restart from a Gauss-Seidel pass of every CSC's best grid reply (ctip.GAUSS_SEIDEL_RESTARTS)
+    reaches the equilibrium, M slack, that the SciPy best-response loop converges to (its
+    values to 3 decimals, bench_ctip.py --moq4-scan 249). Certified by both of the model's
+    certificates and by the brute-force deviation grid."""
+    (_, p), eqs = _moq4_points()
+    eq = jax.tree_util.tree_map(lambda v: v[1], eqs)
+    assert eq.status == Status.SUCCESS and eq.converged
+    assert eq.deviation_gain <= ctip.CERT_TOL
+    np.testing.assert_allclose(eq.q, [18.603, 19.940, 17.597, 10.200], atol=2e-3)
+    np.testing.assert_allclose(eq.z, [15.053, 0.0, 4.749, 0.0], atol=2e-3)
+    assert eq.mu == 0.0 and eq.q.sum() > float(p.M)
+    np.testing.assert_allclose(eq.Pi, ctip.profits_numpy(p, eq.q, eq.z, "moq"), rtol=1e-12,
+                               atol=1e-9)
+    gain, tol = deviation_gain(p, eq, "moq")
+    assert np.all(gain <= tol), gain

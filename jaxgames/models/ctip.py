@@ -108,12 +108,15 @@ How it is solved
   where one CSC sits on a local maximum of its payoff, relying on top-ups (a small ``q_i``),
   while a large order pays more; in SP with much sharing a CSC can likewise sit on a local
   maximum near free riding. A solve whose solution fails a certificate is therefore
-  restarted (at most :data:`RESTARTS` times): twice from the profile in which the CSC with
+  restarted (at most :data:`RESTARTS` times): first from the profile in which the CSC with
   the largest grid gain plays its best grid point -- a start in another basin of Newton's
-  method -- and, under MOQ, a last time from the symmetric start on a second path of
-  smoothing widths, ``1e-1, 1e-3, 1e-5, 1e-7, 1e-8`` (:attr:`Homotopy.wide_start`;
-  :func:`_path`). At the three such MOQ points of the benchmark's random sample of 256 at
-  ``N = 2`` the first restart reaches a certified equilibrium, the point that a
+  method --, then from a Gauss-Seidel pass of the grid's best replies to that restart's
+  solution (CSC 1 plays its best grid point, then CSC 2 against the updated profile, ...,
+  CSC ``N``; :data:`GAUSS_SEIDEL_RESTARTS`, :func:`_grid_replies`), and, under MOQ, a last
+  time from the symmetric start on a second path of smoothing widths, ``1e-1, 1e-3, 1e-5,
+  1e-7, 1e-8`` (:attr:`Homotopy.wide_start`; :func:`_path`). At the three such MOQ points
+  of the benchmark's random sample of 256 at ``N = 2`` the first restart reaches a certified
+  equilibrium, the point that a
   Gauss-Seidel loop of global best responses converges to. The fourth, an SP point with
   ``lam = 0.86``, has no pure-strategy equilibrium: one CSC's best reply jumps from not
   investing to investing much as its partner's investment crosses a switch point, and the
@@ -129,7 +132,8 @@ How it is solved
   ~1e-3: no first-order point found there), and the local certificate rejects the profile (at the
   ``tau = 1e-2`` level's, CSC 3 gains 0.28 by ordering 5.3 instead of 4.1). The grid's best
   deviation there is CSC 1's (the ``q_i`` grid step, ``(a/b) / 23``, is too coarse to see
-  CSC 3's), and both restarts from it return to the same profile. Newton's basins on this
+  CSC 3's); the restart from it returns to the same profile, the Gauss-Seidel pass after it
+  (CSCs 1 and 3 move a grid step) to a nearby one. Newton's basins on this
   problem are small and irregular (of 17 starts tried on the first path -- symmetric, SP,
   scaled and mixed profiles, the stagnated one with CSC 3's order raised -- two reach the
   equilibrium); the second path, from the
@@ -146,9 +150,9 @@ How it is solved
   relying on top-ups, or order (and, for CSC 2, invest). The first path converges (the exact
   game) to a profile that passes the local certificate, ``q = (29.99, 0, 29.32, 5.65)``,
   ``z = (11.75, 0, 8.35, 0)``, but CSC 4 gains 6.0e-4 (relative) by ordering nothing; from that
-  deviation and from the next one (CSC 1's), profiles in which CSCs 2 and 4 both order nothing,
-  no level of the homotopy converges, and the second path stops
-  at a smoothed level that the local certificate rejects. Of 200 solves from random and
+  deviation and from the Gauss-Seidel pass after it (CSCs 1 and 3 order more), profiles in
+  which CSCs 2 and 4 both order nothing, no level of the homotopy converges, and the second
+  path stops at a smoothed level that the local certificate rejects. Of 200 solves from random and
   structured starts on both paths, 114 end at a locally certified first-order point, and those
   are only three profiles, each beaten by a unilateral grid deviation (relative gains 6.0e-4,
   5.8e-3, 1.2e-2): the one above, ``q = (22.70, 15.18, 21.87, 7.77)``, ``z = (0, 32.67, 0, 0)``
@@ -158,11 +162,17 @@ How it is solved
   ``(q_i, z_i)``), from the solve's profile, settle on a cycle of three profiles in which
   CSC 2 orders 0, 4.7, 11.5 and CSC 4 0, 0, 3.2 (``benchmarks/bench_ctip.py --moq4-scan``
   prints all of it; a test pins the flag and that the three first-order points are beaten).
-  A mixed-strategy equilibrium is outside this model. (Point 249 of the same sample is
-  flagged too, but an equilibrium exists there, which the SciPy loop finds: the restarts miss
-  it -- open, see the README.) Where the first solve is certified the restart loop costs one
-  more evaluation of the deviation grid (under ``vmap``: while no point of the batch
-  restarts).
+  A mixed-strategy equilibrium is outside this model. At point 249 of the same sample
+  (``v = (0.35, 0.27, 0.32, 0.42)``, ``delta = (0.57, 0.49, 0.59, 0.76)``, ``lam = 0.80``,
+  ``M = 14.9``, ``w_e = 25.7``) the first path ends at a local equilibrium that CSC 4 beats
+  by ordering and investing nothing (grid gain 8.7e-3), and from that deviation no level
+  converges; the Gauss-Seidel pass from there moves all four CSCs (``q = (26.09, 21.74,
+  17.39, 4.35)``, ``z = (23.79, 0, 0, 0)``), and the first path from it ends at the
+  equilibrium that the SciPy loop finds, ``q = (18.60, 19.94, 17.60, 10.20)``, ``z = (15.05,
+  0, 4.75, 0)``, ``M`` slack, certified (a test; the restart from a second single deviation,
+  which it replaces, and the second path missed it). Where the first solve is certified
+  the restart loop costs one more evaluation of the deviation grid (under ``vmap``: while no
+  point of the batch restarts).
 * **lam = 1.** The investments are then perfect substitutes in (C2): only their sum is
   determined (the Newton system is singular) and ``z_unique`` is False. The split reported is
   the limit ``lam -> 1-`` (the game solved at ``lam - LAM_SPLIT_EPS``, outcomes evaluated at
@@ -717,28 +727,53 @@ def _grid_gain(pr: Params, q, z, regime: str, N: int) -> Array:
 def _grid_deviation(pr: Params, q, z, regime: str, N: int) -> tuple[Array, Array]:
     """:func:`_grid_gain` and the profile ``(q, z)`` (shape ``(2N,)``) in which the CSC with
     the largest gain plays its best grid point (the start of :data:`RESTARTS`)."""
+    return _grid_replies(pr, q, z, regime, N)[:2]
+
+
+def _grid_replies(pr: Params, q, z, regime: str, N: int, sequential=False):
+    """Each CSC's best reply on the grid of :func:`_grid_gain`: ``(gain, x_dev, x_gs)``.
+
+    ``sequential`` False (Jacobi): every CSC replies to ``(q, z)``; ``gain`` is
+    :func:`_grid_gain`, ``x_dev`` the profile in which the CSC with the largest gain plays its
+    best grid point. ``sequential`` True (a traced flag; the same grid evaluations, so the
+    same cost): a Gauss-Seidel pass, CSC ``i`` replying to the profile in which CSCs ``1 ...
+    i - 1`` already play their replies, ``x_gs`` the profile after CSC ``N``. A CSC moves only
+    where it gains more than :data:`CERT_TOL`, so up to the first CSC that does every reply
+    answers ``(q, z)`` itself: ``gain <= CERT_TOL`` decides the certificate as in the Jacobi
+    pass (the gains' values after a move are the pass's own). Under MOQ a reply respects the
+    shared constraint of the profile it answers.
+    """
     pr, q, z = jax.lax.stop_gradient((pr, q, z))
     q_scale, _ = _scales(pr, N)
     base = profits(pr, q, z, regime)
     nq, nz = CERT_GRID
+    qc, zc = q, z  # the profile the replies answer (Gauss-Seidel: updated by each reply)
     gains, moves = [], []
     for i in range(N):
-        floor = jnp.maximum(pr.M - (jnp.sum(q) - q[i]), 0.0) if regime == "moq" else 0.0
+        floor = jnp.maximum(pr.M - (jnp.sum(qc) - qc[i]), 0.0) if regime == "moq" else 0.0
         qs = floor + (pr.a / pr.b - floor) * jnp.linspace(0.0, 1.0, nq, dtype=q.dtype)
-        z_hi = jnp.maximum(3.0 * z[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3))
+        z_hi = jnp.maximum(3.0 * zc[i], 3.0 / jnp.maximum(pr.alpha[i], 1e-3))
         zs = z_hi * jnp.linspace(0.0, 1.0, nz, dtype=q.dtype)
-        Q, Z = jnp.meshgrid(jnp.append(qs, q[i]), jnp.append(zs, z[i]), indexing="ij")
+        # The CSC's own strategy is the grid's last point.
+        Q, Z = jnp.meshgrid(jnp.append(qs, qc[i]), jnp.append(zs, zc[i]), indexing="ij")
 
-        def pay(qi, zi, i=i):
-            return profits(pr, q.at[i].set(qi), z.at[i].set(zi), regime)[i]
+        def pay(qi, zi, i=i, qc=qc, zc=zc):
+            return profits(pr, qc.at[i].set(qi), zc.at[i].set(zi), regime)[i]
 
         dev = jax.vmap(pay)(Q.ravel(), Z.ravel())
         k = jnp.argmax(dev)
-        gains.append((dev[k] - base[i]) / (jnp.abs(base[i]) + pr.a * q_scale))
+        # Gauss-Seidel: the payoff at the updated profile is the grid's last point.
+        base_i = base[i] if sequential is False else jnp.where(sequential, dev[-1], base[i])
+        gain = (dev[k] - base_i) / (jnp.abs(base_i) + pr.a * q_scale)
+        gains.append(gain)
         moves.append(jnp.concatenate([q.at[i].set(Q.ravel()[k]), z.at[i].set(Z.ravel()[k])]))
+        if sequential is not False:
+            move = sequential & (gain > CERT_TOL)
+            qc = jnp.where(move, qc.at[i].set(Q.ravel()[k]), qc)
+            zc = jnp.where(move, zc.at[i].set(Z.ravel()[k]), zc)
     gains = jnp.stack(gains)
     best = jnp.argmax(gains)
-    return jnp.maximum(gains[best], 0.0), jnp.stack(moves)[best]
+    return jnp.maximum(gains[best], 0.0), jnp.stack(moves)[best], jnp.concatenate([qc, zc])
 
 
 #: Relative grid gain above which a first-order point is not an equilibrium (round-off only).
@@ -746,9 +781,15 @@ CERT_TOL = 1e-9
 
 #: Restarts of a first-stage solve whose solution the certificates reject (:func:`_path`): all
 #: but the last from the profile in which the CSC with the largest grid gain plays its best
-#: grid deviation; under MOQ the last from the symmetric start on the homotopy's second path
+#: grid deviation, or a Gauss-Seidel pass of all (:data:`GAUSS_SEIDEL_RESTARTS`); under MOQ
+#: the last from the symmetric start on the homotopy's second path
 #: (:attr:`Homotopy.wide_start`), under SP none (SP makes ``RESTARTS - 1``).
 RESTARTS = 3
+
+#: Restarts (numbered from 1, :data:`RESTARTS`) that start from a Gauss-Seidel pass of every
+#: CSC's best grid reply to the previous attempt's solution (:func:`_grid_replies`) instead of
+#: the one best deviation (module docstring: point 249 of the ``N = 4`` sample).
+GAUSS_SEIDEL_RESTARTS = (2,)
 
 
 class Homotopy(NamedTuple):
@@ -915,7 +956,10 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
     """The first stage of ``regime`` from ``x0`` (:func:`_attempt`), restarted where the
     solution fails a certificate (the local one, or the grid of unilateral deviations of
     :func:`_grid_deviation`): ``restarts - 1`` times from the profile in which the CSC with
-    the largest grid gain plays its best grid deviation, then (MOQ only) once from ``x0`` on
+    the largest grid gain plays its best grid deviation, or, for the restarts in
+    :data:`GAUSS_SEIDEL_RESTARTS`, from a Gauss-Seidel pass of all CSCs' best grid replies
+    (:func:`_grid_replies`), each to the previous attempt's solution, then (MOQ only) once
+    from ``x0`` on
     the homotopy's second path of widths (:attr:`Homotopy.wide_start`; directly if a solve
     left no finite profile to deviate from). Newton converges to a first-order point of the
     basin it starts in, which can be a local maximum of a CSC's payoff only (module
@@ -946,7 +990,13 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
         new = _attempt(N, solver, regime, pr, ps,
                        jnp.where(pending, jnp.where(wide, x0, start), jnp.nan), lt0)
         x, ok = new[0], new[5]
-        gain, x_dev = _grid_deviation(pr, x[:N], x[N:], regime, N)
+        # The next restart's start: the one best deviation, or a Gauss-Seidel pass of all
+        # CSCs' best replies (GAUSS_SEIDEL_RESTARTS); one grid evaluation either way, which
+        # also certifies this attempt's solution.
+        seq = functools.reduce(jnp.logical_or, [r + 1 == k for k in GAUSS_SEIDEL_RESTARTS],
+                               jnp.array(False))
+        gain, x_dev, x_gs = _grid_replies(pr, x[:N], x[N:], regime, N, seq)
+        x_dev = jnp.where(seq, x_gs, x_dev)
         good = ok & (gain <= CERT_TOL)
         keep = pending & ((r == 0) | good)
         out = jax.tree_util.tree_map(lambda u, v: jnp.where(keep, u, v), new, out)
