@@ -344,6 +344,36 @@ def test_implicit_derivatives_match_finite_differences(regime):
     np.testing.assert_allclose(jac, fd, rtol=2e-5, atol=2e-5 * np.abs(fd).max())
 
 
+def _engine_outputs(t):
+    eq = ctip.equilibrium(_theta_point(t), "moq", stage2="engine")
+    return (jnp.concatenate([eq.q, eq.z, eq.EW[None], eq.mu[None]]),
+            (jnp.concatenate([eq.q, eq.z, eq.EW[None], eq.mu[None]]), eq.status))
+
+
+#: MOQ with the second stage solved by the engine in every state (stage2="engine"): values,
+#: status and d(q, z, EW, mu)/d(sigma, lam, M, v), forward mode, in one program.
+_ENGINE_JAC = jax.jit(jax.jacfwd(_engine_outputs, has_aux=True))
+
+
+@pytest.mark.parametrize("M", [56.0, 40.0])
+def test_stage2_engine_equals_closed_form(M):
+    """stage2="engine" (the exact subgame (C5) by the engine's solve in each of the 2^N
+    states, the first stage differentiating through it) gives the closed form's equilibrium
+    and implicit derivatives, with M binding (56) and slack (40). The closed form's are the
+    shared programs' (:data:`_SOLVE`, :data:`_JAC`); both routes are exact, so they agree to
+    the solves' round-off."""
+    theta = np.array([0.2, 0.5, M, 0.35])
+    jac, (out, status) = _ENGINE_JAC(jnp.asarray(theta))
+    point = D._replace(sigma=np.array([0.2, 0.2]), lam=0.5, M=M, v=np.array([0.35, 0.25]))
+    eq = solve1(point, "moq")
+    assert status == Status.SUCCESS and eq.status == Status.SUCCESS
+    assert (eq.mu > 0.1) if M == 56.0 else (eq.mu == 0.0)
+    ref = np.concatenate([eq.q, eq.z, [eq.EW, eq.mu]])
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    ref_jac = np.asarray(_JAC["moq"](jnp.asarray(theta)))
+    np.testing.assert_allclose(jac, ref_jac, rtol=1e-8, atol=1e-8 * np.abs(ref_jac).max())
+
+
 # ----------------------------------------------------------------------------- boundaries, kinks
 
 
@@ -400,6 +430,13 @@ def test_invalid_inputs_raise_before_compiling():
         ctip.equilibrium(D._replace(v=np.array([0.3, 0.3, 0.3])))
     with pytest.raises(ValueError, match="regime"):
         ctip.equilibrium(D, "joint")
+    stage2 = r"stage2 must be one of \['closed_form', 'engine'\], got 'mcp'"
+    for f in (lambda: ctip.equilibrium(D, "moq", stage2="mcp"),
+              lambda: ctip.equilibrium_moq(D, stage2="mcp"),
+              lambda: ctip.compare(D, stage2="mcp"),
+              lambda: ctip.optimal_policy(D, stage2="mcp")):
+        with pytest.raises(ValueError, match=stage2):
+            f()
     with pytest.raises(ValueError, match="levers"):
         ctip.optimal_policy(D, levers=("tax",))
     with pytest.raises(ValueError, match="bounds of lam"):
