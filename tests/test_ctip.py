@@ -471,7 +471,7 @@ def test_compare_is_compare_equilibria(monkeypatch):
             for r in ctip.REGIMES}
     calls = []
 
-    def fake_solve(pr, valid, N, regime, x0, solver, global_check=True):
+    def fake_solve(pr, valid, N, regime, x0, solver, global_check=True, stage2="closed_form"):
         calls.append((regime, x0, global_check))
         return fake[regime]
 
