@@ -39,6 +39,15 @@ best times are the headline, medians in the JSON. The SciPy loop runs once, in t
     PYTHONPATH=. python benchmarks/bench_ctip.py --engine-only --N 4 --regime moq  # statuses
     PYTHONPATH=. python benchmarks/bench_ctip.py --sp21-scan  # the SP point without a pure eq.
     PYTHONPATH=. python benchmarks/bench_ctip.py --moq4-scan [249]  # N = 4 MOQ points without one
+    PYTHONPATH=. python benchmarks/bench_ctip.py --stage2-engine [2 4]  # stage2 routes compared
+
+``--stage2-engine``: MOQ equilibria with ``stage2="closed_form"`` and ``stage2="engine"`` (the
+exact second stage by the engine's solve in every state), at the defaults with ``M`` binding
+(56) and slack (0) and the first ``--stage2-n`` (32) points of :func:`sample` (seed ``N``):
+compile CPU time, equilibria/s (best of ``--repeats``, process CPU time beside wall), the
+largest difference of ``q, z, mu, EW`` between the routes (relative to ``max(|value|, 1)``),
+statuses, and ``jax.jacobian`` (reverse mode) of ``(EW, q)`` w.r.t. ``(sigma, lam, M)`` at the
+default points (and ``--stage2-jac-n`` sample points off kinks) under both routes.
 """
 
 from __future__ import annotations
@@ -458,6 +467,89 @@ def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     return out
 
 
+def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0) -> dict:
+    """``--stage2-engine``: ``stage2="closed_form"`` against ``stage2="engine"`` (module
+    docstring). Prints and returns the measurements."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    from jaxgames.models import ctip
+
+    def timed(f, *a):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = jax.block_until_ready(f(*a))
+        return out, time.perf_counter() - t0, time.process_time() - c0
+
+    def lower_compile(f, *a):  # tracing and XLA compilation
+        return f.lower(*a).compile()
+
+    def rel(u, v):
+        u, v = np.asarray(u, float), np.asarray(v, float)
+        return float(np.max(np.abs(u - v) / np.maximum(np.abs(v), 1.0)))
+
+    out = {}
+    for N in Ns:
+        base = ctip.make_params(N)
+        pts = [base, base._replace(M=0.0)] + sample(ctip, N, n, seed=N)
+        P = stack(ctip, pts)
+        res = {}
+        for s2 in ctip.STAGE2:
+            f = jax.jit(jax.vmap(lambda p, s2=s2: ctip.equilibrium(p, "moq", stage2=s2)))
+            comp, cw, cc = timed(lower_compile, f, P)
+            eq, w1, c1 = timed(comp, P)
+            walls, cpus = [], []
+            for _ in range(repeats):
+                _, w, c = timed(comp, P)
+                walls.append(w)
+                cpus.append(c)
+            res[s2] = {"compile_wall_s": cw, "compile_cpu_s": cc,
+                       "eq_per_s_wall": len(pts) / min(walls),
+                       "eq_per_s_cpu": len(pts) / min(cpus),
+                       "eq": jax.tree_util.tree_map(np.asarray, eq)}
+            print(f"N = {N} {s2:11s}: compile {cw:6.1f} s wall / {cc:6.1f} s CPU; "
+                  f"{len(pts)} points: {len(pts) / min(walls):8.2f} eq/s wall, "
+                  f"{len(pts) / min(cpus):8.2f} eq/s CPU; load {os.getloadavg()[0]:.2f}",
+                  flush=True)
+        cf, en = res["closed_form"]["eq"], res["engine"]["eq"]
+        diff = {k: rel(getattr(en, k), getattr(cf, k)) for k in ("q", "z", "mu", "EW")}
+        same_status = bool(np.all(cf.status == en.status))
+        print(f"N = {N}: max rel. difference engine vs closed form {diff}; statuses equal "
+              f"{same_status}; status counts {np.unique(cf.status, return_counts=True)}; "
+              f"defaults mu = {cf.mu[:2]}", flush=True)
+        # Derivatives: reverse mode (jax.jacobian) of (EW, q) w.r.t. (sigma, lam, M).
+        off = [k for k in range(2, len(pts)) if cf.status[k] == 0 and not cf.at_kink[k]]
+        jpts = [0, 1] + off[:jac_n]
+
+        def outputs(theta, p, s2, N=N):
+            p = p._replace(sigma=jnp.broadcast_to(theta[0], (N,)), lam=theta[1], M=theta[2])
+            eq = ctip.equilibrium(p, "moq", stage2=s2)
+            return jnp.concatenate([eq.EW[None], eq.q])
+
+        J = stack(ctip, [pts[k] for k in jpts])
+        thetas = jnp.stack([J.sigma[:, 0], J.lam, J.M], axis=1)
+        jacs = {}
+        for s2 in ctip.STAGE2:
+            g = jax.jit(jax.vmap(jax.jacobian(lambda t, p, s2=s2: outputs(t, p, s2))))
+            comp, cw, cc = timed(lower_compile, g, thetas, J)
+            jac, w, c = timed(comp, thetas, J)
+            jacs[s2] = np.asarray(jac)
+            res[s2]["jacobian_compile_cpu_s"] = cc
+            print(f"N = {N} {s2:11s}: jax.jacobian compile {cw:6.1f} s wall / {cc:6.1f} s CPU, "
+                  f"{len(jpts)} points {w:.2f} s wall / {c:.2f} s CPU", flush=True)
+        djac = float(np.max(np.abs(jacs["engine"] - jacs["closed_form"])
+                            / np.maximum(np.abs(jacs["closed_form"]), 1.0)))
+        finite = bool(np.all(np.isfinite(jacs["engine"])))
+        print(f"N = {N}: jacobian points {jpts}: max rel. difference {djac:.2e}, engine finite "
+              f"{finite}; closed form at the defaults (EW, q) x (sigma, lam, M):\n"
+              f"{jacs['closed_form'][0]}", flush=True)
+        for s2 in ctip.STAGE2:
+            del res[s2]["eq"]
+        out[N] = {"points": len(pts), "max_rel_diff": diff, "statuses_equal": same_status,
+                  "jacobian_points": jpts, "jacobian_max_rel_diff": djac, **res}
+    return out
+
+
 def methods_by_key(methods, *keys):
     d = {m.key: m for m in methods}
     return [d[k] for k in keys]
@@ -503,6 +595,11 @@ def parse_args(argv=None):
     ap.add_argument("--moq4-scan", type=int, nargs="?", const=11, default=None,
                     metavar="INDEX", help="only: an N = 4 MOQ sample point without a pure "
                     "equilibrium (11, the default, or 249)")
+    ap.add_argument("--stage2-engine", type=int, nargs="*", default=None, metavar="N",
+                    help="only: MOQ with stage2='engine' against 'closed_form' (N = 2 4)")
+    ap.add_argument("--stage2-n", type=int, default=32, help="sample points, --stage2-engine")
+    ap.add_argument("--stage2-jac-n", type=int, default=0,
+                    help="sample points (off kinks) in --stage2-engine's jacobians")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
@@ -523,6 +620,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.engine_only:
         engine_check(args.N, args.regime, args)
+        return 0
+    if args.stage2_engine is not None:
+        stage2_engine(args.stage2_engine or [2, 4], args.stage2_n, args.repeats, args.stage2_jac_n)
         return 0
     if args.sp21_scan or args.check_samples or args.moq4_scan is not None:
         if args.sp21_scan:

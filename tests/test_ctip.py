@@ -11,6 +11,7 @@ programs (the second stage, the profits for every N, N = 3, 4 and 6) are in
 ``tests/test_ctip_chains.py``, so that ``pytest-xdist`` can run the two files on two workers.
 """
 
+import functools
 import inspect
 import itertools
 
@@ -344,6 +345,29 @@ def test_implicit_derivatives_match_finite_differences(regime):
     np.testing.assert_allclose(jac, fd, rtol=2e-5, atol=2e-5 * np.abs(fd).max())
 
 
+#: MOQ with the second stage solved by the engine in every state (stage2="engine"), one
+#: program for both tests. (The implicit derivatives w.r.t. the levers are compared in
+#: benchmarks/bench_ctip.py --stage2-engine, not here: their program costs ~370 s of CPU to
+#: compile.)
+_SOLVE_ENGINE = jax.jit(functools.partial(ctip.equilibrium, regime="moq", stage2="engine"))
+
+
+@pytest.mark.parametrize("M", [56.0, 40.0])
+def test_stage2_engine_equals_closed_form(M):
+    """stage2="engine" (the exact subgame (C5) by the engine's solve in each of the 2^N
+    states; the first-stage Newton differentiates the payoffs twice through those solves)
+    gives the closed form's equilibrium, with M binding (56) and slack (40). Both routes are
+    exact, so they agree to the solves' round-off."""
+    point = D._replace(sigma=np.array([0.2, 0.2]), lam=0.5, M=M, v=np.array([0.35, 0.25]))
+    eng = _SOLVE_ENGINE(point)
+    eq = solve1(point, "moq")
+    assert eng.status == Status.SUCCESS and eq.status == Status.SUCCESS
+    assert (eq.mu > 0.1) if M == 56.0 else (eq.mu == 0.0)
+    for f in ("q", "z", "e", "EW", "mu", "Pi"):
+        np.testing.assert_allclose(getattr(eng, f), getattr(eq, f), rtol=1e-10, atol=1e-10,
+                                   err_msg=f)
+
+
 # ----------------------------------------------------------------------------- boundaries, kinks
 
 
@@ -400,6 +424,13 @@ def test_invalid_inputs_raise_before_compiling():
         ctip.equilibrium(D._replace(v=np.array([0.3, 0.3, 0.3])))
     with pytest.raises(ValueError, match="regime"):
         ctip.equilibrium(D, "joint")
+    stage2 = r"stage2 must be one of \['closed_form', 'engine'\], got 'mcp'"
+    for f in (lambda: ctip.equilibrium(D, "moq", stage2="mcp"),
+              lambda: ctip.equilibrium_moq(D, stage2="mcp"),
+              lambda: ctip.compare(D, stage2="mcp"),
+              lambda: ctip.optimal_policy(D, stage2="mcp")):
+        with pytest.raises(ValueError, match=stage2):
+            f()
     with pytest.raises(ValueError, match="levers"):
         ctip.optimal_policy(D, levers=("tax",))
     with pytest.raises(ValueError, match="bounds of lam"):
@@ -434,7 +465,7 @@ def test_compare_is_compare_equilibria(monkeypatch):
             for r in ctip.REGIMES}
     calls = []
 
-    def fake_solve(pr, valid, N, regime, x0, solver, global_check=True):
+    def fake_solve(pr, valid, N, regime, x0, solver, global_check=True, stage2="closed_form"):
         calls.append((regime, x0, global_check))
         return fake[regime]
 

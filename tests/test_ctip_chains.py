@@ -51,6 +51,29 @@ def test_second_stage_equals_enumeration(N, data):
 
 _stage2 = jax.jit(ctip.second_stage)
 _stage2_mcp = jax.jit(ctip.second_stage_mcp)
+_stage2_engine = jax.jit(ctip.second_stage_engine)
+
+
+def test_second_stage_engine_scales_and_failure():
+    """The engine's per-state solves (stage2="engine", N = 4, 96 states at once) equal the
+    closed form for c = (a - w_e) / b from -70 (no top-ups) and 5e-3 to 1e6, orders from 1e-8
+    to 1e3 times c (its scales are relative to max(|c|, max |y|)); a state whose solve fails
+    (a NaN order) gets NaN top-ups and its failure status, never a plausible number."""
+    rng = np.random.default_rng(0)
+    sizes = np.array([1e-8, 1e-3, 0.3, 1.0, 3.0, 1e3])[:, None, None]
+    for a, b, w_e in [(100.0, 1.0, 30.0), (1e4, 1e-2, 30.0), (1e-2, 1.0, 5e-3),
+                      (1e6, 1e3, 1.0), (100.0, 1e6, 30.0), (30.0, 1.0, 100.0)]:
+        c = (a - w_e) / b
+        y = (rng.uniform(0.0, 1.0, (6, 16, 4)) * sizes * abs(c) / 4).reshape(-1, 4)
+        e, status = _stage2_engine(jnp.asarray(y), a, b, w_e)
+        assert status == Status.SUCCESS, (a, b, w_e)
+        np.testing.assert_allclose(e, _stage2(jnp.asarray(y), a, b, w_e), rtol=0.0,
+                                   atol=1e-12 * abs(c))
+    y[5, 2] = np.nan
+    e, status = _stage2_engine(jnp.asarray(y), a, b, w_e)
+    e = np.asarray(e)
+    assert status == Status.NONFINITE
+    assert np.all(np.isnan(e[5])) and np.all(np.isfinite(np.delete(e, 5, axis=0)))
 _outcome = jax.jit(ctip.outcome, static_argnums=3)
 
 

@@ -59,10 +59,31 @@ How it is solved
   at once. :func:`second_stage_mcp` solves the same subgame with the engine's complementarity
   solver; tests hold the two equal (and both equal to a brute-force enumeration of all ``2^N``
   active sets, :func:`second_stage_enumerated`).
+* **Two routes for the exact second stage** (static option ``stage2`` of :func:`equilibrium`,
+  :func:`equilibrium_moq`, :func:`compare`, :func:`optimal_policy`; :data:`STAGE2`).
+  ``"closed_form"``, the default: :func:`second_stage`, exact and fast. ``"engine"``:
+  :func:`second_stage_engine`, (C5) solved per state by the engine (:func:`second_stage_mcp`
+  ``vmap``-ped over the ``2^N`` states: semismooth Newton from ``e = 0``, scaled by
+  ``max(|c|, max_j |y_j|)``, derivatives of any order by the implicit function theorem) -- the
+  generic route that a subgame without a closed form would take. Tests hold the two routes'
+  equilibria equal; the benchmark their implicit derivatives (3e-14). The engine route costs
+  more: at ``N = 2`` (MOQ, ``jit(vmap)`` over 34 points) its program compiled in 354 s of
+  CPU against 93 s and solved
+  12 equilibria per CPU second against 55 (``benchmarks/bench_ctip.py --stage2-engine``;
+  benchmarks/README). A stage-2 solve that fails gives its state NaN top-ups, so no
+  first-stage level converges on it, and a failure at the reported profile sets the status
+  (``Outcome.stage2_status``): never silently used.
 * **First stage.** The CSCs' payoffs (C4)/(C6) are written once; the engine
   (:func:`jaxgames.nash_equilibrium`, semismooth Newton on the stacked first-order conditions from
-  autodiff, shared constraint for MOQ) differentiates through the exact second stage, so every
-  CSC anticipates the top-ups of all CSCs in every state (subgame perfection).
+  autodiff, shared constraint for MOQ) differentiates through the exact second stage -- with
+  ``stage2="engine"`` through the engine's stage-2 solves (the Newton Jacobian differentiates
+  them twice, the implicit derivatives of the first stage three times) -- so every CSC
+  anticipates the top-ups of all CSCs in every state (subgame perfection). The smoothed
+  second stages of the homotopy (``tau > 0``, below) are a path device and use the smoothed
+  closed form under either option; the exact level and the outcomes use ``stage2``. The
+  certificates (local and grid, below) re-solve the second stage by the closed form under
+  either option: an independent check of an engine equilibrium, and the grid's
+  ``N (24 + 1) (12 + 1)`` deviations would otherwise each cost ``2^N`` engine solves.
 * **Kinks.** The MOQ payoff is only piecewise smooth in ``q``: where a top-up switches, the
   marginal value of ``q_i`` jumps (up when CSC ``i`` itself stops topping up -- its base order
   then crowds out the others' top-ups -- and down when a rival stops). A first-order root on a
@@ -459,16 +480,49 @@ STAGE2_SOLVER = Newton(max_steps=30)
 
 def second_stage_mcp(y: Array, a, b, w_e, *, solver: Newton = STAGE2_SOLVER):
     """The subgame (C5) for one state solved by the engine (:func:`jaxgames.solve_mcp`):
-    ``0 <= e  perp  -(a - b X - b x - w_e)``. Returns the engine's ``Solution``."""
+    ``0 <= e  perp  -(a - b X - b x - w_e)``, from ``e = 0``. Returns the engine's ``Solution``.
+
+    Scales: quantities in units of ``s = max(|c|, max_j |y_j|)``, ``c = (a - w_e) / b`` (top-ups
+    ``s / (N + 1)``, the conditions ``b s``), so the scaled problem is the same at any size of
+    the market or the orders. (With a fixed ``f_scale = 1`` and ``x_scale`` floored at 1, as
+    before, some solves at ``N = 4, 6`` stagnated at ``a = 1e6, b = 1e3``, and at ``b = 1e6``
+    one was reported converged 1e-6 (relative to ``c``) from the solution.)"""
 
     def foc(e, args):
         y_, a_, b_, we_ = args
         x = y_ + e
         return -(a_ - b_ * jnp.sum(x) - b_ * x - we_)
 
-    scale = jnp.maximum((a - w_e) / b, 1.0) / (y.shape[-1] + 1)
+    s = jnp.maximum(jnp.abs((a - w_e) / b), jnp.max(jnp.abs(y)))
+    s = jnp.where(s > 0, s, 1.0)  # c = 0 and y = 0: e = 0 at any scale
+    N = y.shape[-1]
     return solve_mcp(foc, jnp.zeros_like(y), (y, a, b, w_e), lower=0.0,
-                     x_scale=jnp.full_like(y, scale), solver=solver)
+                     x_scale=jnp.full_like(y, s / (N + 1)), f_scale=jnp.full_like(y, b * s),
+                     solver=solver)
+
+
+#: Second-stage routes of the first-stage solve (:func:`equilibrium`'s ``stage2``; module
+#: docstring): ``"closed_form"`` (:func:`second_stage`, the default) or ``"engine"``
+#: (:func:`second_stage_engine`).
+STAGE2 = ("closed_form", "engine")
+
+
+def _check_stage2(stage2: str) -> None:
+    if stage2 not in STAGE2:
+        raise ValueError(f"{MODEL}: stage2 must be one of {list(STAGE2)}, got {stage2!r}")
+
+
+def second_stage_engine(y: Array, a, b, w_e) -> tuple[Array, Array]:
+    """Top-ups of (C5) in every state (rows of ``y``) by :func:`second_stage_mcp`, ``vmap``ped
+    over the states: the engine's solve, derivatives of any order by its implicit function
+    theorem. Returns ``(e, status)``: ``e`` is NaN in a state whose solve failed (so a payoff
+    built on it is NaN: the first-stage solve cannot converge on it), ``status`` the first
+    failure over the states (:func:`jaxgames._validation.first_failure` order)."""
+    sol = jax.vmap(second_stage_mcp, in_axes=(0, None, None, None))(y, a, b, w_e)
+    ok = sol.status == Status.SUCCESS
+    first = jnp.argmin(ok)  # the first failed state (0 if none failed)
+    status = jnp.where(jnp.all(ok), jnp.int32(Status.SUCCESS), sol.status[first])
+    return jnp.where(ok[:, None], sol.value, jnp.nan), status
 
 
 def _c_scale(pr: Params) -> Array:
@@ -488,16 +542,33 @@ class Outcome(NamedTuple):
     EW: Array  # expected economic welfare (C7)
     price_ok: Array  # a - b X >= 0 in every state with positive probability
     kink_gap: Array  # min over states and CSCs of |x* - y_i| / scale (distance to a kink)
+    stage2_status: Array  # first failure of the per-state stage-2 solves (stage2="engine")
 
 
-def _stage_values(pr: Params, q: Array, z: Array, regime: str, tau):
-    """The expected profits (C4)/(C6) and the per-state quantities they are made of."""
+def _stage_values(pr: Params, q: Array, z: Array, regime: str, tau, stage2: str):
+    """The expected profits (C4)/(C6) and the per-state quantities they are made of; the
+    exact second stage by ``stage2`` (:data:`STAGE2`), the smoothed one (``tau > 0``) always
+    by the closed form (a device of the homotopy's path)."""
     N = q.shape[-1]
     B = states(N)
     pi = disruption_probability(pr, z)
     p = state_probabilities(pi, B)  # (S,)
     y = q[None, :] * (1.0 - pr.delta[None, :] * B)  # (S, N)
-    if regime == "moq":
+    s2 = jnp.int32(Status.SUCCESS)
+    if regime == "moq" and stage2 == "engine":
+        if _static_zero(tau):
+            e, s2 = second_stage_engine(y, pr.a, pr.b, pr.w_e)
+        else:
+            # The homotopy's traced tau: smoothed levels keep the smoothed closed form; the
+            # engine solves the exact level. A smoothed level gives the engine y = 0 (always
+            # solved): an unused failed solve would still leak NaN into reverse-mode
+            # derivatives through the select.
+            smooth = tau > 0
+            soft = second_stage(y, pr.a, pr.b, pr.w_e, tau * _c_scale(pr))
+            e_ex, s2 = second_stage_engine(jnp.where(smooth, 0.0, y), pr.a, pr.b, pr.w_e)
+            e = jnp.where(smooth, soft, e_ex)
+            s2 = jnp.where(smooth, jnp.int32(Status.SUCCESS), s2)
+    elif regime == "moq":
         e = second_stage(y, pr.a, pr.b, pr.w_e,
                          0.0 if _static_zero(tau) else tau * _c_scale(pr))
     else:
@@ -507,19 +578,22 @@ def _stage_values(pr: Params, q: Array, z: Array, regime: str, tau):
     price = pr.a - pr.b * X
     revenue = p @ (price[:, None] * x - pr.w_e * e)
     Pi = revenue - pr.w * q - (1.0 - pr.sigma) * z
-    return Pi, pi, p, y, e, x, X, price
+    return Pi, pi, p, y, e, x, X, price, s2
 
 
-def profits(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Array:
+def profits(pr: Params, q: Array, z: Array, regime: str, tau=0.0,
+            stage2: str = "closed_form") -> Array:
     """``outcome(...).Pi`` alone: the payoffs the first-stage solve differentiates (twice), without
     the welfare and diagnostic terms (they would only lengthen the traced program)."""
-    return _stage_values(pr, q, z, regime, tau)[0]
+    return _stage_values(pr, q, z, regime, tau, stage2)[0]
 
 
-def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
+def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0,
+            stage2: str = "closed_form") -> Outcome:
     """(C4)-(C7) at the first-stage profile ``(q, z)`` of ``regime`` (``pr`` prepared);
-    ``tau``: smoothing of the second stage (:func:`second_stage`), 0 = exact."""
-    Pi, pi, p, y, e, x, X, price = _stage_values(pr, q, z, regime, tau)
+    ``tau``: smoothing of the second stage (:func:`second_stage`), 0 = exact; ``stage2``: the
+    exact second stage's route (:data:`STAGE2`)."""
+    Pi, pi, p, y, e, x, X, price, s2 = _stage_values(pr, q, z, regime, tau, stage2)
     EX = p @ X
     CS = p @ (0.5 * pr.b * X * X)
     subsidy = jnp.sum(pr.sigma * z)
@@ -537,7 +611,7 @@ def outcome(pr: Params, q: Array, z: Array, regime: str, tau=0.0) -> Outcome:
         gap = jnp.min(jnp.where(p[:, None] > 0, jnp.abs(x_star - y) / scale, jnp.inf))
     else:
         gap = jnp.asarray(jnp.inf, q.dtype)
-    return Outcome(Pi, pi, p @ e, EX, CS, subsidy, EW, price_ok, gap)
+    return Outcome(Pi, pi, p @ e, EX, CS, subsidy, EW, price_ok, gap, s2)
 
 
 def _np_point(params: Params) -> tuple[dict, int]:
@@ -824,7 +898,8 @@ HOMOTOPY = Homotopy()
 LAM_SPLIT_EPS = 1e-9
 
 
-def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
+def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton,
+          stage2: str = "closed_form"):
     q_scale, z_scale = _scales(pr, N)
     x_scale = jnp.concatenate([jnp.full((N,), q_scale), jnp.full((N,), z_scale)])
     f_scale = jnp.maximum(pr.a, 1.0) * jnp.ones((2 * N,), pr.a.dtype)
@@ -832,7 +907,7 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
 
     def costs(x, args):
         p, t = args
-        return -profits(p, x[:N], x[N:], regime, t)
+        return -profits(p, x[:N], x[N:], regime, t, stage2)
 
     if regime == "moq":
         eq = nash_equilibrium(
@@ -845,7 +920,8 @@ def _nash(pr: Params, tau, N: int, regime: str, x0: Array, solver: Newton):
     return eq, jnp.zeros((), x0.dtype)
 
 
-def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array, lt0=None):
+def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array, lt0=None,
+              stage2: str = "closed_form"):
     """The MOQ first stage by the homotopy :data:`HOMOTOPY` in the smoothing width of the
     second stage (module docstring): an equilibrium on a concave kink of a payoff is the limit
     of the smoothed games' equilibria; off kinks the exact level converges in a step or two
@@ -894,7 +970,7 @@ def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array, lt0=Non
         tau = jnp.where(is_exact, zero, 10.0 ** lt_try)
         start = jnp.where(phase == NOMINAL, x_nom, jnp.where(phase == RETRY, x_alt, smooth[0]))
         start = jnp.where(live, start, nan)
-        e, m = _nash(ps, tau, N, "moq", start, solver)
+        e, m = _nash(ps, tau, N, "moq", start, solver, stage2)
         good = e.status == Status.SUCCESS
         now = (e.x, m, e.status, e.residual, tau)
         new_smooth = live & ~is_exact & good
@@ -938,21 +1014,21 @@ def _homotopy(N: int, solver: Newton, pr: Params, ps: Params, x0: Array, lt0=Non
 
 
 def _attempt(N: int, solver: Newton, regime: str, pr: Params, ps: Params, x0: Array,
-             lt0=None):
+             lt0=None, stage2: str = "closed_form"):
     """One first-stage solve from ``x0``: ``(x, mu, residual, iterations, status, certified
     locally, tau)``; MOQ by the homotopy (:func:`_homotopy`, first width ``10**lt0``), SP by
     one engine solve."""
     if regime == "moq":
-        return _homotopy(N, solver, pr, ps, x0, lt0)
+        return _homotopy(N, solver, pr, ps, x0, lt0, stage2)
     zero = jnp.zeros((), pr.a.dtype)
     eq, mu = _nash(ps, zero, N, regime, x0, solver)
     ok = (eq.status == Status.SUCCESS) & _local_certificate(pr, eq.x[:N], eq.x[N:], regime, N)
     return eq.x, mu, eq.residual, eq.iterations, eq.status, ok, zero
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3))
-def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Params,
-          x0: Array):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4))
+def _path(N: int, solver: Newton, regime: str, restarts: int, stage2: str, pr: Params,
+          ps: Params, x0: Array):
     """The first stage of ``regime`` from ``x0`` (:func:`_attempt`), restarted where the
     solution fails a certificate (the local one, or the grid of unilateral deviations of
     :func:`_grid_deviation`): ``restarts - 1`` times from the profile in which the CSC with
@@ -975,7 +1051,7 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
     (:func:`_path_jvp`) is the implicit one of the reported solution alone.
     """
     if restarts == 0:
-        return _attempt(N, solver, regime, pr, ps, x0)
+        return _attempt(N, solver, regime, pr, ps, x0, stage2=stage2)
 
     # One loop, its first pass the solve from x0 (a single instance of the solve in the
     # program: the homotopy compiles once).
@@ -988,7 +1064,8 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
         wide = (regime == "moq") & (r == restarts)
         lt0 = jnp.where(wide, lt_wide, lt_nominal)
         new = _attempt(N, solver, regime, pr, ps,
-                       jnp.where(pending, jnp.where(wide, x0, start), jnp.nan), lt0)
+                       jnp.where(pending, jnp.where(wide, x0, start), jnp.nan), lt0,
+                       stage2)
         x, ok = new[0], new[5]
         # The next restart's start: the one best deviation, or a Gauss-Seidel pass of all
         # CSCs' best replies (GAUSS_SEIDEL_RESTARTS); one grid evaluation either way, which
@@ -1019,16 +1096,16 @@ def _path(N: int, solver: Newton, regime: str, restarts: int, pr: Params, ps: Pa
 
 
 @_path.defjvp
-def _path_jvp(N, solver, regime, restarts, primals, tangents):
+def _path_jvp(N, solver, regime, restarts, stage2, primals, tangents):
     """Implicit derivative of the reported level: one more solve of it from its solution (a
     Newton step), through the engine's implicit-function JVP; a failure's start is non-finite
     (no iterations, zero tangent). Only differentiated programs contain this solve."""
     pr, ps, x0 = primals
-    out = _path(N, solver, regime, restarts, pr, ps, x0)
+    out = _path(N, solver, regime, restarts, stage2, pr, ps, x0)
     x, mu, residual, its, status, ok, tau = out
 
     def level(p):
-        e, m = _nash(p, tau, N, regime, jnp.where(ok, x, jnp.nan), solver)
+        e, m = _nash(p, tau, N, regime, jnp.where(ok, x, jnp.nan), solver, stage2)
         return e.x, m
 
     _, (dx, dmu) = jax.jvp(level, (ps,), (tangents[1],))
@@ -1038,7 +1115,10 @@ def _path_jvp(N, solver, regime, restarts, primals, tangents):
 
 
 def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
-           solver: Newton, global_check: bool = True) -> Equilibrium:
+           solver: Newton, global_check: bool = True,
+           stage2: str = "closed_form") -> Equilibrium:
+    if regime != "moq":  # no second stage: one program for both options
+        stage2 = "closed_form"
     if x0 is None:
         x0 = start_point(pr, N)
     x0 = jax.lax.stop_gradient(jnp.asarray(x0, pr.a.dtype))
@@ -1046,7 +1126,7 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
     ps = pr._replace(lam=pr.lam - split)
     # The restarts need the grid certificate; optimal_policy's inner iterations skip both.
     x, mu, residual, iterations, status, ok, _ = _path(
-        N, solver, regime, RESTARTS if global_check else 0, pr, ps, x0)
+        N, solver, regime, RESTARTS if global_check else 0, stage2, pr, ps, x0)
     eq = _GameSolution(x, mu[None], residual, iterations, status)
     q, z = eq.x[:N], eq.x[N:]
     # At lam = 1 identical CSCs get exactly equal shares of the (determined) total investment:
@@ -1059,7 +1139,7 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
         same = same & (v[:, None] == v[None, :])
     z_sym = (same.astype(z.dtype) @ z) / jnp.sum(same, axis=1).astype(z.dtype)
     z = jnp.where(split > 0, z_sym, z)
-    out = outcome(pr, q, z, regime)
+    out = outcome(pr, q, z, regime, stage2=stage2)
     if global_check:
         gap = _grid_gain(pr, q, z, regime, N)
     else:  # inner iterations of optimal_policy: its final point is certified in full
@@ -1068,6 +1148,8 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
     status = eq.status
     # A first-order point that a unilateral deviation improves is no equilibrium.
     status = jnp.where((status == Status.SUCCESS) & ~ok, jnp.int32(Status.STAGNATED), status)
+    # An engine stage-2 solve that failed at the reported profile (its outcomes are NaN).
+    status = first_failure(status, out.stage2_status)
     status = jnp.where(jnp.all(jnp.isfinite(eq.x)) | (status != Status.SUCCESS), status,
                        jnp.int32(Status.NONFINITE))
     status = flag_invalid(status, valid)
@@ -1079,13 +1161,17 @@ def _solve(pr: Params, valid: Array, N: int, regime: str, x0: Array | None,
 
 
 def equilibrium(params: Params, regime: str = "sp", *, x0: Array | None = None,
-                solver: Newton = SOLVER) -> Equilibrium:
+                solver: Newton = SOLVER, stage2: str = "closed_form") -> Equilibrium:
     """Subgame-perfect equilibrium of ``regime`` (``"sp"``: (C4); ``"moq"``: (C5)-(C6) with the
     shared constraint ``sum q >= M``). ``x0`` optionally warm-starts ``(q, z)`` (shape ``(2N,)``).
+    ``stage2`` (static, :data:`STAGE2`): the exact second stage (C5) that the first stage
+    differentiates through, ``"closed_form"`` (:func:`second_stage`) or ``"engine"``
+    (:func:`second_stage_engine`, the engine's solve in every state; module docstring).
     """
     _check_regime(regime)
+    _check_stage2(stage2)
     pr, valid, N = _prepare(params)
-    return _solve(pr, valid, N, regime, x0, solver)
+    return _solve(pr, valid, N, regime, x0, solver, stage2=stage2)
 
 
 def equilibrium_sp(params: Params) -> Equilibrium:
@@ -1093,9 +1179,9 @@ def equilibrium_sp(params: Params) -> Equilibrium:
     return equilibrium(params, "sp")
 
 
-def equilibrium_moq(params: Params) -> Equilibrium:
-    """``equilibrium(params, "moq")`` (a sweepable solve function)."""
-    return equilibrium(params, "moq")
+def equilibrium_moq(params: Params, *, stage2: str = "closed_form") -> Equilibrium:
+    """``equilibrium(params, "moq", stage2=stage2)`` (a sweepable solve function)."""
+    return equilibrium(params, "moq", stage2=stage2)
 
 
 class Comparison(NamedTuple):
@@ -1120,12 +1206,15 @@ class Comparison(NamedTuple):
     assumptions_hold: Array
 
 
-def compare(params: Params, *, solver: Newton = SOLVER) -> Comparison:
+def compare(params: Params, *, solver: Newton = SOLVER,
+            stage2: str = "closed_form") -> Comparison:
     """SP and MOQ at the same ``params``: ``dEW = EW_moq - EW_sp`` and the participation slack
-    ``Pi_moq - Pi_sp`` per CSC (the outside option of (C8) at the status-quo policy)."""
+    ``Pi_moq - Pi_sp`` per CSC (the outside option of (C8) at the status-quo policy).
+    ``stage2``: MOQ's second-stage route (:func:`equilibrium`)."""
+    _check_stage2(stage2)
     pr, valid, N = _prepare(params)
     return compare_equilibria(_solve(pr, valid, N, "sp", None, solver),
-                              _solve(pr, valid, N, "moq", None, solver))
+                              _solve(pr, valid, N, "moq", None, solver, stage2=stage2))
 
 
 def compare_equilibria(sp: Equilibrium, moq: Equilibrium) -> Comparison:
@@ -1225,7 +1314,7 @@ def _check_levers(levers, bounds):
 def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
                    per_chain_sigma: bool | Array = False,
                    optimizer: PolicyOptimizer = POLICY_OPTIMIZER,
-                   solver: Newton = SOLVER) -> Policy:
+                   solver: Newton = SOLVER, stage2: str = "closed_form") -> Policy:
     """The levers (``sigma``, common or per CSC; ``lam``; ``M``) that maximise ``EW^MOQ`` subject
     to participation ``Pi_i^MOQ(levers) >= Pi_i^SP(status quo)`` for every CSC (C8).
 
@@ -1240,10 +1329,13 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
 
     ``per_chain_sigma`` may be a (traced) boolean: the subsidy is always a vector of ``N``
     shares, projected onto equal shares when it is False, so one compiled program serves both
-    (e.g. ``vmap`` over profiles with and without targeted subsidies).
+    (e.g. ``vmap`` over profiles with and without targeted subsidies). ``stage2``: the MOQ
+    equilibria's second-stage route (:func:`equilibrium`; the gradients then differentiate
+    through the engine's stage-2 solves to third order).
     """
     import optax
 
+    _check_stage2(stage2)
     levers, bnds = _check_levers(levers, bounds)
     pr, valid, N = _prepare(params)
     dt = pr.a.dtype
@@ -1291,7 +1383,8 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
     theta0 = jnp.where(hi > lo, theta0, 0.0)
 
     def lagrangian(theta, nu, x0):
-        eq = _solve(unpack(theta), valid, N, "moq", x0, solver, global_check=False)
+        eq = _solve(unpack(theta), valid, N, "moq", x0, solver, global_check=False,
+                    stage2=stage2)
         g = (eq.Pi - target) / profit_scale
         pen = jnp.sum(jnp.maximum(0.0, nu - optimizer.rho * g) ** 2 - nu**2) / (2 * optimizer.rho)
         return -eq.EW / scale + pen, (eq, g)
@@ -1351,7 +1444,7 @@ def optimal_policy(params: Params, levers=LEVERS, bounds=None, *,
     found = found_all[k]
     theta_out = jnp.where(found, bests[0][k], thetas[k])
     p_out = unpack(theta_out)
-    eq = _solve(p_out, valid, N, "moq", x_lasts[k], solver)
+    eq = _solve(p_out, valid, N, "moq", x_lasts[k], solver, stage2=stage2)
     ews, feas, best_ew = ews_all[k], feas_all[k], bests[1][k]
     slack = eq.Pi - target
     feasible = jnp.all(slack >= -feas_tol) & eq.converged
