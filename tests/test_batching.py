@@ -11,6 +11,7 @@ import pytest
 
 import jaxgames as jg
 from jaxgames import _batching
+from jaxgames.models import bakshi_kleindorfer as bk
 from jaxgames.models import defender_attacker as da
 
 N = 40  # points: 3 tiles of 16 lanes (40 -> 3 x 14 -> rounded up to 3 x 16, 8 lanes padded)
@@ -105,7 +106,8 @@ def test_derivatives_through_a_tiled_vmap():
     np.testing.assert_allclose(float(tangent), expected, rtol=1e-10)
 
 
-@pytest.mark.parametrize("fn", [da.equilibrium, da.compare_mechanisms])
+@pytest.mark.parametrize("fn", [da.equilibrium, da.compare_mechanisms,
+                                *(getattr(bk, f) for f in bk.SOLVE_FUNCTIONS)])
 def test_solve_functions_are_tiled(fn):
     """The solve functions whose wide vmap costs more per point on a CPU carry the decorator
     (``defender_attacker.equilibrium_*`` call the decorated ``equilibrium``)."""

@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgames._batching import tiled
 from jaxgames._games import bayesian_nash, nash_bargaining, nash_equilibrium
 from jaxgames._solver import Newton, Status
 from jaxgames._validation import (
@@ -220,6 +221,7 @@ class FirstBest(NamedTuple):
     assumptions_hold: Array
 
 
+@tiled
 def first_best(params: Params, *, solver: Newton = SOLVER, x0: Array | None = None) -> FirstBest:
     """Welfare-maximising investments: ``min W_tau`` over ``y_stau, y_rtau >= 0`` (eqs. 3-5).
 
@@ -287,6 +289,7 @@ def _type_prior(params: Params):
     return [jnp.stack([params.p, 1.0 - params.p]), jnp.ones((1,), jnp.result_type(params.p))]
 
 
+@tiled
 def noncooperative(
     params: Params, *, solver: Newton = SOLVER, x0: Array | None = None
 ) -> Noncooperative:
@@ -545,6 +548,7 @@ def _gnp_solve(pr: Params, nc: Noncooperative, fb: FirstBest, solver: Newton):
     return eq._replace(status=status), y, c_ss, c_su, c_r, binding
 
 
+@tiled
 def bargaining(
     params: Params, *, solver: Newton = SOLVER, contract_tol: float | None = None
 ) -> Bargaining:
@@ -653,6 +657,7 @@ class RobustBargaining(NamedTuple):
     assumptions_hold: Array
 
 
+@tiled
 def robust_bargaining(params: Params, *, solver: Newton = SOLVER) -> RobustBargaining:
     """Robust HSN-SCD contract (Proposition 5), solved as a Nash bargaining problem.
 
@@ -831,6 +836,7 @@ class CostComparison(NamedTuple):
     assumptions_hold: Array
 
 
+@tiled
 def cost_comparison(params: Params, *, solver: Newton = SOLVER) -> CostComparison:
     """How much the contracts of section 3.3 save against the non-cooperative equilibrium.
 
