@@ -467,9 +467,10 @@ def moq4_scan(index: int = 11, starts: int = 96, rounds: int = 15) -> dict:
     return out
 
 
-def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0) -> dict:
+def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0, jac: bool = True) -> dict:
     """``--stage2-engine``: ``stage2="closed_form"`` against ``stage2="engine"`` (module
-    docstring). Prints and returns the measurements."""
+    docstring); ``jac=False`` skips the derivatives (their programs cost the most compilation).
+    Prints and returns the measurements."""
     import jax
     import jax.numpy as jnp
 
@@ -517,6 +518,12 @@ def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0) -> dict:
         print(f"N = {N}: max rel. difference engine vs closed form {diff}; statuses equal "
               f"{same_status}; status counts {np.unique(cf.status, return_counts=True)}; "
               f"defaults mu = {cf.mu[:2]}", flush=True)
+        if not jac:
+            for s2 in ctip.STAGE2:
+                del res[s2]["eq"]
+            out[N] = {"points": len(pts), "max_rel_diff": diff, "statuses_equal": same_status,
+                      **res}
+            continue
         # Derivatives: reverse mode (jax.jacobian) of (EW, q) w.r.t. (sigma, lam, M).
         off = [k for k in range(2, len(pts)) if cf.status[k] == 0 and not cf.at_kink[k]]
         jpts = [0, 1] + off[:jac_n]
@@ -600,6 +607,8 @@ def parse_args(argv=None):
     ap.add_argument("--stage2-n", type=int, default=32, help="sample points, --stage2-engine")
     ap.add_argument("--stage2-jac-n", type=int, default=0,
                     help="sample points (off kinks) in --stage2-engine's jacobians")
+    ap.add_argument("--stage2-no-jac", action="store_true",
+                    help="--stage2-engine without the jacobians (equilibria only)")
     args = ap.parse_args(argv)
     quick = args.quick
     args.n = args.n or (64 if quick else 1024)
@@ -622,7 +631,8 @@ def main(argv=None) -> int:
         engine_check(args.N, args.regime, args)
         return 0
     if args.stage2_engine is not None:
-        stage2_engine(args.stage2_engine or [2, 4], args.stage2_n, args.repeats, args.stage2_jac_n)
+        stage2_engine(args.stage2_engine or [2, 4], args.stage2_n, args.repeats, args.stage2_jac_n,
+                      not args.stage2_no_jac)
         return 0
     if args.sp21_scan or args.check_samples or args.moq4_scan is not None:
         if args.sp21_scan:

@@ -36,6 +36,7 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/bench_isb.py --float32
     PYTHONPATH=. python benchmarks/bench_isb.py --quick         # smoke run
     PYTHONPATH=. python benchmarks/bench_isb.py --pin 0         # the process on one core
+    PYTHONPATH=. python benchmarks/bench_isb.py --cores 2       # runs split over 2 CPU devices
     git show main:jaxgames/models/isb.py > /tmp/isb_main.py     # A/B against another version
     PYTHONPATH=. python benchmarks/bench_isb.py --compare /tmp/isb_main.py [--float32] [--pin 1]
     PYTHONPATH=. python benchmarks/bench_isb.py --compare /tmp/isb_main.py --method experiment
@@ -72,6 +73,10 @@ def main(argv=None):
     ap.add_argument("--note", default=None)
     ap.add_argument("--pin", type=int, default=None, metavar="CPU",
                     help="run the whole process (reference and simulator) on this one CPU")
+    ap.add_argument("--cores", type=int, default=1, metavar="N",
+                    help="CPU devices for JAX (jaxgames.use_cpu_cores(N)): simulate_runs and "
+                         "experiment split their runs over them, side by side (default 1, "
+                         "JAX's default)")
     ap.add_argument("--compare", nargs="+", default=None, metavar="ISB_PY",
                     help="A/B only: CPU time of simulate_runs on the design for this repo's isb "
                          "and each given copy of isb.py (e.g. another commit's), interleaved")
@@ -92,6 +97,10 @@ def main(argv=None):
 
     import jax
 
+    import jaxgames
+
+    if args.cores > 1:
+        jaxgames.use_cpu_cores(args.cores)
     jax.config.update("jax_enable_x64", not args.float32)
     import isb_reference as ref
     import jax.numpy as jnp
@@ -104,7 +113,6 @@ def main(argv=None):
         _version,
     )
 
-    import jaxgames
     from jaxgames.models import isb
 
     dtype = "float32" if args.float32 else "float64"
@@ -246,6 +254,7 @@ def main(argv=None):
                       "jax_platform": dev.platform, "device_kind": dev.device_kind,
                       "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
                       "cpu_affinity": sorted(os.sched_getaffinity(0)), "pinned": args.pin,
+                      "cpu_devices": len(jax.local_devices(backend="cpu")),
                       "xla_flags": os.environ.get("XLA_FLAGS", "")}
     out["library"] = _library_info(jaxgames, args.note)
     # How the simulator compiles its day loop on this backend (module docstring of isb).
@@ -255,13 +264,14 @@ def main(argv=None):
     out["versions"] = {m: _version(m) for m in ("jax", "jaxlib", "numpy", "xarray")}
     path = Path(args.out) if args.out else HERE / "results" / (
         f"isb_{_device_tag(dev)}_{dtype}{'_pinned' if args.pin is not None else ''}"
-        f"{'_quick' if args.quick else ''}.json")
+        f"{f'_cores{args.cores}' if args.cores > 1 else ''}{'_quick' if args.quick else ''}.json")
     path.write_text(json.dumps(_jsonable(out), indent=1) + "\n")
 
     f = lambda x: f"{x:,.0f}"  # noqa: E731
     print(f"isb benchmark ({dtype}, {dev.platform}, load {load_start[0]:.1f} -> "
           f"{out['machine']['load_avg_end'][0]:.1f}"
-          f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''})")
+          f"{f', pinned to CPU {args.pin}' if args.pin is not None else ''}"
+          f"{f', {args.cores} CPU devices' if args.cores > 1 else ''})")
     print(f"  runs in the experiment {runs_exp:,} ({agent_days_exp:,.0f} agent-days)")
     for k in ("experiment", "core", "vmap_keys"):
         r = out[k]

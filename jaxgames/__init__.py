@@ -42,6 +42,7 @@ _LAZY = {
     "SolveSpec": ("jaxgames._contract", "SolveSpec"),
     "model_spec": ("jaxgames._contract", "model_spec"),
     "solve_spec": ("jaxgames._contract", "solve_spec"),
+    "use_cpu_cores": ("jaxgames._devices", "use_cpu_cores"),
 }
 
 

@@ -17,9 +17,12 @@ How a sweep runs
   reused for every chunk, so peak memory scales with ``chunk_size``, not with the grid.
 * **Pipelining.** JAX dispatches asynchronously: chunk ``i + 1`` is submitted before chunk ``i``
   is copied back and written, so the device computes while the host writes.
-* **Devices.** With several local devices (GPUs, or CPU devices forced by
-  ``XLA_FLAGS=--xla_force_host_platform_device_count``) each chunk is sharded across all of them
-  along the point axis.
+* **Devices.** With several local accelerators (GPUs) each chunk is sharded across all of them
+  along the point axis. Several CPU devices (:func:`jaxgames.use_cpu_cores`, or
+  ``XLA_FLAGS=--xla_force_host_platform_device_count``) are used only when ``devices=`` asks
+  for them: a sharded chunk runs one ``vmap`` per device instead of the CPU's tiles, which on
+  2 cores was 2.5x slower than one device (``bakshi_kleindorfer.noncooperative``, 262,144
+  points; ``benchmarks/README.md``).
 * **Store and resume.** With ``store=path.zarr`` every chunk is written to its own region of a
   Zarr store as soon as it finishes, and then marked complete by an atomically created marker
   file (``<store>/jaxgames_progress/chunk-<i>``, inside a Zarr subgroup that readers of the
@@ -1004,8 +1007,11 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     """Stage 3: the chunk layout, the compiled batch length and the device configuration."""
     chunk_size = (_default_chunk_size() if chunk_size is None
                   else _check_positive_int("chunk_size", chunk_size))
-    n_all = len(jax.local_devices())
-    n_devices = n_all if devices is None else _check_positive_int("devices", devices)
+    local = jax.local_devices()
+    n_all = len(local)
+    # CPU devices are cores: one device's tiles beat a sharded vmap there (module docstring).
+    n_default = 1 if local[0].platform == "cpu" else n_all
+    n_devices = n_default if devices is None else _check_positive_int("devices", devices)
     if n_devices > n_all:
         raise ValueError(f"devices={n_devices} but only {n_all} local device(s) exist")
     if study.design is not None:
@@ -1191,7 +1197,8 @@ def sweep(
             (``jax.enable_x64``): the caller's global ``jax_enable_x64`` is left unchanged.
         dask: a ``distributed.Client`` or scheduler address: solve chunks as tasks on that
             cluster (needs ``store``; workers write their own regions).
-        devices: number of local devices to shard each chunk across (default: all).
+        devices: number of local devices to shard each chunk across (default: all
+            accelerators; on the CPU one device, see the module docstring).
         micro_batch: solve a chunk as a loop (``_batching.tile_loop``) over vmapped groups of
             this many points; ``None`` takes the platform's default, the same for every model
             (on the CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,

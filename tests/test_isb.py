@@ -535,6 +535,61 @@ def test_one_kernel_with_constant_inputs():
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+_TWO_DEVICES = """
+import jax
+import jaxgames
+assert jaxgames.use_cpu_cores(2) == 2
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+from jaxgames.models import isb
+
+assert len(isb.cpu_devices()) == 2
+assert jaxgames.use_cpu_cores(2) == 2  # started with 2: fine
+try:
+    jaxgames.use_cpu_cores(3)
+except RuntimeError as exc:
+    assert "already started with 2 device(s)" in str(exc), exc
+else:
+    raise AssertionError("use_cpu_cores(3) after the start did not raise")
+st = isb.Settings(days=120, warmup=20)
+rng = np.random.default_rng(3)
+n = 300  # two parts of whole lanes (144 and 160 runs), each chunked inside its kernel
+pr = isb.DEFAULT._replace(settings=st, **{k: rng.integers(0, len(isb.CATEGORIES[k]), n)
+                                          for k in isb._CODES})
+demand = jnp.asarray(rng.uniform(0.0, 20.0, (n, st.days, 2)))
+split = isb.simulate_runs(pr, demand)
+assert {d for x in jax.tree.leaves(split) for d in x.devices()} == {jax.devices()[0]}
+ds = isb.experiment(reps=7, settings=st)  # 336 runs
+isb.cpu_devices = lambda *a: []  # one batch on one device
+one = isb.simulate_runs(pr, demand)
+ds_one = isb.experiment(reps=7, settings=st)
+for name in isb.Result._fields:
+    a, b = np.asarray(getattr(split, name)), np.asarray(getattr(one, name))
+    assert a.shape == b.shape and np.array_equal(a, b, equal_nan=True), name
+assert ds.identical(ds_one)
+print("ok")
+"""
+
+
+def test_runs_split_over_cpu_devices():
+    """With two CPU devices (``jaxgames.use_cpu_cores(2)``), ``simulate_runs`` and
+    ``experiment`` run their batch in two parts side by side and give the same bits as one
+    batch on one device; ``use_cpu_cores`` after JAX started with another number raises.
+    In a subprocess: the device count is fixed when JAX's CPU backend starts."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 def test_key_forms():
     pr = isb.make_params("WH", "III", "BP1", settings=SHORT)
     a = isb.simulate(pr, jax.random.fold_in(jax.random.key(0), 5))
