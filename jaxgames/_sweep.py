@@ -17,12 +17,11 @@ How a sweep runs
   reused for every chunk, so peak memory scales with ``chunk_size``, not with the grid.
 * **Pipelining.** JAX dispatches asynchronously: chunk ``i + 1`` is submitted before chunk ``i``
   is copied back and written, so the device computes while the host writes.
-* **Devices.** With several local accelerators (GPUs) each chunk is sharded across all of them
-  along the point axis. Several CPU devices (:func:`jaxgames.use_cpu_cores`, or
-  ``XLA_FLAGS=--xla_force_host_platform_device_count``) are used only when ``devices=`` asks
-  for them: a sharded chunk runs one ``vmap`` per device instead of the CPU's tiles, which on
-  2 cores was 2.5x slower than one device (``bakshi_kleindorfer.noncooperative``, 262,144
-  points; ``benchmarks/README.md``).
+* **Devices.** With several local devices each chunk is split across all of them along the
+  point axis: on accelerators one partitioned ``vmap``; on CPU devices (cores, after
+  :func:`jaxgames.use_cpu_cores`, or ``XLA_FLAGS=--xla_force_host_platform_device_count``)
+  every device runs the tile loop over its own part (``shard_map``), since a partitioned
+  ``vmap`` there ran 2.5x slower than one device's tiles (``benchmarks/README.md``).
 * **Store and resume.** With ``store=path.zarr`` every chunk is written to its own region of a
   Zarr store as soon as it finishes, and then marked complete by an atomically created marker
   file (``<store>/jaxgames_progress/chunk-<i>``, inside a Zarr subgroup that readers of the
@@ -426,8 +425,26 @@ def _compiled(solve_fn, base_type, settings, derivatives, wrt, elasticities, n_d
     if n_devices == 1:
         return jax.jit(batched), None
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:n_devices]), ("points",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
-    return jax.jit(batched), sharding
+    points = jax.sharding.PartitionSpec("points")
+    sharding = jax.sharding.NamedSharding(mesh, points)
+    if micro_batch is None:  # one vmap, partitioned over the devices
+        return jax.jit(batched), sharding
+    # Tiles (CPU devices, i.e. cores): every device runs the tile loop over its own part of the
+    # chunk; a partitioned jit of the loop would slice tiles across the devices instead.
+    return jax.jit(_shard_map(batched, mesh, (points, jax.sharding.PartitionSpec()),
+                              points)), sharding
+
+
+def _shard_map(f, mesh, in_specs, out_specs):
+    """``jax.shard_map`` (or ``jax.experimental.shard_map`` on the older releases that
+    ``pyproject.toml`` allows) without the replication check, which knows no rule for some of
+    the engine's custom primitives; no output here is replicated."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                             check_vma=False)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
 def _precision(dtype: str):
@@ -1007,11 +1024,8 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     """Stage 3: the chunk layout, the compiled batch length and the device configuration."""
     chunk_size = (_default_chunk_size() if chunk_size is None
                   else _check_positive_int("chunk_size", chunk_size))
-    local = jax.local_devices()
-    n_all = len(local)
-    # CPU devices are cores: one device's tiles beat a sharded vmap there (module docstring).
-    n_default = 1 if local[0].platform == "cpu" else n_all
-    n_devices = n_default if devices is None else _check_positive_int("devices", devices)
+    n_all = len(jax.local_devices())
+    n_devices = n_all if devices is None else _check_positive_int("devices", devices)
     if n_devices > n_all:
         raise ValueError(f"devices={n_devices} but only {n_all} local device(s) exist")
     if study.design is not None:
@@ -1032,8 +1046,8 @@ def _plan_chunks(study: _Study, chunk_size, devices, micro_batch, store) -> _Pla
     default = micro_batch is None
     micro_batch = (_default_micro_batch() if default
                    else _check_positive_int("micro_batch", micro_batch))
-    if micro_batch is not None and (n_devices > 1 or (micro_batch >= batch and not default)):
-        # Sharded chunks, and an explicit micro_batch of at least the batch: one vmap. (The
+    if micro_batch is not None and micro_batch >= batch // n_devices and not default:
+        # An explicit micro_batch of at least a device's part of the batch: one vmap. (The
         # platform default runs a narrower chunk as one tile inside the loop.)
         micro_batch = None
     point = study.point
@@ -1197,8 +1211,7 @@ def sweep(
             (``jax.enable_x64``): the caller's global ``jax_enable_x64`` is left unchanged.
         dask: a ``distributed.Client`` or scheduler address: solve chunks as tasks on that
             cluster (needs ``store``; workers write their own regions).
-        devices: number of local devices to shard each chunk across (default: all
-            accelerators; on the CPU one device, see the module docstring).
+        devices: number of local devices to split each chunk across (default: all).
         micro_batch: solve a chunk as a loop (``_batching.tile_loop``) over vmapped groups of
             this many points; ``None`` takes the platform's default, the same for every model
             (on the CPU tiles of at most 1,024 points of equal width, a narrower chunk as one tile,

@@ -284,6 +284,10 @@ def _sweep(args: argparse.Namespace) -> int:
     prog = "jaxgames sweep"
     if args.resume and args.overwrite:
         raise _UsageError("--resume and --overwrite exclude each other")
+    if args.cores > 1:  # before any JAX computation (the file's checks compute nothing)
+        from jaxgames._devices import use_cpu_cores
+
+        use_cpu_cores(args.cores)
     try:
         spec = load_sweep(args.file, max_memory=args.max_memory, max_disk=args.max_disk)
     except SweepFileError as exc:
@@ -563,6 +567,9 @@ def _add_sweep_parser(sub) -> None:
     sweep.add_argument("--max-disk", metavar="SIZE", type=_size,
                        help="disk a .zarr output may take, e.g. 2TB (default: the free space "
                        "of its file system; overrides the file's max_disk)")
+    sweep.add_argument("--cores", metavar="N", type=_positive_int, default=1,
+                       help="on the CPU, split each chunk's tiles over N cores (JAX sees N CPU "
+                       "devices, jaxgames.use_cpu_cores; default 1; the same numbers)")
     sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 

@@ -242,6 +242,32 @@ def test_sweep_end_to_end(capsys, tmp_path, monkeypatch):
     assert png.stat().st_size > 10_000
 
 
+def test_sweep_on_two_cores_gives_the_same_dataset(tmp_path, monkeypatch):
+    """``--cores 2``: JAX sees two CPU devices and each chunk's tiles are split over them
+    (in a subprocess: the device count is fixed when JAX starts); the values are those of the
+    one-device run in this process."""
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "grid.toml").write_text(textwrap.dedent(GRID_FILE))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "jaxgames.cli", "sweep", "grid.toml", "--cores",
+                           "2", "--out", "two.nc", "--no-progress", "--no-compilation-cache"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert cli.main(["sweep", "grid.toml", "--out", "one.nc", "--no-progress"]) == 0
+    two, one = xr.load_dataset("two.nc"), xr.load_dataset("one.nc")
+    assert two.attrs["devices"].startswith("2 device(s)"), two.attrs["devices"]
+    assert one.attrs["devices"].startswith("1 device(s)"), one.attrs["devices"]
+    for k in ("devices", "created"):
+        two.attrs.pop(k), one.attrs.pop(k)
+    xr.testing.assert_identical(two, one)
+
+
 def _sensitivity_datasets():
     """Hand-made one-way, tornado and Sobol datasets in the shapes of jaxgames.sensitivity."""
     params, outputs = ["f", "p"], ["y_r", "t_r"]

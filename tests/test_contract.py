@@ -676,13 +676,13 @@ import _toy_model as toy
 assert len(jax.local_devices()) == 2, jax.local_devices()
 axes = {"regime": ["A", "C"], "v[2]": [1.0, 2.0, 3.0]}
 kw = dict(replications=3, seed=4, chunk_size=6, progress=False)
-both = jg.sweep(toy.simulate, toy.DEFAULT, axes, devices=2, **kw)
-one = jg.sweep(toy.simulate, toy.DEFAULT, axes, **kw)  # CPU devices: one unless asked
+both = jg.sweep(toy.simulate, toy.DEFAULT, axes, **kw)  # all devices
+one = jg.sweep(toy.simulate, toy.DEFAULT, axes, devices=1, **kw)
 assert both.attrs["devices"].startswith("2 device(s)") and one.attrs["devices"].startswith(
     "1 device(s)"), (both.attrs["devices"], one.attrs["devices"])
 xr.testing.assert_equal(both, one)
 eq2 = jg.sweep(toy.equilibrium, toy.DEFAULT, axes, derivatives=["q"], wrt=["v"], chunk_size=3,
-               progress=False, devices=2)
+               progress=False)
 eq1 = jg.sweep(toy.equilibrium, toy.DEFAULT, axes, derivatives=["q"], wrt=["v"], chunk_size=3,
                progress=False, devices=1)
 xr.testing.assert_equal(eq2, eq1)

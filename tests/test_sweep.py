@@ -416,15 +416,15 @@ _SHARD_SCRIPT = textwrap.dedent("""
     assert len(jax.local_devices()) == 2, jax.local_devices()
     axes = {"f": np.linspace(0.1, 0.9, 7), "p": np.linspace(0.0, 1.0, 5)}
     both = jg.sweep(bk.noncooperative, bk.DEFAULT, axes, chunk_size=9, progress=False,
-                    derivatives=["y_r"], wrt=["f"], devices=2)
-    # On the CPU a sweep uses one device unless devices= asks for more (the tiles are faster).
+                    derivatives=["y_r"], wrt=["f"])  # all devices: each runs its tiles
     one = jg.sweep(bk.noncooperative, bk.DEFAULT, axes, chunk_size=9, progress=False,
-                   derivatives=["y_r"], wrt=["f"])
+                   derivatives=["y_r"], wrt=["f"], devices=1)
     assert both.attrs["devices"].startswith("2 device(s)"), both.attrs["devices"]
     assert one.attrs["devices"].startswith("1 device(s)"), one.attrs["devices"]
     fn, sharding = _sweep._compiled(bk.noncooperative, bk.Params, (), ("y_r",), ("f",), False, 2)
     assert len(sharding.device_set) == 2
-    # Where and how the chunks ran: sharded chunks are one vmap, a single CPU device tiles.
+    # On CPU devices each device runs its part of a chunk in the tile loop (shard_map).
+    assert both.attrs["micro_batch"] == one.attrs["micro_batch"] == 1024
     for k in ("devices", "micro_batch"):
         both.attrs.pop(k), one.attrs.pop(k)
     both.attrs.pop("created"), one.attrs.pop("created")
