@@ -29,8 +29,10 @@ def use_cpu_cores(n: int | None = None) -> int:
 
     Call it right after ``import jax`` and before any JAX computation (JAX fixes the number
     when its CPU backend starts). Called later, it raises ``RuntimeError`` naming the number
-    JAX started with, unless that is already ``n``. Results do not change: every device runs
-    the same compiled program on its part of the batch (``isb``: the same bits, tested).
+    JAX started with, unless that is already ``n``. Every device runs the same compiled program
+    on its part of the batch: ``isb.simulate_runs`` and ``experiment`` give the same bits
+    (tested), a sweep the same values up to the last bits where a model's results depend on
+    its tile width (``defender_attacker``: within 2e-15 relative; ``benchmarks/README.md``).
     """
     import jax
 

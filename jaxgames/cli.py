@@ -569,7 +569,8 @@ def _add_sweep_parser(sub) -> None:
                        "of its file system; overrides the file's max_disk)")
     sweep.add_argument("--cores", metavar="N", type=_positive_int, default=1,
                        help="on the CPU, split each chunk's tiles over N cores (JAX sees N CPU "
-                       "devices, jaxgames.use_cpu_cores; default 1; the same numbers)")
+                       "devices, jaxgames.use_cpu_cores; default 1; the values of one core, "
+                       "up to the last bits for models whose tile width matters)")
     sweep.add_argument("--no-compilation-cache", action="store_true", help=_NO_CACHE_HELP)
     sweep.set_defaults(func=_sweep, subparser=sweep)
 
