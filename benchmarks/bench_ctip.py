@@ -472,7 +472,6 @@ def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0, jac: bool =
     docstring); ``jac=False`` skips the derivatives (their programs cost the most compilation).
     Prints and returns the measurements."""
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
     from jaxgames.models import ctip
@@ -518,43 +517,49 @@ def stage2_engine(Ns, n: int = 32, repeats: int = 3, jac_n: int = 0, jac: bool =
         print(f"N = {N}: max rel. difference engine vs closed form {diff}; statuses equal "
               f"{same_status}; status counts {np.unique(cf.status, return_counts=True)}; "
               f"defaults mu = {cf.mu[:2]}", flush=True)
-        if not jac:
-            for s2 in ctip.STAGE2:
-                del res[s2]["eq"]
-            out[N] = {"points": len(pts), "max_rel_diff": diff, "statuses_equal": same_status,
-                      **res}
-            continue
-        # Derivatives: reverse mode (jax.jacobian) of (EW, q) w.r.t. (sigma, lam, M).
-        off = [k for k in range(2, len(pts)) if cf.status[k] == 0 and not cf.at_kink[k]]
-        jpts = [0, 1] + off[:jac_n]
-
-        def outputs(theta, p, s2, N=N):
-            p = p._replace(sigma=jnp.broadcast_to(theta[0], (N,)), lam=theta[1], M=theta[2])
-            eq = ctip.equilibrium(p, "moq", stage2=s2)
-            return jnp.concatenate([eq.EW[None], eq.q])
-
-        J = stack(ctip, [pts[k] for k in jpts])
-        thetas = jnp.stack([J.sigma[:, 0], J.lam, J.M], axis=1)
-        jacs = {}
-        for s2 in ctip.STAGE2:
-            g = jax.jit(jax.vmap(jax.jacobian(lambda t, p, s2=s2: outputs(t, p, s2))))
-            comp, cw, cc = timed(lower_compile, g, thetas, J)
-            jac, w, c = timed(comp, thetas, J)
-            jacs[s2] = np.asarray(jac)
-            res[s2]["jacobian_compile_cpu_s"] = cc
-            print(f"N = {N} {s2:11s}: jax.jacobian compile {cw:6.1f} s wall / {cc:6.1f} s CPU, "
-                  f"{len(jpts)} points {w:.2f} s wall / {c:.2f} s CPU", flush=True)
-        djac = float(np.max(np.abs(jacs["engine"] - jacs["closed_form"])
-                            / np.maximum(np.abs(jacs["closed_form"]), 1.0)))
-        finite = bool(np.all(np.isfinite(jacs["engine"])))
-        print(f"N = {N}: jacobian points {jpts}: max rel. difference {djac:.2e}, engine finite "
-              f"{finite}; closed form at the defaults (EW, q) x (sigma, lam, M):\n"
-              f"{jacs['closed_form'][0]}", flush=True)
+        extra = {}
+        if jac:  # derivatives: reverse mode (jax.jacobian) of (EW, q) w.r.t. (sigma, lam, M)
+            extra = _stage2_jacobians(ctip, N, pts, cf, res, jac_n, timed, lower_compile)
         for s2 in ctip.STAGE2:
             del res[s2]["eq"]
         out[N] = {"points": len(pts), "max_rel_diff": diff, "statuses_equal": same_status,
-                  "jacobian_points": jpts, "jacobian_max_rel_diff": djac, **res}
+                  **extra, **res}
     return out
+
+
+def _stage2_jacobians(ctip, N, pts, cf, res, jac_n, timed, lower_compile) -> dict:
+    """``--stage2-engine``'s derivatives: ``jax.jacobian`` of ``(EW, q)`` w.r.t. ``(sigma, lam,
+    M)`` under both routes at the defaults (M binding and slack) and ``jac_n`` sample points off
+    kinks; records each route's compile time in ``res`` and returns the comparison."""
+    import jax
+    import jax.numpy as jnp
+
+    off = [k for k in range(2, len(pts)) if cf.status[k] == 0 and not cf.at_kink[k]]
+    jpts = [0, 1] + off[:jac_n]
+
+    def outputs(theta, p, s2):
+        p = p._replace(sigma=jnp.broadcast_to(theta[0], (N,)), lam=theta[1], M=theta[2])
+        eq = ctip.equilibrium(p, "moq", stage2=s2)
+        return jnp.concatenate([eq.EW[None], eq.q])
+
+    J = stack(ctip, [pts[k] for k in jpts])
+    thetas = jnp.stack([J.sigma[:, 0], J.lam, J.M], axis=1)
+    jacs = {}
+    for s2 in ctip.STAGE2:
+        g = jax.jit(jax.vmap(jax.jacobian(lambda t, p, s2=s2: outputs(t, p, s2))))
+        comp, cw, cc = timed(lower_compile, g, thetas, J)
+        jm, w, c = timed(comp, thetas, J)
+        jacs[s2] = np.asarray(jm)
+        res[s2]["jacobian_compile_cpu_s"] = cc
+        print(f"N = {N} {s2:11s}: jax.jacobian compile {cw:6.1f} s wall / {cc:6.1f} s CPU, "
+              f"{len(jpts)} points {w:.2f} s wall / {c:.2f} s CPU", flush=True)
+    djac = float(np.max(np.abs(jacs["engine"] - jacs["closed_form"])
+                        / np.maximum(np.abs(jacs["closed_form"]), 1.0)))
+    finite = bool(np.all(np.isfinite(jacs["engine"])))
+    print(f"N = {N}: jacobian points {jpts}: max rel. difference {djac:.2e}, engine finite "
+          f"{finite}; closed form at the defaults (EW, q) x (sigma, lam, M):\n"
+          f"{jacs['closed_form'][0]}", flush=True)
+    return {"jacobian_points": jpts, "jacobian_max_rel_diff": djac}
 
 
 def methods_by_key(methods, *keys):

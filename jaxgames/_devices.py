@@ -74,13 +74,19 @@ def cpu_devices(*args) -> list:
     decides); otherwise ``[]``."""
     import jax
 
-    if jax.default_backend() != "cpu":
-        return []
-    if isinstance(jax.numpy.zeros(()), jax.core.Tracer) or any(
-            isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
+    if jax.default_backend() != "cpu" or traced(*args):
         return []
     devs = jax.local_devices(backend="cpu")
     return devs if len(devs) > 1 else []
 
 
-__all__ = ["available_cores", "cpu_devices", "use_cpu_cores"]
+def traced(*args) -> bool:
+    """Whether the caller runs inside a trace (``jit``, ``vmap`` ...: a fresh array is a
+    tracer there) or any leaf of ``args`` is a tracer."""
+    import jax
+
+    return isinstance(jax.numpy.zeros(()), jax.core.Tracer) or any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+
+
+__all__ = ["available_cores", "cpu_devices", "traced", "use_cpu_cores"]

@@ -138,7 +138,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from jaxgames._devices import cpu_devices
+from jaxgames._devices import cpu_devices, traced
 from jaxgames._solver import LANES as _LANES
 from jaxgames._solver import Status
 from jaxgames._validation import Interval, check_domain, inputs_valid
@@ -1073,9 +1073,7 @@ def _runs_compiled(*args):
     """:func:`_runs_program` jitted, with :data:`COMPILER_OPTIONS` on a CPU backend (chosen at
     the call: importing the module does not start a backend). Inside a trace (``jit``, ``vmap``
     ...) the plain version: JAX accepts compiler options on top-level programs only."""
-    traced = isinstance(jnp.zeros(()), jax.core.Tracer) or any(
-        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
-    if traced or not COMPILER_OPTIONS or jax.default_backend() != "cpu":
+    if traced(*args) or not COMPILER_OPTIONS or jax.default_backend() != "cpu":
         return _runs_jit
     return _runs_jit_cpu
 
@@ -1118,7 +1116,7 @@ def _simulate_runs_last(params: Params, demand: Array, rows=None) -> Result:
         else:  # padding runs read column 0 (sliced off)
             rows = np.concatenate([rows, np.zeros(width - n, rows.dtype)])
     args = (pr, demand) if rows is None else (pr, demand, jnp.asarray(rows, jnp.int32))
-    devs = cpu_devices(*args)[:width // CHUNK]
+    devs = [] if rows is None else cpu_devices(*args)[:width // CHUNK]
     if len(devs) > 1:
         res = _on_devices(devs, args, rows)
     else:
@@ -1126,15 +1124,15 @@ def _simulate_runs_last(params: Params, demand: Array, rows=None) -> Result:
     return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
 
-def _on_devices(devs, args, host_rows=None) -> Result:
+def _on_devices(devs, args, host_rows) -> Result:
     """:func:`_runs_compiled` on several CPU devices at once (:func:`jaxgames.use_cpu_cores`):
-    the runs in contiguous parts of whole ``LANES``, one per device, each part run from a
-    thread of its own (JAX executes a small CPU program such as this one-kernel loop in the
-    calling thread, so parts dispatched from one thread would run one after the other), the
-    results joined on the first device. A run gives the same bits in any part as in one batch
-    (its arithmetic does not depend on its neighbours: tested)."""
-    pr, demand = args[0], args[1]
-    rows = args[2] if len(args) > 2 else None
+    the runs (reading a runs-first demand through ``rows``) in contiguous parts of whole
+    ``LANES``, one per device, each part run from a thread of its own (JAX executes a small
+    CPU program such as this one-kernel loop in the calling thread, so parts dispatched from
+    one thread would run one after the other), the results joined on the first device. A run
+    gives the same bits in any part as in one batch (its arithmetic does not depend on its
+    neighbours: tested)."""
+    pr, demand, rows = args
     width = pr.h.shape[0]
     k = len(devs)
     cuts = [(i * (width // LANES) // k) * LANES for i in range(k)] + [width]
@@ -1142,9 +1140,7 @@ def _on_devices(devs, args, host_rows=None) -> Result:
     def run(i):
         d, a, b = devs[i], cuts[i], cuts[i + 1]
         part = jax.device_put(jax.tree.map(lambda x: x[a:b], pr), d)
-        if rows is None:
-            part_args = (part, jax.device_put(demand[..., a:b], d))
-        elif d == devs[0]:  # where the demand is: as it is, no copy
+        if d == devs[0]:  # where the demand is: as it is, no copy
             part_args = (part, demand, rows[a:b])
         else:  # the demand rows the part reads (all of experiment's few), rows shifted
             lo, hi = int(host_rows[a:b].min()), int(host_rows[a:b].max()) + 1
