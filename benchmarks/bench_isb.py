@@ -92,15 +92,14 @@ def main(argv=None):
         os.sched_setaffinity(0, {args.pin})
     if args.quick:
         args.reps, args.ref_runs, args.big, args.chunk, args.repeats = 3, 4, 4096, 1024, 1
-    if args.compare:
-        return compare(args)
-
     import jax
 
     import jaxgames
 
-    if args.cores > 1:
+    if args.cores > 1:  # before the first JAX computation, for --compare too
         jaxgames.use_cpu_cores(args.cores)
+    if args.compare:
+        return compare(args)
     jax.config.update("jax_enable_x64", not args.float32)
     import isb_reference as ref
     import jax.numpy as jnp
