@@ -718,7 +718,22 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
     n_m = active[4].astype(dtype) + active[5].astype(dtype)
     cap = par(pr.capacity / n_m)  # per active manufacturer
     h, b, f, s_f, z = (par(getattr(pr, k)) for k in ("h", "b", "f", "s_f", "z"))
-    policy = par(pr.policy)
+    # The policy's choice and the active mask as bit masks (all ones or 0) applied with bitwise
+    # and / or to the candidate orders' bits: exactly ``jnp.where``'s values, without the
+    # conversions of per-run booleans (bytes) to vector masks that ``where`` compiles to in the
+    # order decision's loop, which is latency-bound (fewer instructions per element, more
+    # elements in flight).
+    utype = jnp.dtype(f"uint{8 * jnp.dtype(dtype).itemsize}")
+    ones = jnp.asarray(np.iinfo(utype).max, utype)
+
+    def bits(x):
+        return jax.lax.bitcast_convert_type(x, utype)
+
+    def unbits(x):
+        return jax.lax.bitcast_convert_type(x, dtype)
+
+    pick = [jnp.where(par(pr.policy) == k, ones, utype.type(0)) for k in range(3)] + [
+        jnp.where(active, ones, utype.type(0))]
     breach_on = _breach_rule(pr, settings.days)
 
     mu_r = jnp.broadcast_to(pr.demand_mean, (2, *bs))
@@ -776,8 +791,10 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         to = 0.0 + jnp.concatenate([to_r, to_w])
         # 4. costs (holding h OH is computed by ``act`` from the carried OH)
         short = (o > 0) & (ship < owed)
-        back_c = b * (bl[:, 0] + bl[:, 1]) + s_f * (
-            short[:, 0].astype(dtype) + short[:, 1].astype(dtype))
+        # s_f per short link as a select (0, s_f or 2 s_f: the same values as s_f times the count
+        # of short links, without converting the comparisons to numbers)
+        back_c = b * (bl[:, 0] + bl[:, 1]) + (jnp.where(short[:, 0], s_f, 0.0)
+                                              + jnp.where(short[:, 1], s_f, 0.0))
         # 5. forecast
         # Ring buffer: day t's total replaces the one of day t - W (slot t mod W).
         win = jax.lax.dynamic_update_index_in_dim(s.win, incoming, t % W, 0)
@@ -795,9 +812,9 @@ def _run_days(pr: Params, demand: Array, settings: Settings, trace: bool, offset
         else:
             n = 1.0
         q_batch = jnp.where(batch > 0, n * batch, 0.0)
-        q_policy = jnp.where(policy == 0, gap, jnp.where(policy == 1, q_batch, gap + eoq))
+        q_policy = bits(gap) & pick[0] | bits(q_batch) & pick[1] | bits(gap + eoq) & pick[2]
         below = gap > ORDER_RTOL * (1.0 + jnp.abs(rop))  # IP < ROP beyond rounding
-        q = jnp.where(below & active, q_policy, 0.0)
+        q = unbits(jnp.where(below, q_policy & pick[3], 0))
         new = s._replace(oh=oh, bl=bl, oo=oo, win=win, info=info)
         out = None
         if trace:
