@@ -1117,7 +1117,8 @@ def simulate_runs(params: Params, demand: Array) -> Result:
     if demand.shape != (n, params.settings.days, 2):
         raise ValueError(f"{MODEL}: demand must have shape (runs, days, 2) = "
                          f"(n, {params.settings.days}, 2), got {demand.shape}")
-    return _simulate_runs_last(params, demand, np.arange(n, dtype=np.int32))
+    res = _simulate_runs_last(params, demand, np.arange(n, dtype=np.int32))
+    return jax.tree.map(jnp.asarray, res)  # arrays on the default device, as a jit returns
 
 
 def _simulate_runs_last(params: Params, demand: Array, rows=None) -> Result:
@@ -1125,48 +1126,53 @@ def _simulate_runs_last(params: Params, demand: Array, rows=None) -> Result:
     ``(m, days, 2)`` with ``rows`` (``(n,)`` ints): run ``j`` reads row ``rows[j]`` in place,
     day by day (no transposed or tiled copy of the demand: :func:`simulate_runs` passes its
     ``(n, days, 2)`` demand with ``rows = 0 .. n - 1``; :func:`experiment` its ``(reps, days,
-    2)`` draws, shared by the 48 scenarios)."""
+    2)`` draws, shared by the 48 scenarios). The result's leaves are JAX arrays, or NumPy
+    arrays when the runs were split over CPU devices (:func:`_on_devices`)."""
     dtype = jnp.result_type(float)
     n = demand.shape[-1] if rows is None else len(rows)
     if rows is not None:
         rows = np.asarray(rows)
+    # The batch's parameters built with NumPy unless traced: 15 small eager JAX operations
+    # took ~3 ms, 4% of the design's time on two CPU devices.
+    xp = jnp if traced(params, demand) else np
     pr = params._replace(
-        **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
-        **{k: jnp.broadcast_to(jnp.asarray(getattr(params, k), jnp.int32), (n,))
+        **{k: xp.broadcast_to(xp.asarray(getattr(params, k), dtype), (n,)) for k in _NUMERIC},
+        **{k: xp.broadcast_to(xp.asarray(getattr(params, k), np.int32), (n,))
            for k in _CODES})
     width = -(-n // LANES) * LANES  # padded as under vmap: the same bits at any n
     if width != n:
-        pr = jax.tree.map(lambda x, fill: jnp.concatenate(
-            [x, jnp.full((width - n,), fill, x.dtype)]), pr, DEFAULT._replace(settings=pr.settings))
+        pr = jax.tree.map(lambda x, fill: xp.concatenate(
+            [x, xp.full((width - n,), fill, x.dtype)]), pr, DEFAULT._replace(settings=pr.settings))
         if rows is None:
             demand = jnp.concatenate([demand, jnp.zeros((*demand.shape[:-1], width - n),
                                                         demand.dtype)], -1)
         else:  # padding runs read column 0 (sliced off)
             rows = np.concatenate([rows, np.zeros(width - n, rows.dtype)])
-    args = (pr, demand) if rows is None else (pr, demand, jnp.asarray(rows, jnp.int32))
+    args = (pr, demand) if rows is None else (pr, demand, rows.astype(np.int32))
     devs = [] if rows is None else cpu_devices(*args)[:width // CHUNK]
     if len(devs) > 1:
-        res = _on_devices(devs, args, rows)
+        res = _on_devices(devs, args)
     else:
         res = _runs_compiled(*args)(*args)
     return jax.tree.map(lambda x: x[:n], res) if width != n else res
 
 
-def _on_devices(devs, args, host_rows) -> Result:
+def _on_devices(devs, args) -> Result:
     """:func:`_runs_compiled` on several CPU devices at once (:func:`jaxgames.use_cpu_cores`):
     the runs (reading a runs-first demand through ``rows``) in contiguous parts, one per device,
     each part run from a thread of its own (JAX executes a small CPU program such as this
     one-kernel loop in the calling thread, so parts dispatched from one thread would run one
-    after the other), the results joined on the first device. A run gives the same bits in any
-    part as in one batch (its arithmetic does not depend on its neighbours: tested).
+    after the other), the results joined on the host (NumPy arrays). A run gives the same bits
+    in any part as in one batch (its arithmetic does not depend on its neighbours: tested).
 
     The parts are whole chunks of the batch's own chunking (:func:`_chunking`), shared out as
     evenly as the chunks allow: halves of the design's 2,160 runs (1,080 each) would each be
     padded to chunks of 64 (10% more time than 1,040 + 1,120 runs in chunks of 80 and 112).
-    Every part's inputs are sliced on the host and put on its device before any part starts:
-    an operation dispatched to the first device while its part runs waits for that part
-    (one device executes in order), which had the second part start only after the first
-    ended in some calls (0.086-0.114 s against 0.063 s for the two kernels side by side)."""
+    Every part's inputs are sliced on the host and go to its device with the call, from its
+    thread (``jax.default_device``): an operation dispatched to the first device while its part
+    runs waits for that part (one device executes in order), which had the second part start
+    only after the first ended in some calls (0.086-0.114 s against 0.063 s for the two kernels
+    side by side)."""
     pr, demand, rows = args
     width = pr.h.shape[0]
     k = len(devs)
@@ -1176,19 +1182,20 @@ def _on_devices(devs, args, host_rows) -> Result:
     host_pr = jax.tree.map(np.asarray, pr)
     host_demand = np.asarray(demand)
     parts = []
-    for i, d in enumerate(devs):
+    for i in range(k):
         a, b = cuts[i], cuts[i + 1]
-        lo, hi = int(host_rows[a:b].min()), int(host_rows[a:b].max()) + 1
+        lo, hi = int(rows[a:b].min()), int(rows[a:b].max()) + 1
         # The demand rows the part reads (all of experiment's few), its rows shifted to them.
-        parts.append(jax.device_put((jax.tree.map(lambda x, a=a, b=b: x[a:b], host_pr),
-                                     host_demand[lo:hi], host_rows[a:b] - lo), d))
+        parts.append((devs[i], (jax.tree.map(lambda x, a=a, b=b: x[a:b], host_pr),
+                                host_demand[lo:hi], rows[a:b] - lo)))
 
-    def run(part):
-        return jax.block_until_ready(_runs_compiled(*part)(*part))
+    def run(dev_part):
+        dev, part = dev_part
+        with jax.default_device(dev):
+            return jax.tree.map(np.asarray, _runs_compiled(*part)(*part))
 
     outs = list(_thread_pool(k).map(run, parts))
-    return jax.device_put(jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
-                                       *outs), devs[0])
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
 @functools.cache
