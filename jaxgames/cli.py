@@ -173,10 +173,15 @@ def _summary(spec, ds, seconds: float, output: Path, figures) -> str:
                                    f"{len(ds['output'])} outputs)"))
     else:
         conv = ds["converged"] if "converged" in ds else None
-        n = int(conv.size) if conv is not None else None
-        shape = " x ".join(f"{ds.sizes[d]} {d}" for d in (conv.dims if conv is not None
+        # One value per point: ``converged`` where the model solves, else its ``status`` or
+        # ``assumptions_hold`` (a simulation such as isb has no convergence to report).
+        per_point = next((ds[k] for k in ("converged", "status", "assumptions_hold") if k in ds),
+                         None)
+        n = int(per_point.size) if per_point is not None else None
+        shape = " x ".join(f"{ds.sizes[d]} {d}" for d in (per_point.dims if per_point is not None
                                                            else ds.sizes))
-        rows.append(("points", f"{n:,}" + (f" ({shape})" if shape else "")))
+        rows.append(("points", (f"{n:,}" if n is not None else "?")
+                     + (f" ({shape})" if shape else "")))
     if conv is not None:
         k, m = _share(conv)
         what = "parameters with both ends converged" if spec.mode == "tornado" else "points"
@@ -300,6 +305,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise _UsageError(str(exc)) from None
     solve = " + ".join(spec.solve)
     size = f"{spec.n_points:,} points, " if spec.mode in ("axes", "design") else ""
+    if size and spec.replications:
+        size = f"{spec.n_points:,} points x {spec.replications:,} replications, "
     print(f"{prog}: {args.file}: {spec.model}.{solve} ({size}[{spec.mode}], {spec.dtype}) -> "
           f"{output}", file=sys.stderr, flush=True)
     _enable_compilation_cache(args)
@@ -352,7 +359,9 @@ def _open_dataset(path: Path):
     if not path.exists():
         raise _UsageError(f"{path}: no such dataset")
     if path.suffix == ".zarr":
-        return xr.open_zarr(path, consolidated=False)
+        from jaxgames._sweep import _open_store
+
+        return _open_store(path)
     if path.suffix == ".nc":
         return xr.open_dataset(path, engine="h5netcdf")
     raise _UsageError(f"{path}: expected a .zarr store or a .nc file")

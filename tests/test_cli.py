@@ -242,6 +242,46 @@ def test_sweep_end_to_end(capsys, tmp_path, monkeypatch):
     assert png.stat().st_size > 10_000
 
 
+ISB_FILE = """\
+model = "isb"
+solve = "simulate"
+output = "isb.nc"
+replications = 3
+seed = 1
+
+[axes]
+structure = { values = ["S", "NT"] }
+capacity = { values = [60.0, 80.0] }
+
+[[figure]]
+kind = "line"
+var = "cost_chain"
+x = "capacity"
+by = "structure"
+reduce = "mean"
+path = "isb.png"
+"""
+
+
+def test_sweep_of_a_simulation_summarises_its_points(capsys, tmp_path, monkeypatch):
+    """A model without convergence to report (``isb``: ``status`` and ``assumptions_hold``,
+    no ``converged``) gets the same summary: exit 0, its points counted over the sweep's dims
+    and replications (the summary used to fail after a finished sweep: exit 1)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "isb.toml").write_text(ISB_FILE)
+    assert cli.main(["sweep", "isb.toml", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "isb.simulate (4 points x 3 replications, [axes], float64)" in captured.err
+    assert "points       12 (2 structure x 2 capacity x 3 replication)" in out, out
+    assert "converged" not in out
+    assert "assumptions  100.0% of points satisfy the model's assumptions (12 of 12)" in out, out
+    assert "figures      isb.png" in out
+    ds = xr.load_dataset(tmp_path / "isb.nc")
+    assert ds["status"].shape == (2, 2, 3) and bool(ds["assumptions_hold"].all())
+    assert (tmp_path / "isb.png").stat().st_size > 10_000
+
+
 def test_sweep_on_two_cores_gives_the_same_dataset(tmp_path, monkeypatch):
     """``--cores 2``: JAX sees two CPU devices and each chunk's tiles are split over them
     (in a subprocess: the device count is fixed when JAX starts); the values are those of the
