@@ -592,6 +592,16 @@ def _sel(obj, sel: Mapping[str, Any]):
     return obj.sel(exact) if exact else obj
 
 
+def _positions(values) -> tuple[np.ndarray, list[str] | None]:
+    """Where a coordinate's values go on an axis: numbers where they are, labels (a categorical
+    parameter such as isb's ``structure``, agents) at 0, 1, ... in their order, with the labels
+    to write at those ticks (else ``None``)."""
+    v = np.asarray(values)
+    if v.dtype.kind in "biuf":
+        return v.astype(float), None
+    return np.arange(v.size, dtype=float), [str(t) for t in v]
+
+
 def _is_log(c: np.ndarray) -> bool:
     c = c[np.isfinite(c)]
     return bool(c.size and c.min() > 0 and c.max() > 100 * c.min())
@@ -618,9 +628,12 @@ class _Grid:
                              f"but after selecting {dict(sel)} its dims are {tuple(da.dims)}"
                              + hint)
         self.da = da.transpose(y, x)
-        self.x = np.asarray(self.da[x], float)
-        self.y = np.asarray(self.da[y], float)
-        self.xlog, self.ylog = _is_log(self.x), _is_log(self.y)
+        self.x, self.xticks = _positions(self.da[x].values)
+        self.y, self.yticks = _positions(self.da[y].values)
+        self.xlog = self.xticks is None and _is_log(self.x)
+        self.ylog = self.yticks is None and _is_log(self.y)
+        # Labels have no values between them: no contour lines across a categorical axis.
+        self.categorical = self.xticks is not None or self.yticks is not None
         self.xe, self.ye = _edges(self.x, self.xlog), _edges(self.y, self.ylog)
         self.failed = None
         if "converged" in ds and var != "converged":
@@ -642,11 +655,15 @@ class _Grid:
     def axes(self, ax: Axes, title: str) -> None:
         ax.set_xlim(self.xe.min(), self.xe.max())
         ax.set_ylim(self.ye.min(), self.ye.max())
-        if self.xlog:
+        if self.xticks is not None:
+            ax.set_xticks(self.x, self.xticks)
+        elif self.xlog:
             ax.set_xscale("log")
         else:
             _readable_numbers(ax.xaxis, self.x)
-        if self.ylog:
+        if self.yticks is not None:
+            ax.set_yticks(self.y, self.yticks)
+        elif self.ylog:
             ax.set_yscale("log")
         else:
             _readable_numbers(ax.yaxis, self.y)
@@ -708,7 +725,8 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
     two decades. Signed data (both signs present) get a diverging colour map centred at 0,
     others viridis. Cells whose solve did not converge are grey and hatched, and left out of
     the contours; cells where the model's assumptions do not hold (``assumptions_hold``
-    False) are cross-hatched over their colour.
+    False) are cross-hatched over their colour. An axis of labels (a categorical parameter)
+    has one column or row per label, in the coordinate's order, and no contours.
 
     With ``facet``, a third dimension: one panel per value of it, side by side, sharing the
     axes, the colour scale and the contour levels (so that panels compare at a glance).
@@ -757,7 +775,7 @@ def heatmap(ds: xr.Dataset, var: str, x: str, y: str, *, contours: bool = True,
     for g, z, pax in zip(grids, zs, panels, strict=True):
         mesh = pax.pcolormesh(g.xe, g.ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm,
                               shading="flat", zorder=1)
-        if lv.size and min(z.shape) >= 2 and np.isfinite(z).any():
+        if lv.size and min(z.shape) >= 2 and np.isfinite(z).any() and not g.categorical:
             cs = pax.contour(g.x, g.y, np.ma.masked_invalid(z), levels=lv, colors="k",
                              linewidths=0.8, alpha=0.75, zorder=3)
             pax.clabel(cs, fontsize=8, inline=True,
@@ -1001,6 +1019,9 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
     ``bands`` maps a line's variable to the names of two variables holding a lower and an
     upper bound (e.g. a confidence interval of a mean over replications): the band between
     them is shaded in the line's colour, labelled ``band_label`` once per panel.
+
+    An ``x`` of labels (a categorical parameter) puts them at evenly spaced ticks in the
+    coordinate's order, each value marked with a dot.
     """
     if isinstance(groups, str):
         groups = {"": [groups]}
@@ -1017,7 +1038,9 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
     fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows + 0.4) if by is None else
                  (8.2 * ncols, 4.2 * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    xs = np.asarray(sub[x], float)
+    xs, xticks = _positions(sub[x].values)
+    if xticks is not None and xmarks:
+        raise ValueError(f"xmarks need a numeric x; {x!r} holds labels {xticks}")
     slices = ([(None, {})] if by is None else
               [(v, {by: v}) for v in np.asarray(sub[by].values)])
 
@@ -1043,6 +1066,8 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
                     label = text if len(members) == 1 else f"{name}, {text}"
                     style = dict(lw=1.8, color=_LINE_COLORS[s_i % len(_LINE_COLORS)],
                                  linestyle=_DASHES[m_i % len(_DASHES)])
+                if xticks is not None:
+                    style["marker"] = "o"
                 hold = mask("assumptions_hold", s_i)
                 any_violated |= _plot_line(ax, xs, ys, hold, label=label, **style)
                 color = ax.lines[-1].get_color()
@@ -1067,7 +1092,9 @@ def lines(ds: xr.Dataset, groups, x: str, *, sel: dict | None = None, title: str
         else:
             ax.set_ylabel(f"[{units.pop()}]" if len(units) == 1 and None not in units else "")
         ax.set_xlabel(_label(ds, x))
-        if xs.min() > 0 and xs.max() > 100 * xs.min():
+        if xticks is not None:
+            ax.set_xticks(xs, xticks)
+        elif xs.min() > 0 and xs.max() > 100 * xs.min():
             ax.set_xscale("log")
         ax.set_title(panel, fontsize=11)
         ax.grid(True, color="0.92")

@@ -245,6 +245,60 @@ def test_heatmap_bad_selection_names_dims():
         plots.heatmap(ds, "W", "f", "D_J", p=0.3)
 
 
+def categorical_ds():
+    """isb-like: costs over two categorical parameters (labels) and a numeric one."""
+    structure, policy = ["S", "WH", "MF", "NT"], ["I", "II", "III"]
+    capacity = np.array([60.0, 80.0, 100.0])
+    cost = (np.arange(4)[:, None, None] * 10.0 + np.arange(3)[None, :, None] * 100.0
+            + capacity[None, None, :])
+    return xr.Dataset(
+        {"cost_chain": (("structure", "policy", "capacity"), cost,
+                        {"units": "$/day", "description": "chain cost"}),
+         "assumptions_hold": (("structure", "policy", "capacity"), np.ones(cost.shape, bool))},
+        coords={"structure": ("structure", structure, {"description": "structure"}),
+                "policy": ("policy", policy), "capacity": ("capacity", capacity)},
+        attrs={"model": "isb"})
+
+
+def test_heatmap_and_region_map_over_categorical_axes():
+    """Labels (categorical parameters) go at evenly spaced ticks in the coordinate's order,
+    one cell per label, without contours across them; a numeric axis beside them is kept."""
+    ds = categorical_ds()
+    fig = render(plots.heatmap(ds, "cost_chain", "policy", "structure", capacity=80.0))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["I", "II", "III"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["S", "WH", "MF", "NT"]
+    np.testing.assert_array_equal(ax.get_xticks(), [0, 1, 2])
+    assert ax.get_xlim() == (-0.5, 2.5) and ax.get_ylim() == (-0.5, 3.5)
+    assert _contours(ax) == []
+    # the cells hold the values in the coordinates' order (row = structure, column = policy)
+    np.testing.assert_array_equal(np.asarray(ax.collections[0].get_array()).reshape(4, 3),
+                                  ds["cost_chain"].sel(capacity=80.0).values)
+    fig = render(plots.heatmap(ds, "cost_chain", "capacity", "structure", policy="II"))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["S", "WH", "MF", "NT"]
+    assert ax.get_xlim() == (50.0, 110.0) and _contours(ax) == []
+    codes = ds.assign(cheapest=ds["cost_chain"].argmin("policy").astype(np.int32))
+    fig = render(plots.region_map(codes, "cheapest", "capacity", "structure"))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["S", "WH", "MF", "NT"]
+
+
+def test_lines_along_a_categorical_x():
+    ds = categorical_ds()
+    fig = render(plots.lines(ds, "cost_chain", "structure", by="policy", sel={"capacity": 80}))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["S", "WH", "MF", "NT"]
+    assert ax.get_xscale() == "linear"
+    line = ax.lines[0]
+    assert line.get_marker() == "o"
+    np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2, 3])
+    np.testing.assert_array_equal(line.get_ydata(),
+                                  ds["cost_chain"].sel(policy="I", capacity=80.0).values)
+    with pytest.raises(ValueError, match="xmarks need a numeric x; 'structure' holds labels"):
+        plots.lines(ds.assign(mark=ds["cost_chain"]), "cost_chain", "structure", by="policy",
+                    sel={"capacity": 80}, xmarks=["mark"])
+
+
 # ----------------------------------------------------------------------------- region map
 
 
