@@ -853,7 +853,17 @@ def check_store_path(store: str | os.PathLike, *, resume: bool = False,
 
 
 def _open_store(store: str) -> xr.Dataset:
-    return xr.open_zarr(store, consolidated=False)
+    return _labels_as_object(xr.open_zarr(store, consolidated=False))
+
+
+def _labels_as_object(ds: xr.Dataset) -> xr.Dataset:
+    """Labels (categorical coordinates such as isb's ``structure``, agents) as the sweep returns
+    them in memory, object arrays of ``str``: Zarr v3 reads variable-length strings back as
+    NumPy's ``StringDType``, which xarray does not handle everywhere yet (``idxmin`` and
+    ``idxmax`` over such a coordinate raise)."""
+    names = [k for k, v in ds.variables.items() if v.dtype.kind == "T"]
+    return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
+        {k: ds[k].astype(object) for k in names if k not in ds.coords})
 
 
 def open_sweep(store: str | os.PathLike) -> xr.Dataset:

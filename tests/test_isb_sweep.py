@@ -86,6 +86,14 @@ def test_store_resume_round_trip(swept, tmp_path):
     xr.testing.assert_equal(ds[["cost", "cost_chain"]], swept[["cost", "cost_chain"]])
     reopened = jg.open_sweep(store)
     xr.testing.assert_equal(reopened[["cost", "cost_chain"]], swept[["cost", "cost_chain"]])
+    # Labels come back as the sweep returned them (object arrays of str), and label
+    # reductions work on them (Zarr's variable-length strings read as NumPy's StringDType,
+    # on which xarray's idxmin raised).
+    for dim in ("structure", "policy", "breach", "agent"):
+        assert reopened[dim].dtype == swept[dim].dtype == object, dim
+    mean = reopened["cost_chain"].mean("replication")
+    xr.testing.assert_equal(mean.idxmin("policy"),
+                            swept["cost_chain"].mean("replication").idxmin("policy"))
 
 
 def test_paired_reconfiguration_effect_from_the_sweep(swept):
