@@ -44,11 +44,12 @@ def summary(ds: xr.Dataset) -> dict:
                 "rise_to_100_per_tier_mean": {str(t): round(float(v), 2) for t, v in
                                               zip(rise.tier.values, rise.values, strict=True)}}
     at80 = cost.sel(capacity=80.0)
+    cheapest, dearest = at80.idxmin("policy"), at80.idxmax("structure")
     out["at_80"] = {
-        "cheapest_policy_per_structure": {str(s): str(at80.sel(structure=s).idxmin("policy").values)
-                                          for s in ds.structure.values},
-        "dearest_structure_per_policy": {str(p): str(at80.sel(policy=p).idxmax("structure").values)
-                                         for p in ds.policy.values}}
+        "cheapest_policy_per_structure": dict(zip(map(str, cheapest.structure.values),
+                                                  map(str, cheapest.values), strict=True)),
+        "dearest_structure_per_policy": dict(zip(map(str, dearest.policy.values),
+                                                 map(str, dearest.values), strict=True))}
     cells = out["cells"].values()
     out["range"] = {
         "cheapest_capacity": [min(v["cheapest_capacity"] for v in cells),

@@ -858,10 +858,11 @@ def _open_store(store: str) -> xr.Dataset:
 
 def _labels_as_object(ds: xr.Dataset) -> xr.Dataset:
     """Labels (categorical coordinates such as isb's ``structure``, agents) as the sweep returns
-    them in memory, object arrays of ``str``: Zarr v3 reads variable-length strings back as
-    NumPy's ``StringDType``, which xarray does not handle everywhere yet (``idxmin`` and
-    ``idxmax`` over such a coordinate raise)."""
-    names = [k for k, v in ds.variables.items() if v.dtype.kind == "T"]
+    them in memory, object arrays of ``str``. Before writing: Zarr v3 has a specified encoding
+    for variable-length strings only, not for fixed-width unicode. After reading: Zarr v3 reads
+    variable-length strings back as NumPy's ``StringDType``, which xarray does not handle
+    everywhere yet (``idxmin`` and ``idxmax`` over such a coordinate raise)."""
+    names = [k for k, v in ds.variables.items() if v.dtype.kind in "UT"]
     return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
         {k: ds[k].astype(object) for k in names if k not in ds.coords})
 

@@ -582,11 +582,11 @@ def save_dataset(spec: SweepSpec, ds, output: Path, *, overwrite: bool = False) 
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".zarr":
-        if overwrite:  # only a store that jaxgames wrote (checked before the run too)
-            from jaxgames._sweep import remove_store
+        from jaxgames._sweep import _labels_as_object, remove_store
 
+        if overwrite:  # only a store that jaxgames wrote (checked before the run too)
             remove_store(output)
-        _unicode_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
+        _labels_as_object(ds).to_zarr(output, mode="w-", consolidated=False)
         return
     if overwrite and output.exists() and not _is_jaxgames_netcdf(output):
         raise FileExistsError(f"{output} is not a netCDF file written by "
@@ -1703,14 +1703,6 @@ def _var_names(var) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- running
-
-
-def _unicode_as_object(ds):
-    """Fixed-width unicode arrays (labels) as variable-length strings: Zarr v3 has a
-    specified encoding for the latter only."""
-    names = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
-    return ds.assign_coords({k: ds[k].astype(object) for k in names if k in ds.coords}).assign(
-        {k: ds[k].astype(object) for k in names if k not in ds.coords})
 
 
 def _draw(spec: FigureSpec, ds):
