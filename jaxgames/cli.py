@@ -173,10 +173,11 @@ def _summary(spec, ds, seconds: float, output: Path, figures) -> str:
                                    f"{len(ds['output'])} outputs)"))
     else:
         conv = ds["converged"] if "converged" in ds else None
+        from jaxgames.sweepfile import _SUMMARY_OUTPUTS
+
         # One value per point: ``converged`` where the model solves, else its ``status`` or
         # ``assumptions_hold`` (a simulation such as isb has no convergence to report).
-        per_point = next((ds[k] for k in ("converged", "status", "assumptions_hold") if k in ds),
-                         None)
+        per_point = next((ds[k] for k in _SUMMARY_OUTPUTS if k in ds), None)
         n = int(per_point.size) if per_point is not None else None
         shape = " x ".join(f"{ds.sizes[d]} {d}" for d in (per_point.dims if per_point is not None
                                                            else ds.sizes))
